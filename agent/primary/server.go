@@ -1,0 +1,276 @@
+// Package primary is the central server of the sync API v5: it authenticates
+// sites, pins their hardware, takes their pushes, routes each record to the
+// other sites where its store is active, and serves central data by cursor.
+//
+// Imported only by agent/daemon (the wiring) and tests.
+package primary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"syncagent/agent/syncapi"
+	"syncagent/queue"
+)
+
+// Limits a primary enforces on every request.
+const (
+	DefaultMaxBody  = 16 << 20 // bytes of a request body, after gzip
+	DefaultMaxBatch = 5000     // records in one push, ids in one acknowledgement, limit of a pull
+	defaultPull     = 1000     // records in a pull when the client gives no limit
+)
+
+// Config is what the primary needs from the prefs.
+type Config struct {
+	Sites []SiteRow
+	// DisabledReason, when not empty, refuses every sync request with it
+	// (e.g. a site row carries a URL, which disables sync on a primary).
+	DisabledReason string
+	MaxBody        int64
+	MaxBatch       int
+}
+
+// Server serves the sync API v5 for a primary.
+type Server struct {
+	store *queue.Central
+	log   *slog.Logger
+	now   func() time.Time
+	auth  *authenticator
+
+	cfg   atomic.Pointer[Config]
+	sites atomic.Pointer[siteTable]
+}
+
+// New returns a primary serving store. now may be nil (time.Now).
+func New(store *queue.Central, cfg Config, log *slog.Logger, now func() time.Time) (*Server, error) {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{store: store, log: log.With("component", "primary"), now: now, auth: newAuthenticator(now)}
+	if err := s.Configure(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Verify reports whether cfg could be applied, without applying it.
+func (s *Server) Verify(cfg Config) error {
+	_, err := newSiteTable(cfg.Sites)
+	return err
+}
+
+// Configure applies new site rows live. Pre-pinned hardware IDs are seeded
+// for sites the primary has never seen.
+func (s *Server) Configure(cfg Config) error {
+	t, err := newSiteTable(cfg.Sites)
+	if err != nil {
+		return fmt.Errorf("cannot use site rows: %w", err)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	inUse := map[string]bool{}
+	for _, row := range t.byID {
+		inUse[row.PasswordHash] = true
+		if row.HardwareID == "" {
+			continue
+		}
+		st, err := s.store.Site(row.SyncID)
+		if err != nil {
+			return fmt.Errorf("cannot read site %d: %w", row.SyncID, err)
+		}
+		if st.HardwareID == "" && st.PinnedAt.IsZero() && st.LastContact.IsZero() {
+			if _, err := s.store.Pin(row.SyncID, row.HardwareID); err != nil {
+				return fmt.Errorf("cannot pre-pin site %d: %w", row.SyncID, err)
+			}
+		}
+	}
+	s.auth.forget(inUse)
+	s.cfg.Store(&cfg)
+	s.sites.Store(t)
+	return nil
+}
+
+// Handler returns the HTTP handler for the sync API, with its bounds.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(method, endpoint string, h func(http.ResponseWriter, *http.Request, *SiteRow)) {
+		mux.HandleFunc(method+" "+syncapi.PathPrefix+endpoint, s.authenticated(h))
+	}
+	route("GET", syncapi.EndpointSite, s.handleSite)
+	route("GET", syncapi.EndpointSiteStatus, s.handleSiteStatus)
+	route("POST", syncapi.EndpointInitialise, s.handleInitialise)
+	route("GET", syncapi.EndpointCentral, s.handleCentral)
+	route("GET", syncapi.EndpointQueued, s.handleQueued)
+	route("POST", syncapi.EndpointQueued, s.handlePush)
+	route("POST", syncapi.EndpointAcknowledged, s.handleAcknowledged)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, syncapi.PathPrefix) && knownEndpoint(strings.TrimPrefix(r.URL.Path, syncapi.PathPrefix)) {
+			syncapi.WriteError(w, r, syncapi.Errorf(http.StatusMethodNotAllowed, syncapi.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		syncapi.WriteError(w, r, syncapi.Errorf(http.StatusNotFound, syncapi.CodeNotFound, "no endpoint %s: the sync API lives under %s", r.URL.Path, syncapi.PathPrefix))
+	})
+	return mux
+}
+
+func knownEndpoint(e string) bool {
+	switch e {
+	case syncapi.EndpointSite, syncapi.EndpointSiteStatus, syncapi.EndpointInitialise, syncapi.EndpointCentral, syncapi.EndpointQueued, syncapi.EndpointAcknowledged:
+		return true
+	}
+	return false
+}
+
+// NewHTTPServer wraps h with the timeouts that keep slow or silent clients
+// from holding connections.
+func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// authenticated checks credentials, the version header and the hardware pin
+// before handing the request to h.
+func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, *SiteRow)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		row, e := s.admit(r)
+		if e != nil {
+			if e.Status >= 500 {
+				s.log.Error("request failed", "path", r.URL.Path, "err", e)
+			}
+			syncapi.WriteError(w, r, e)
+			return
+		}
+		h(w, r, row)
+	}
+}
+
+func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
+	caller, e := syncapi.ReadCaller(r)
+	if e != nil {
+		return nil, e
+	}
+	if reason := s.cfg.Load().DisabledReason; reason != "" {
+		return nil, syncapi.Errorf(http.StatusServiceUnavailable, syncapi.CodeSyncDisabled, "sync is disabled on the primary: %s", reason)
+	}
+	row := s.sites.Load().byUser[caller.User]
+	if row == nil {
+		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteNameNotFound, "no site has the user name %q", caller.User)
+	}
+	if e := s.auth.check(row, caller.PasswordSHA256); e != nil {
+		return nil, e
+	}
+	if caller.HardwareID == "" {
+		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)
+	}
+	if _, err := s.store.Pin(row.SyncID, caller.HardwareID); err != nil {
+		if errors.Is(err, queue.ErrHardwareMismatch) {
+			return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+				"site %d is pinned to another box; sync stays disabled for it until the pin is cleared on the primary", row.SyncID)
+		}
+		return nil, storageError(err)
+	}
+	if len(row.Stores) == 0 {
+		return nil, syncapi.Errorf(http.StatusForbidden, syncapi.CodeSiteHasNoStore, "site %d has no active store", row.SyncID)
+	}
+	if err := s.store.Touch(row.SyncID, s.now()); err != nil {
+		s.log.Warn("cannot record last contact", "site", row.SyncID, "err", err)
+	}
+	return row, nil
+}
+
+func storageError(err error) *syncapi.Error {
+	return syncapi.Errorf(http.StatusServiceUnavailable, syncapi.CodeStorage, "the primary could not store data (%v); retry later", err)
+}
+
+// Write is the primary's own write (local API on the primary): a store
+// record goes to every site where its store is active; a central record to
+// the central log every site reads.
+func (s *Server) Write(r queue.Record) (uint64, error) {
+	if err := r.Validate(); err != nil {
+		return 0, err
+	}
+	var dests []int
+	if store := r.StoreID(); store != "" {
+		dests = s.sites.Load().destinations(store, 1)
+	}
+	return s.store.Write(r, dests)
+}
+
+// Generate refills every site's queue with the store data it should hold:
+// the seed's "generate sync records" on a primary.
+func (s *Server) Generate(ctx context.Context) (int, error) {
+	total := 0
+	t := s.sites.Load()
+	for _, id := range t.ids {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n, err := s.fill(t.byID[id])
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (s *Server) fill(row *SiteRow) (int, error) {
+	return s.store.Fill(row.SyncID, func(r queue.Record) bool {
+		st := r.StoreID()
+		return st != "" && row.hasStore(st)
+	})
+}
+
+// Sites returns the configured rows with what the registry knows of them.
+func (s *Server) Sites() []SiteView {
+	t := s.sites.Load()
+	out := make([]SiteView, 0, len(t.ids))
+	for _, id := range t.ids {
+		row := t.byID[id]
+		st, err := s.store.Site(id)
+		if err != nil {
+			s.log.Warn("cannot read site state", "site", id, "err", err)
+		}
+		out = append(out, SiteView{SyncID: id, User: row.User, Stores: row.Stores, HardwareID: st.HardwareID,
+			LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(id)})
+	}
+	return out
+}
+
+// SiteView is one line of the primary's site list.
+type SiteView struct {
+	SyncID         int
+	User           string
+	Stores         []string
+	HardwareID     string
+	LastContact    time.Time
+	Initialisation string
+	QueueLength    int
+}
+
+// ClearPin clears a site's pinned hardware ID so the next box to call is
+// pinned instead.
+func (s *Server) ClearPin(id int) error {
+	if s.sites.Load().byID[id] == nil {
+		return fmt.Errorf("no site with sync_id %d", id)
+	}
+	return s.store.ClearPin(id)
+}
