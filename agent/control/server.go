@@ -1,0 +1,172 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Backend is what the daemon offers through the local API.
+type Backend interface {
+	Status() Status
+	Sync(ctx context.Context, retrieveOnly bool) (Cycle, error)
+	Check(ctx context.Context) (Check, error)
+	Generate(ctx context.Context, fresh bool) (Generated, error)
+	Sites() ([]Site, error)
+	ClearHardwareID(syncID int, code string) error
+	PutRecord(r Record) (Record, error)
+	GetRecord(table, id string) (Record, error)
+	DeleteRecord(table, id string) error
+	ListRecords(table, after string, limit int) ([]Record, error)
+	Reload() (Reload, error)
+	Unlock() (Unlock, error)
+}
+
+// Error is a local API failure with the HTTP status to answer.
+type Error struct {
+	Status int
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf returns an *Error.
+func Errorf(status int, format string, args ...any) error {
+	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// MaxBody bounds a local API request body.
+const MaxBody = 4 << 20
+
+// Handler routes the local API to b.
+func Handler(b Backend, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, f func(r *http.Request) (any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+			out, err := f(r)
+			if err != nil {
+				status := http.StatusInternalServerError
+				var ce *Error
+				if errors.As(err, &ce) {
+					status = ce.Status
+				}
+				if status >= 500 {
+					log.Warn("local API call failed", "path", r.URL.Path, "err", err)
+				}
+				writeJSON(w, status, ErrorBody{Error: err.Error()})
+				return
+			}
+			writeJSON(w, http.StatusOK, out)
+		})
+	}
+	handle("GET /v1/status", func(*http.Request) (any, error) { return b.Status(), nil })
+	handle("POST /v1/sync", func(r *http.Request) (any, error) { return b.Sync(r.Context(), false) })
+	handle("POST /v1/retrieve", func(r *http.Request) (any, error) { return b.Sync(r.Context(), true) })
+	handle("POST /v1/check", func(r *http.Request) (any, error) { return b.Check(r.Context()) })
+	handle("POST /v1/generate", func(r *http.Request) (any, error) {
+		switch mode := r.URL.Query().Get("mode"); mode {
+		case "new", "existing":
+			return b.Generate(r.Context(), mode == "new")
+		default:
+			return nil, Errorf(http.StatusBadRequest, "generate needs mode new or existing, not %q", mode)
+		}
+	})
+	handle("GET /v1/sites", func(*http.Request) (any, error) { return b.Sites() })
+	handle("POST /v1/sites/{id}/clear-hwid", func(r *http.Request) (any, error) {
+		id, err := strconv.Atoi(r.PathValue("id"))
+		if err != nil {
+			return nil, Errorf(http.StatusBadRequest, "site id %q is not a number", r.PathValue("id"))
+		}
+		var body struct {
+			Code string `json:"code"`
+		}
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return struct{}{}, b.ClearHardwareID(id, body.Code)
+	})
+	handle("PUT /v1/records/{table}/{id}", func(r *http.Request) (any, error) {
+		var data json.RawMessage
+		if err := decode(r, &data); err != nil {
+			return nil, err
+		}
+		return b.PutRecord(Record{Table: r.PathValue("table"), ID: r.PathValue("id"), Data: data})
+	})
+	handle("GET /v1/records/{table}/{id}", func(r *http.Request) (any, error) {
+		return b.GetRecord(r.PathValue("table"), r.PathValue("id"))
+	})
+	handle("DELETE /v1/records/{table}/{id}", func(r *http.Request) (any, error) {
+		return struct{}{}, b.DeleteRecord(r.PathValue("table"), r.PathValue("id"))
+	})
+	handle("GET /v1/records/{table}", func(r *http.Request) (any, error) {
+		limit := 1000
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				return nil, Errorf(http.StatusBadRequest, "limit must be 1 to 10000")
+			}
+			limit = n
+		}
+		return b.ListRecords(r.PathValue("table"), r.URL.Query().Get("after"), limit)
+	})
+	handle("POST /v1/prefs/reload", func(*http.Request) (any, error) { return b.Reload() })
+	handle("GET /v1/unlock", func(*http.Request) (any, error) { return b.Unlock() })
+	return mux
+}
+
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return Errorf(http.StatusRequestEntityTooLarge, "request body too large or unreadable: %v", err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return Errorf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// Listen opens the control socket at path, replacing a stale socket file left
+// by a killed agent but refusing to steal one a live agent answers on.
+func Listen(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("cannot use control socket %s: a file that is not a socket is in the way", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another syncagent is already running (it answers on %s)", path)
+		}
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on control socket %s: %w", path, err)
+	}
+	// Apps in the agent's group may use the local API; nobody else.
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("cannot set the control socket's mode: %w", err)
+	}
+	return l, nil
+}
+
+// NewServer returns an http.Server for the control socket, with the timeouts
+// a local API needs (a sync request may legitimately take minutes).
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+}
