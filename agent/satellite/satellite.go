@@ -56,6 +56,7 @@ type Satellite struct {
 	push, pull *adapt.Sizer // owned by the cycle goroutine
 
 	lastExchange syncapi.Exchange // set by client.Observe during a call; owned by the cycle goroutine
+	progress     func()           // told of every exchange; set before the first cycle
 	singleFails  int              // consecutive failures of a one-record push; owned by the cycle goroutine
 
 	mu     sync.Mutex
@@ -79,10 +80,19 @@ type Result struct {
 // New returns a satellite. The client's Observe hook is taken over.
 func New(store *queue.Local, client *syncapi.Client, cfg Config, log *slog.Logger, clock adapt.Clock) *Satellite {
 	s := &Satellite{store: store, client: client, log: log.With("component", "satellite"), clock: clock}
-	client.Observe = func(ex syncapi.Exchange) { s.lastExchange = ex }
+	client.Observe = func(ex syncapi.Exchange) {
+		s.lastExchange = ex
+		if s.progress != nil {
+			s.progress()
+		}
+	}
 	s.Configure(cfg)
 	return s
 }
+
+// OnProgress sets a function told of every exchange with the primary (the
+// daemon's watchdog uses it as a sign of life). Call it before the first cycle.
+func (s *Satellite) OnProgress(f func()) { s.progress = f }
 
 // Configure applies new settings live; learned sizes are kept when the
 // request size stays adaptive.
