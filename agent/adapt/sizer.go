@@ -1,0 +1,426 @@
+package adapt
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// Outcome is how a request ended, as far as the sizer cares.
+type Outcome int
+
+const (
+	// OK: the request completed and the peer took it.
+	OK Outcome = iota
+	// Failed: the link broke it: connection reset, broken body, HTTP 5xx.
+	Failed
+	// TooLarge: the peer refused the size (HTTP 413).
+	TooLarge
+	// TimedOut: the request ran out its deadline.
+	TimedOut
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OK:
+		return "ok"
+	case Failed:
+		return "failed"
+	case TooLarge:
+		return "too large"
+	case TimedOut:
+		return "timed out"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Observation is what one request showed.
+type Observation struct {
+	Records int // records in the batch (for a pull: records asked for, or received)
+	// Bytes on the wire, both directions, counted the way the caller slices
+	// batches (for a failure: what the request was to carry).
+	Bytes   int
+	Elapsed time.Duration
+	Outcome Outcome
+	// Full: the batch was as large as the limit allowed. A short final
+	// batch says nothing about growing.
+	Full bool
+}
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMinRecords = 1
+	DefaultMaxRecords = 5000
+	DefaultMaxBytes   = 4 << 20
+	DefaultDeadline   = 25 * time.Second
+)
+
+// Config bounds a Sizer. Zero fields take the defaults above.
+type Config struct {
+	// Fixed > 0 honours the prefs' fixed request_size: Limit always offers
+	// that many records (capped at MaxRecords), except that a failed batch is
+	// re-sliced until the next success.
+	Fixed      int
+	MinRecords int // auto never goes below this (at least 1)
+	MaxRecords int // auto never goes above this
+	MaxBytes   int // byte cap of any request
+	// Deadline of each request; shorter than the watchdog interval. Auto
+	// never plans a request expected to take more than half of it.
+	Deadline time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MinRecords < 1 {
+		c.MinRecords = DefaultMinRecords
+	}
+	if c.MaxRecords <= 0 {
+		c.MaxRecords = DefaultMaxRecords
+	}
+	c.MaxRecords = max(c.MaxRecords, c.MinRecords)
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.Deadline <= 0 {
+		c.Deadline = DefaultDeadline
+	}
+	if c.Fixed > 0 {
+		c.Fixed = min(c.Fixed, c.MaxRecords)
+	}
+	return c
+}
+
+// Estimate is what the sizer believes about the link, and its next limit.
+type Estimate struct {
+	RTT            time.Duration // fixed cost of a request (0: not measured yet)
+	BytesPerSec    float64       // throughput (0: not measured yet)
+	FailuresPerSec float64       // failures per second of exposure
+	Records, Bytes int           // the next Limit
+}
+
+// SetAsideAfter is how many times in a row a one-record batch must fail
+// before SetAside agrees to set it aside (a 413 needs only one).
+const SetAsideAfter = 3
+
+const (
+	initialBytes       = 64 << 10 // first auto budget, before anything is known
+	assumedRecordBytes = 1 << 10  // bytes per record until one is measured
+	perRecordSmoothing = 0.25     // weight of the newest bytes-per-record sample
+	ceilingLifetime    = 24 * time.Hour
+	// setAsideChance: a record is set aside only if the link's own failure
+	// rate explains its run of failures with less than this probability.
+	setAsideChance = 0.01
+)
+
+// Sizer chooses the size of each sync request from what earlier requests
+// showed. One Sizer serves one direction (push or pull) of one link. It is
+// safe for concurrent use (Observe and Limit come from the sync loop, String
+// and Estimate from status).
+type Sizer struct {
+	cfg   Config
+	clock Clock
+
+	mu          sync.Mutex
+	budget      float64 // auto: bytes the next request may carry; guarded by mu
+	perRecord   float64 // smoothed bytes per record; 0 unknown
+	fit         linkFit
+	hz          hazard
+	maxOK       float64   // largest successful request, bytes
+	ceiling     float64   // from a 413: never plan above it; 0 none
+	ceilingAt   time.Time // when the ceiling was set; it expires after ceilingLifetime
+	reslice     int       // records cap after a failure, until the next success; 0 none
+	resliceB    float64   // fixed mode: bytes cap after a failure, until the next success
+	singleLarge bool      // the last observation was a one-record 413
+	runCount    int       // one-record failures in a row
+	runExposure float64   // their exposure, seconds
+	setAside    bool      // SetAside said yes since the last success
+}
+
+// NewSizer returns a Sizer that starts small (64 KiB) in auto mode.
+func NewSizer(cfg Config, clock Clock) *Sizer {
+	cfg = cfg.withDefaults()
+	return &Sizer{cfg: cfg, clock: clock, budget: min(initialBytes, float64(cfg.MaxBytes))}
+}
+
+// Limit returns the next batch's bounds: at most records records and about
+// bytes bytes. A batch always holds at least one record, even one larger
+// than bytes.
+func (s *Sizer) Limit() (records, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limitLocked()
+}
+
+func (s *Sizer) limitLocked() (records, bytes int) {
+	var b float64
+	if s.cfg.Fixed > 0 {
+		records, b = s.cfg.Fixed, float64(s.cfg.MaxBytes)
+		if c := s.ceilingLocked(); c > 0 {
+			b = min(b, c)
+		}
+		if s.resliceB > 0 {
+			b = min(b, s.resliceB)
+		}
+	} else {
+		b = s.budget
+		per := s.perRecord
+		if per <= 0 {
+			per = assumedRecordBytes
+		}
+		records = int(min(b/per, float64(s.cfg.MaxRecords)))
+		records = max(s.cfg.MinRecords, min(s.cfg.MaxRecords, records))
+	}
+	if s.reslice > 0 {
+		records = min(records, s.reslice)
+	}
+	return max(1, records), max(1, int(b))
+}
+
+// ceilingLocked returns the 413 ceiling in force, forgetting one that has
+// expired (the server's limit may have been raised).
+func (s *Sizer) ceilingLocked() float64 {
+	if s.ceiling > 0 && s.clock.Now().Sub(s.ceilingAt) > ceilingLifetime {
+		s.ceiling = 0
+	}
+	return s.ceiling
+}
+
+// boundsLocked returns the smallest and largest byte budget auto may plan:
+// at least MinRecords records, at most MaxBytes, the 413 ceiling, and what
+// the link is expected to carry in half the deadline.
+func (s *Sizer) boundsLocked() (lo, hi float64) {
+	lo = max(1, s.perRecord*float64(s.cfg.MinRecords))
+	hi = float64(s.cfg.MaxBytes)
+	if c := s.ceilingLocked(); c > 0 {
+		hi = min(hi, c)
+	}
+	if s.fit.Seen && s.fit.PerByte > 0 {
+		hi = min(hi, (s.cfg.Deadline.Seconds()/2-s.fit.RTT)/s.fit.PerByte)
+	}
+	return lo, max(lo, hi)
+}
+
+// targetLocked is the budget that maximises expected goodput.
+func (s *Sizer) targetLocked() float64 {
+	lo, hi := s.boundsLocked()
+	if !s.fit.Seen {
+		return hi
+	}
+	return bestBytes(&s.fit, &s.hz, s.cfg.Deadline.Seconds(), lo, hi)
+}
+
+// Observe learns from one request. After a failure the next Limit is
+// smaller than the failed batch (unless it was one record): the caller must
+// re-slice that batch at the new Limit, never resend it whole.
+//
+// Do not observe a request that never reached the peer (dial, DNS or
+// refused connection): that says the link is down, not that the batch was
+// too big; wait on a Backoff instead. Refusals of the content (4xx other
+// than 413) say nothing about the link either.
+func (s *Sizer) Observe(o Observation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := float64(max(0, o.Bytes))
+	sec := max(0, o.Elapsed.Seconds())
+	if o.Outcome == TimedOut {
+		sec = max(sec, s.cfg.Deadline.Seconds())
+	}
+	if o.Records > 0 && b > 0 && (o.Outcome == OK || s.perRecord == 0) {
+		sample := b / float64(o.Records)
+		if s.perRecord == 0 {
+			s.perRecord = sample
+		} else {
+			s.perRecord += perRecordSmoothing * (sample - s.perRecord)
+		}
+	}
+	s.singleLarge = false
+	if o.Records != 1 || o.Outcome == OK {
+		s.runCount, s.runExposure = 0, 0
+	}
+
+	switch o.Outcome {
+	case OK:
+		s.fit.add(b, sec)
+		s.hz.add(sec, false, false)
+		s.maxOK = max(s.maxOK, b)
+		s.reslice, s.resliceB, s.setAside = 0, 0, false
+		s.adjustAfterSuccessLocked(b, o.Full)
+	case TooLarge:
+		s.hz.add(sec, false, false)
+		size := s.failedSizeLocked(o)
+		c := size / 2
+		if s.maxOK > 0 && s.maxOK < size {
+			c = s.maxOK
+		}
+		if old := s.ceilingLocked(); old > 0 {
+			c = min(c, old)
+		}
+		s.ceiling, s.ceilingAt = max(1, c), s.clock.Now()
+		s.singleLarge = o.Records == 1
+		s.cutLocked(o, s.ceiling)
+	default: // Failed, TimedOut
+		s.hz.add(sec, true, o.Outcome == TimedOut)
+		if o.Records == 1 {
+			s.runCount++
+			s.runExposure += sec
+		}
+		s.cutLocked(o, s.failedSizeLocked(o)/2)
+	}
+	s.budget = s.clampLocked(s.budget)
+}
+
+// adjustAfterSuccessLocked grows the auto budget after a clean full-size
+// success (×2 while the link has shown no failures, more gently towards the
+// optimum once it has), and lets it down towards the optimum when the
+// optimum has fallen below it.
+func (s *Sizer) adjustAfterSuccessLocked(b float64, full bool) {
+	if s.cfg.Fixed > 0 {
+		return
+	}
+	target := s.targetLocked()
+	switch {
+	case full && s.budget < target:
+		factor := 2.0
+		if s.hz.Resets+s.hz.Hangs > 0 {
+			factor = max(1, min(2, math.Sqrt(target/s.budget)))
+		}
+		s.budget = max(s.budget, min(target, b*factor))
+	case s.budget > target:
+		s.budget = max(target, s.budget/2)
+	}
+}
+
+// cutLocked re-slices after a failed batch: at most half its records, and
+// a byte bound of at most limit: the auto budget drops to it (and stays, as
+// learned), a fixed size keeps it as a cap until the next success. The
+// batch's size is o.Bytes when it says how many records it carried;
+// otherwise (a pull that broke before any record arrived) the budget.
+func (s *Sizer) cutLocked(o Observation, limit float64) {
+	if o.Records > 0 {
+		s.reslice = max(1, o.Records/2)
+	}
+	if s.cfg.Fixed > 0 {
+		s.resliceB = max(1, limit)
+		return
+	}
+	s.budget = min(s.budget, limit)
+}
+
+// failedSizeLocked is the size of the batch a failure belongs to.
+func (s *Sizer) failedSizeLocked(o Observation) float64 {
+	if o.Records > 0 && o.Bytes > 0 {
+		return float64(o.Bytes)
+	}
+	if s.cfg.Fixed > 0 {
+		_, b := s.limitLocked()
+		return float64(b)
+	}
+	return s.budget
+}
+
+func (s *Sizer) clampLocked(budget float64) float64 {
+	lo, hi := s.boundsLocked()
+	if math.IsNaN(budget) {
+		return lo
+	}
+	return max(lo, min(hi, budget))
+}
+
+// SetAside reports whether a batch of ONE record that has now failed
+// consecutiveSingleFailures times in a row should be set aside (kept out of
+// the queue with a clear error) rather than block it. Yes at once after a
+// 413 for that one record; otherwise only after SetAsideAfter failures, and
+// only if the link's own failure rate makes such a run unlikely (under 1%).
+// It says yes at most once between two successful requests, so a server that
+// fails everything costs at most one record set aside, not the queue.
+func (s *Sizer) SetAside(consecutiveSingleFailures int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := consecutiveSingleFailures
+	if s.setAside || n < 1 {
+		return false
+	}
+	if s.singleLarge {
+		s.setAside = true
+		return true
+	}
+	if n < SetAsideAfter {
+		return false
+	}
+	t := s.fit.seconds(s.perRecord)
+	if s.runCount > 0 {
+		t = max(t, s.runExposure/float64(s.runCount))
+	}
+	linkFails := 1 - math.Exp(-s.hz.perSecond()*t)
+	if math.Pow(linkFails, float64(n)) >= setAsideChance {
+		return false
+	}
+	s.setAside = true
+	return true
+}
+
+// Estimate returns the current link estimate and next limit.
+func (s *Sizer) Estimate() Estimate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := Estimate{FailuresPerSec: s.hz.perSecond()}
+	if s.fit.Seen {
+		e.RTT = time.Duration(s.fit.RTT * float64(time.Second))
+		if s.fit.PerByte > 0 {
+			e.BytesPerSec = 1 / s.fit.PerByte
+		}
+	}
+	e.Records, e.Bytes = s.limitLocked()
+	return e
+}
+
+// String is one short line for status, e.g.
+// "auto 200 rec/256KiB · rtt 310ms · 96KB/s · 0.01 fail/s".
+func (s *Sizer) String() string {
+	e := s.Estimate()
+	mode := "auto"
+	if s.cfg.Fixed > 0 {
+		mode = "fixed"
+	}
+	head := fmt.Sprintf("%s %d rec/%s", mode, e.Records, formatSize(e.Bytes))
+	if e.BytesPerSec == 0 && e.RTT == 0 {
+		return head + " · no link estimate yet"
+	}
+	return fmt.Sprintf("%s · rtt %s · %s · %.2g fail/s", head, formatRTT(e.RTT), formatRate(e.BytesPerSec), e.FailuresPerSec)
+}
+
+func formatSize(b int) string {
+	switch {
+	case b < 1<<10:
+		return fmt.Sprintf("%dB", b)
+	case b < 1<<20:
+		return fmt.Sprintf("%dKiB", b>>10)
+	default:
+		return trimZero(fmt.Sprintf("%.1f", float64(b)/(1<<20))) + "MiB"
+	}
+}
+
+func formatRate(bps float64) string {
+	switch {
+	case bps < 1e3:
+		return fmt.Sprintf("%.0fB/s", bps)
+	case bps < 1e6:
+		return fmt.Sprintf("%.0fKB/s", bps/1e3)
+	default:
+		return trimZero(fmt.Sprintf("%.1f", bps/1e6)) + "MB/s"
+	}
+}
+
+func formatRTT(d time.Duration) string {
+	if d >= 10*time.Millisecond {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}
+
+func trimZero(s string) string {
+	if len(s) > 2 && s[len(s)-2:] == ".0" {
+		return s[:len(s)-2]
+	}
+	return s
+}
