@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"syncagent/agent/control"
+	"syncagent/agent/prefs"
+)
+
+// client connects to the running agent named by --socket or the prefs.
+func (e *env) client() *control.Client {
+	if e.socket != "" {
+		return control.NewClient(e.socket)
+	}
+	if p, err := prefs.Load(e.prefs); err == nil {
+		return control.NewClient(p.Paths.ControlSocket)
+	}
+	// The file may be invalid while the agent runs its last good prefs: read
+	// just the socket path, leniently.
+	var loose struct {
+		Paths struct {
+			ControlSocket string `toml:"control_socket"`
+		} `toml:"paths"`
+	}
+	if _, err := toml.DecodeFile(e.prefs, &loose); err == nil && loose.Paths.ControlSocket != "" {
+		return control.NewClient(loose.Paths.ControlSocket)
+	}
+	return control.NewClient("/run/syncagent/control.sock")
+}
+
+// quick bounds calls that should answer at once.
+func (e *env) quick() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(e.ctx, control.DefaultTimeout)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func init() {
+	var asJSON bool
+	jsonFlag := func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") }
+
+	register(&command{name: "status", summary: "show role, last sync, outbox and queues, request size and prefs state", nargs: [2]int{0, 0}, flags: jsonFlag,
+		run: func(e *env, _ []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			st, err := e.client().Status(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(e.stdout, st)
+			}
+			printStatus(e.stdout, st, time.Now())
+			return nil
+		}})
+
+	var timeout time.Duration
+	cycleFlags := func(fs *flag.FlagSet) {
+		jsonFlag(fs)
+		fs.DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after `DURATION`")
+	}
+	cycle := func(retrieve bool) func(e *env, _ []string) error {
+		return func(e *env, _ []string) error {
+			ctx, cancel := context.WithTimeout(e.ctx, timeout)
+			defer cancel()
+			c, err := e.client().Sync(ctx, retrieve)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				printJSON(e.stdout, c)
+			} else {
+				fmt.Fprintf(e.stdout, "%s: pushed %d, pulled %d, applied %d, set aside %d, took %s\n", c.Kind, c.Pushed, c.Pulled, c.Applied, c.SetAside, c.Finished.Sub(c.Started).Round(time.Millisecond))
+			}
+			if c.Error != "" {
+				return fmt.Errorf("%s failed: %s%s", c.Kind, c.Error, adviceSuffix(c.Advice))
+			}
+			return nil
+		}
+	}
+	register(&command{name: "sync", summary: "run a full sync cycle now (push, then pull) and wait for its result", nargs: [2]int{0, 0}, flags: cycleFlags, run: cycle(false)})
+	register(&command{name: "retrieve", summary: "pull the records waiting for this site on the primary now", nargs: [2]int{0, 0}, flags: cycleFlags, run: cycle(true)})
+
+	register(&command{name: "check", summary: "check the connection to the primary: reachable, TLS, login, hardware ID, round trip", nargs: [2]int{0, 0}, flags: jsonFlag,
+		help: "Works whatever the lock state. Refuses with the reason when sync is disabled (sync_id = 0).",
+		run: func(e *env, _ []string) error {
+			ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+			defer cancel()
+			c, err := e.client().Check(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				printJSON(e.stdout, c)
+			} else {
+				tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintf(tw, "primary\t%s\n", c.URL)
+				fmt.Fprintf(tw, "reachable\t%s\n", yesNo(c.Reachable))
+				fmt.Fprintf(tw, "tls\t%s\n", c.TLS)
+				fmt.Fprintf(tw, "authenticated\t%s\n", yesNo(c.Authenticated))
+				fmt.Fprintf(tw, "hardware ID accepted\t%s\n", yesNo(c.HardwareAccepted))
+				fmt.Fprintf(tw, "round trip\t%d ms\n", c.RoundTripMS)
+				tw.Flush()
+			}
+			if c.Error != "" {
+				return fmt.Errorf("connection check failed: %s%s", c.Error, adviceSuffix(c.Advice))
+			}
+			return nil
+		}})
+
+	var fresh, existing bool
+	register(&command{name: "generate", args: "--new | --existing", summary: "generate sync records: re-queue this site's data (on the primary: refill every site's queue)", nargs: [2]int{0, 0},
+		help: `On a satellite, --existing re-queues the store data of its active stores;
+--new does that too and also re-reads central data and asks the primary to
+refill this site's queue (a full refresh). On the primary both refill every
+site's queue with the store data it should hold.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&fresh, "new", false, "system and store data: a full refresh")
+			fs.BoolVar(&existing, "existing", false, "store data of the active stores only")
+		},
+		run: func(e *env, _ []string) error {
+			if fresh == existing {
+				return usagef("generate needs exactly one of --new or --existing")
+			}
+			ctx, cancel := context.WithTimeout(e.ctx, 30*time.Minute)
+			defer cancel()
+			g, err := e.client().Generate(ctx, fresh)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "queued %d records; they go out with the next sync (or run `syncagent sync`)\n", g.Queued)
+			return nil
+		}})
+
+	register(&command{name: "prefs reload", summary: "re-read the prefs file now (also on SIGHUP and when the file changes)", nargs: [2]int{0, 0},
+		run: func(e *env, _ []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			r, err := e.client().Reload(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "prefs:", r.State)
+			if r.State != "ok" {
+				return fmt.Errorf("prefs not applied: %s", r.State)
+			}
+			return nil
+		}})
+}
+
+func adviceSuffix(a string) string {
+	if a == "" {
+		return ""
+	}
+	return " — " + a
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printStatus(w io.Writer, st control.Status, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "role\t%s (sync_id %d)\n", st.Role, st.SyncID)
+	fmt.Fprintf(tw, "hardware ID\t%s\n", st.HardwareID)
+	fmt.Fprintf(tw, "version\t%s, up since %s\n", st.Version, st.StartedAt.Local().Format(time.DateTime))
+	if st.SyncEnabled {
+		fmt.Fprintf(tw, "sync\ton, every %s\n", st.Interval)
+	} else {
+		fmt.Fprintf(tw, "sync\toff: %s\n", st.DisabledReason)
+	}
+	if st.LastSync != nil {
+		c := st.LastSync
+		res := fmt.Sprintf("ok (pushed %d, pulled %d, applied %d)", c.Pushed, c.Pulled, c.Applied)
+		if c.Error != "" {
+			res = "failed: " + c.Error + adviceSuffix(c.Advice)
+		}
+		fmt.Fprintf(tw, "last sync\t%s, %s\n", c.Finished.Local().Format(time.DateTime), res)
+	} else if st.Role != "primary" {
+		fmt.Fprintf(tw, "last sync\tnone yet\n")
+	}
+	if !st.LastSuccess.IsZero() {
+		fmt.Fprintf(tw, "last success\t%s\n", st.LastSuccess.Local().Format(time.DateTime))
+	}
+	if !st.NextSync.IsZero() {
+		fmt.Fprintf(tw, "next sync\t%s (in %s)\n", st.NextSync.Local().Format(time.DateTime), st.NextSync.Sub(now).Round(time.Second))
+	}
+	if st.Role != "primary" {
+		fmt.Fprintf(tw, "outbox\t%d records waiting to be pushed\n", st.OutboxLength)
+		if st.SetAside > 0 {
+			fmt.Fprintf(tw, "set aside\t%d records (refused or failing alone; see the journal)\n", st.SetAside)
+		}
+		fmt.Fprintf(tw, "records\t%d in the datafile\n", st.Records)
+	}
+	fmt.Fprintf(tw, "request size\t%s\n", st.RequestSize)
+	if st.PushSizer != "" {
+		fmt.Fprintf(tw, "  push\t%s\n", st.PushSizer)
+		fmt.Fprintf(tw, "  pull\t%s\n", st.PullSizer)
+	}
+	if st.Role == "primary" {
+		total := 0
+		for _, q := range st.Queues {
+			total += q.QueueLength
+		}
+		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them)\n", len(st.Queues), total)
+	}
+	p := st.Prefs
+	state := p.State
+	if p.Error != "" {
+		state += ": " + p.Error
+	}
+	fmt.Fprintf(tw, "prefs\t%s (%s)\n", state, p.File)
+	fmt.Fprintf(tw, "locked digest\t%s\n", p.Digest)
+	if p.UnlockedBy != "" {
+		fmt.Fprintf(tw, "unlocked by\t%s\n", p.UnlockedBy)
+	}
+	if !p.WindowUntil.IsZero() {
+		fmt.Fprintf(tw, "window open until\t%s\n", p.WindowUntil.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+}
+
+func init() {
+	var filter, sortBy string
+	var reverse, asJSON bool
+	register(&command{name: "sites", summary: "list the sites this box syncs with (on the primary: every site, its pin, last contact and queue)", nargs: [2]int{0, 0},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&filter, "filter", "", "only sites whose sync ID or user name starts with `PREFIX`")
+			fs.StringVar(&sortBy, "sort", "id", "order by id, user or last-sync")
+			fs.BoolVar(&reverse, "reverse", false, "reverse the order")
+			fs.BoolVar(&asJSON, "json", false, "print JSON")
+		},
+		run: func(e *env, _ []string) error {
+			less, ok := siteOrders[sortBy]
+			if !ok {
+				return usagef("--sort must be id, user or last-sync, not %q", sortBy)
+			}
+			ctx, cancel := e.quick()
+			defer cancel()
+			sites, err := e.client().Sites(ctx)
+			if err != nil {
+				return err
+			}
+			sites = filterSites(sites, filter)
+			sort.SliceStable(sites, func(i, j int) bool {
+				if reverse {
+					return less(sites[j], sites[i])
+				}
+				return less(sites[i], sites[j])
+			})
+			if asJSON {
+				return printJSON(e.stdout, sites)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "SYNC ID\tUSER\tHARDWARE ID\tLAST CONTACT\tQUEUE\tURL")
+			for _, s := range sites {
+				last := "never"
+				if !s.LastContact.IsZero() {
+					last = s.LastContact.Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.SyncID, s.User, orDash(s.HardwareID), last, s.QueueLength, orDash(s.URL))
+			}
+			return tw.Flush()
+		}})
+
+	var code string
+	register(&command{name: "sites clear-hwid", args: "SYNC_ID [--code CODE]", summary: "clear a site's pinned hardware ID on the primary, so a replaced box can sync", nargs: [2]int{1, 1},
+		help: "Needs an unlock code bound to this operation, or an open maintenance window.\nWithout --code it prints the change digest to send to the vendor.",
+		flags: func(fs *flag.FlagSet) { fs.StringVar(&code, "code", "", "unlock `CODE` for this operation") },
+		run: func(e *env, args []string) error {
+			id, err := strconv.Atoi(args[0])
+			if err != nil || id < 2 {
+				return usagef("SYNC_ID must be a site's sync ID (a number above 1), not %q", args[0])
+			}
+			ctx, cancel := e.quick()
+			defer cancel()
+			if err := e.client().ClearHardwareID(ctx, id, code); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "site %d: hardware ID pin cleared; the next box to sync as this site will be pinned\n", id)
+			return nil
+		}})
+}
+
+var siteOrders = map[string]func(a, b control.Site) bool{
+	"id":        func(a, b control.Site) bool { return a.SyncID < b.SyncID },
+	"user":      func(a, b control.Site) bool { return a.User < b.User },
+	"last-sync": func(a, b control.Site) bool { return a.LastContact.Before(b.LastContact) },
+}
+
+func filterSites(sites []control.Site, prefix string) []control.Site {
+	if prefix == "" {
+		return sites
+	}
+	out := sites[:0]
+	for _, s := range sites {
+		if strings.HasPrefix(strconv.Itoa(s.SyncID), prefix) || strings.HasPrefix(s.User, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

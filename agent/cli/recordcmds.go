@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+
+	"syncagent/agent/control"
+)
+
+func init() {
+	var data string
+	register(&command{name: "record put", args: "TABLE ID --data JSON", summary: "write a record (datafile and outbox as one unit)", nargs: [2]int{2, 2},
+		help:  `--data is the record as a JSON object. On a satellite a record belongs to one of the site's stores: put its store in "store_ID".`,
+		flags: func(fs *flag.FlagSet) { fs.StringVar(&data, "data", "", "the record as a JSON `OBJECT`") },
+		run: func(e *env, args []string) error {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(data), &obj); err != nil || obj == nil {
+				return usagef("--data must be a JSON object, e.g. --data '{\"store_ID\":\"store-a\",\"name\":\"amoxicillin\"}'")
+			}
+			ctx, cancel := e.quick()
+			defer cancel()
+			r, err := e.client().PutRecord(ctx, args[0], args[1], json.RawMessage(data))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s %s/%s\n", r.Action, r.Table, r.ID)
+			return nil
+		}})
+	register(&command{name: "record get", args: "TABLE ID", summary: "print a record as JSON", nargs: [2]int{2, 2},
+		run: func(e *env, args []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			r, err := e.client().GetRecord(ctx, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return printJSON(e.stdout, r)
+		}})
+	register(&command{name: "record delete", args: "TABLE ID", summary: "delete a record (the delete is synced too)", nargs: [2]int{2, 2},
+		run: func(e *env, args []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			if err := e.client().DeleteRecord(ctx, args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deleted %s/%s\n", args[0], args[1])
+			return nil
+		}})
+	var after string
+	var limit int
+	register(&command{name: "record list", args: "TABLE", summary: "list a table's records, one JSON object a line", nargs: [2]int{1, 1},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&after, "after", "", "start after record `ID` (paging)")
+			fs.IntVar(&limit, "limit", 1000, "at most `N` records")
+		},
+		run: func(e *env, args []string) error {
+			if limit < 1 || limit > 10000 {
+				return usagef("--limit must be 1 to 10000")
+			}
+			ctx, cancel := e.quick()
+			defer cancel()
+			recs, err := e.client().ListRecords(ctx, args[0], after, limit)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(e.stdout)
+			for _, r := range recs {
+				enc.Encode(control.Record{Table: r.Table, ID: r.ID, Data: r.Data})
+			}
+			return nil
+		}})
+}

@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"syncagent/agent/unlock"
+)
+
+func init() {
+	var asJSON bool
+	var code string
+	register(&command{name: "unlock", args: "[--code CODE] [--json]", summary: "the technician's unlock: print what to send the vendor, or apply a code", nargs: [2]int{0, 0},
+		help: `Without --code: prints this box's hardware ID, the digest of the pending
+locked change (the file on disk against the running prefs) and a one-line
+request to send to the vendor.
+
+With --code: writes the code into [unlock] code of the prefs file; the agent
+reloads and applies the change if the code is valid for it (or opens a
+maintenance window), and this command prints the result.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&asJSON, "json", false, `print {"hardware_id": …, "change_digest": …}`)
+			fs.StringVar(&code, "code", "", "unlock `CODE` from the vendor")
+		},
+		run: func(e *env, _ []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			c := e.client()
+			if code != "" {
+				if err := writeUnlockCode(e.prefs, code); err != nil {
+					return err
+				}
+				r, err := c.Reload(ctx)
+				if err != nil {
+					return fmt.Errorf("code written to %s, but the agent did not answer: %w", e.prefs, err)
+				}
+				fmt.Fprintln(e.stdout, "prefs:", r.State)
+				if r.State != "ok" {
+					return fmt.Errorf("code written to %s but not accepted: %s", e.prefs, r.State)
+				}
+				return nil
+			}
+			u, err := c.Unlock(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(e.stdout, map[string]string{"hardware_id": u.HardwareID, "change_digest": u.ChangeDigest})
+			}
+			fmt.Fprintf(e.stdout, "hardware ID    %s\nchange digest  %s\n", u.HardwareID, u.ChangeDigest)
+			if !u.Pending {
+				fmt.Fprintln(e.stdout, "(no locked change is pending: edit the prefs file first, or ask for a maintenance-window code)")
+			}
+			fmt.Fprintf(e.stdout, "send this to the vendor:\n  %s\n", u.Request)
+			return nil
+		}})
+
+	var out string
+	var number int
+	register(&command{name: "authcode keygen", args: "--out DIR --number N", summary: "vendor: make a key pair for signing unlock codes", nargs: [2]int{0, 0},
+		help: "Writes DIR/vendor-N.key (private, mode 0600: keep it at the vendor) and\nDIR/vendor-N.pub (one keyring line: concatenate such lines into a keyring).",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&out, "out", "", "write the key files into `DIR`")
+			fs.IntVar(&number, "number", -1, "key number `N`, 0 to 15")
+		},
+		run: func(e *env, _ []string) error {
+			if out == "" || number < 0 {
+				return usagef("authcode keygen needs --out DIR and --number N")
+			}
+			pub, priv, err := unlock.Keygen(number)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			keyPath := filepath.Join(out, fmt.Sprintf("vendor-%d.key", number))
+			f, err := os.OpenFile(keyPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("cannot create %s (an existing key is never overwritten): %w", keyPath, err)
+			}
+			if _, err := f.Write(priv); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			pubPath := filepath.Join(out, fmt.Sprintf("vendor-%d.pub", number))
+			if err := os.WriteFile(pubPath, []byte(pub), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s (secret) and %s\n", keyPath, pubPath)
+			return nil
+		}})
+
+	var key, hwid, expires, change string
+	var seq uint
+	register(&command{name: "authcode issue", args: "--key FILE --hwid ID --expires DURATION|TIME --seq N [--change DIGEST]", summary: "vendor: issue an unlock code (prints the code alone)", nargs: [2]int{0, 0},
+		help: `With --change the code applies exactly that locked change (the digest
+` + "`syncagent unlock`" + ` prints on the box); without it, it opens a maintenance
+window: any locked change on that box until it expires. --expires is a
+duration from now (90m, 48h) or an RFC 3339 time; a time already past is
+issued with a warning, so expiry can be tested.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&key, "key", "", "private key `FILE`")
+			fs.StringVar(&hwid, "hwid", "", "the box's hardware `ID`")
+			fs.StringVar(&expires, "expires", "", "`DURATION` from now or RFC 3339 TIME")
+			fs.UintVar(&seq, "seq", 0, "sequence number `N` (above the last one used for this box and key)")
+			fs.StringVar(&change, "change", "", "change `DIGEST` (omit for a maintenance window)")
+		},
+		run: func(e *env, _ []string) error {
+			if key == "" || hwid == "" || expires == "" || seq == 0 {
+				return usagef("authcode issue needs --key, --hwid, --expires and --seq (from 1)")
+			}
+			if seq > 1<<32-1 {
+				return usagef("--seq is at most %d", uint32(1<<32-1))
+			}
+			exp, err := parseExpiry(expires, time.Now())
+			if err != nil {
+				return usagef("%v", err)
+			}
+			priv, err := os.ReadFile(key)
+			if err != nil {
+				return err
+			}
+			num, err := unlock.PrivateKeyNumber(priv)
+			if err != nil {
+				return err
+			}
+			claims := unlock.Claims{KeyNumber: num, HardwareID: hwid, Expiry: exp, Seq: uint32(seq), Scope: unlock.ScopeWindow}
+			if change != "" {
+				claims.Scope, claims.ChangeDigest = unlock.ScopeChange, change
+			}
+			code, err := unlock.Issue(priv, claims)
+			if err != nil {
+				return err
+			}
+			if !exp.After(time.Now()) {
+				fmt.Fprintf(e.stderr, "warning: this code expired at %s\n", exp.UTC().Format(time.RFC3339))
+			}
+			fmt.Fprintln(e.stdout, code)
+			return nil
+		}})
+}
+
+// parseExpiry reads a duration from now or an RFC 3339 time.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--expires %q is neither a duration (90m, 48h) nor an RFC 3339 time (2026-12-01T12:00:00Z)", s)
+}
+
+var unlockCodeLine = regexp.MustCompile(`(?m)^\s*code\s*=.*$`)
+
+// writeUnlockCode puts code into [unlock] code of the prefs file, as an
+// editor would: the rest of the file is kept byte for byte, and the new file
+// replaces the old by rename.
+func writeUnlockCode(path, code string) error {
+	if strings.ContainsAny(code, "\"\\\n") {
+		return usagef("the code has characters no unlock code has; re-type it")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text := string(data)
+	line := "code = " + strconv.Quote(strings.TrimSpace(code))
+	start := regexp.MustCompile(`(?m)^\s*\[unlock\]\s*(#.*)?$`).FindStringIndex(text)
+	switch {
+	case start == nil:
+		if !strings.HasSuffix(text, "\n") && text != "" {
+			text += "\n"
+		}
+		text += "\n[unlock]\n" + line + "\n"
+	default:
+		body := text[start[1]:]
+		end := len(body)
+		if next := regexp.MustCompile(`(?m)^\s*\[`).FindStringIndex(body); next != nil {
+			end = next[0]
+		}
+		section := body[:end]
+		if unlockCodeLine.MatchString(section) {
+			section = unlockCodeLine.ReplaceAllLiteralString(section, line)
+		} else {
+			section = "\n" + line + section
+		}
+		text = text[:start[1]] + section + body[end:]
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".syncagent-tmp"
+	if err := os.WriteFile(tmp, []byte(text), fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("cannot write the code into %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("cannot write the code into %s: %w", path, err)
+	}
+	return nil
+}
