@@ -89,6 +89,8 @@ func (r Record) Validate() error {
 		return fmt.Errorf("record in table %q has no record id", r.Table)
 	case strings.ContainsAny(r.Table, ":\x00") || strings.ContainsAny(r.ID, "\x00"):
 		return fmt.Errorf("record %q/%q: table name may not contain ':' or NUL", r.Table, r.ID)
+	case hasControl(r.Table) || hasControl(r.ID):
+		return fmt.Errorf("record %q/%q: table name and record id may not contain control characters", r.Table, r.ID)
 	}
 	if _, err := ParseAction(string(r.Action)); err != nil {
 		return fmt.Errorf("record %s/%s: %w", r.Table, r.ID, err)
@@ -105,4 +107,15 @@ func (r Record) Validate() error {
 		}
 	}
 	return nil
+}
+
+// hasControl reports whether s holds an ASCII control character. Keys never
+// do, so the datafile's framing (CR LF) can never appear inside one.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,133 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Key layout shared by both roles. Every value stored is JSON, so a value
+// never holds a raw CR LF and a corrupt value is recognisable on open.
+const (
+	recPrefix    = "rec:"   // rec:<table>:<id> — the datafile, one key per record
+	sysPrefix    = "sys:"   // internal counters and identity
+	metaPrefix   = "meta:"  // caller's small blobs
+	cursorPrefix = "cur:"   // caller's named cursors
+	asidePrefix  = "aside:" // aside:<table>:<id> — satellite's poison records
+	clogPrefix   = "clog:"  // clog:<cursor> — primary's central log
+	queuePrefix  = "q:"     // q:<site>:<gseq>-<idx> — primary's per-site queues
+	inboxPrefix  = "inbox:" // inbox:<gseq> — primary's intent keys
+	seenPrefix   = "seen:"  // seen:<origin>:<syncOutId> — primary's dedup markers
+	sitePrefix   = "site:"  // site:<id> — primary's site registry
+	seqWidth     = 20       // digits of a zero-padded uint64
+	siteWidth    = 10       // digits of a zero-padded site id
+	idxWidth     = 6        // digits of an entry index inside one intent
+	maxIntentLen = 999999   // entries per intent, so idx fits idxWidth
+)
+
+func recKey(table, id string) string { return recPrefix + table + ":" + id }
+
+// splitRecKey returns the table and id of a rec: key.
+func splitRecKey(key string) (table, id string, ok bool) {
+	rest, ok := strings.CutPrefix(key, recPrefix)
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ":")
+}
+
+func pad(v uint64) string { return fmt.Sprintf("%0*d", seqWidth, v) }
+
+func padSite(site int) string { return fmt.Sprintf("%0*d", siteWidth, site) }
+
+// marshal encodes v as compact JSON without HTML escaping, so record data
+// comes back byte for byte as the caller wrote it (less insignificant space).
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// recordJSON is how a Record is stored inside the primary's log, queues and
+// intents (an internal format, not the wire format).
+type recordJSON struct {
+	Table  string          `json:"t"`
+	ID     string          `json:"i"`
+	Action Action          `json:"a"`
+	Data   json.RawMessage `json:"d,omitempty"`
+}
+
+func toJSON(r Record) recordJSON { return recordJSON{r.Table, r.ID, r.Action, r.Data} }
+
+func (j recordJSON) record() Record {
+	return Record{Table: j.Table, ID: j.ID, Action: j.Action, Data: j.Data}
+}
+
+func encodeRecord(r Record) (string, error) {
+	b, err := marshal(toJSON(r))
+	return string(b), err
+}
+
+func decodeRecord(s string) (Record, error) {
+	var j recordJSON
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return Record{}, err
+	}
+	return j.record(), nil
+}
+
+// normalize validates r and returns it in canonical form: lower-case action,
+// compact data, no data on a delete.
+func normalize(r Record) (Record, error) {
+	if err := r.Validate(); err != nil {
+		return Record{}, err
+	}
+	a, _ := ParseAction(string(r.Action))
+	r.Action = a
+	if a == Delete || len(bytes.TrimSpace(r.Data)) == 0 {
+		r.Data = nil
+		return r, nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, r.Data); err != nil {
+		return Record{}, fmt.Errorf("record %s/%s: recordData: %w", r.Table, r.ID, err)
+	}
+	r.Data = json.RawMessage(b.Bytes())
+	return r, nil
+}
+
+// targetID is the id of the record a change lands on: the record itself, or
+// for a merge the record it deletes.
+func targetID(r Record) string {
+	if r.Action == Merge {
+		if _, drop, err := r.MergeIDs(); err == nil {
+			return drop
+		}
+	}
+	return r.ID
+}
+
+// checkName refuses an empty name or one with control characters (cursor
+// and meta names end up inside keys).
+func checkName(kind, name string) error {
+	if name == "" || hasControl(name) {
+		return fmt.Errorf("invalid %s name %q", kind, name)
+	}
+	return nil
+}
+
+func formatUint(v uint64) string { return strconv.FormatUint(v, 10) }
+
+func parseUint(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
+
+// approxSize estimates the bytes r takes in a v5 JSON body.
+func approxSize(syncOutID string, r Record) int {
+	const overhead = len(`{"syncOutId":"","tableName":"","recordId":"","action":"","recordData":},`)
+	return overhead + len(syncOutID) + len(r.Table) + len(r.ID) + len(r.Action) + max(len(r.Data), 2)
+}

@@ -1,0 +1,334 @@
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/tidwall/buntdb"
+)
+
+// LocalOptions configures a satellite's datafile.
+type LocalOptions struct {
+	// OutboxMax refuses local writes that would add an outbox entry once
+	// this many are waiting to be pushed. 0 means unlimited.
+	OutboxMax int
+	// Logger receives recovery and compaction events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Local is a satellite's durable state in one BuntDB file: the datafile
+// (current record per table and id), the outbox (records waiting to be
+// pushed), set-aside records, named cursors and small meta blobs.
+//
+// A record and its outbox state are one key, rec:<table>:<id>, so a local
+// write and its outbox entry are atomic across power loss. The outbox is a
+// BuntDB index over those keys ordered by pending seq. Local is safe for
+// concurrent use.
+type Local struct {
+	mu  sync.RWMutex
+	st  *store
+	log *slog.Logger
+	max int // OutboxMax
+
+	epoch     string // random, created with the file; prefix of every SyncOutID
+	nextSeq   uint64 // next outbox seq to hand out
+	outboxLen int    // keys with a pending seq
+	count     int    // live (non-tombstone) records
+	recovered string // why the datafile was started afresh, or ""
+}
+
+const (
+	outboxIndex  = "outbox"
+	epochKey     = sysPrefix + "epoch"
+	seqKey       = sysPrefix + "seq"
+	recoveredKey = sysPrefix + "recovered"
+	// DefaultListLimit is the page size List uses when limit <= 0.
+	DefaultListLimit = 1000
+)
+
+func localIndexes(db *buntdb.DB) error {
+	return db.ReplaceIndex(outboxIndex, recPrefix+"*", lessPending)
+}
+
+func discardLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// OpenLocal opens (or creates) the satellite datafile at path.
+//
+// It succeeds on a file whose tail was torn at any byte (the torn commit is
+// cut) or has garbage or NUL bytes appended (the original is copied to
+// <path>.corrupt-<time>, then the tail is cut). A file corrupt in the middle
+// is moved to <path>.corrupt-<time> and a fresh file is started that keeps
+// the unpushed local changes it could read; Recovered then says so, and the
+// agent should refill the datafile from the primary (initialise).
+func OpenLocal(path string, opts LocalOptions) (*Local, error) {
+	log := discardLogger(opts.Logger).With("component", "queue", "role", "satellite")
+	st, rep, err := openStore(path, log, localIndexes)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open satellite queue: %w", err)
+	}
+	l := &Local{st: st, log: log, max: opts.OutboxMax}
+	bad, err := l.load()
+	if err == nil && len(bad) > 0 {
+		log.Error("datafile holds undecodable values", "keys", len(bad), "first", bad[0])
+		st.close()
+		if rep, err = moveAside(path, bad, log); err == nil {
+			st, _, err = openStore(path, log, localIndexes)
+			if err == nil {
+				l.st = st
+				_, err = l.load()
+			}
+		}
+	}
+	if err == nil {
+		err = l.finishOpen(rep)
+	}
+	if err != nil {
+		if l.st != nil {
+			l.st.close()
+		}
+		return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// finishOpen creates the epoch, salvages, completes interrupted set-asides
+// and derives the counters.
+func (l *Local) finishOpen(rep repair) error {
+	if l.epoch == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		epoch := hex.EncodeToString(b[:])
+		if err := l.st.update("create epoch", func(tx *buntdb.Tx) error {
+			_, _, err := tx.Set(epochKey, `"`+epoch+`"`, nil)
+			return err
+		}); err != nil {
+			return err
+		}
+		l.epoch = epoch
+	}
+	if rep.salvage != nil {
+		if err := l.salvage(rep); err != nil {
+			return err
+		}
+	}
+	changed, err := l.reconcileAside()
+	if err != nil {
+		return err
+	}
+	if changed {
+		if _, err := l.load(); err != nil {
+			return err
+		}
+	}
+	if err := l.view(func(tx *buntdb.Tx) error {
+		v, err := tx.Get(recoveredKey)
+		if err == nil {
+			err = json.Unmarshal([]byte(v), &l.recovered)
+		}
+		if errors.Is(err, buntdb.ErrNotFound) {
+			err = nil
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	l.st.maybeCompact()
+	return l.st.usable()
+}
+
+// load walks the whole file: derives the counters and returns the keys whose
+// value does not decode.
+func (l *Local) load() (bad []string, err error) {
+	var storedSeq, maxSeq uint64
+	l.outboxLen, l.count, l.epoch = 0, 0, ""
+	err = l.st.view(func(tx *buntdb.Tx) error {
+		var live int64
+		bad, live, err = l.st.verify(tx)
+		if err != nil {
+			return err
+		}
+		l.st.liveBytes = live
+		return tx.Ascend("", func(k, v string) bool {
+			switch {
+			case strings.HasPrefix(k, recPrefix):
+				lv, err := decodeLocal(v)
+				if err != nil {
+					bad = append(bad, k)
+					return true
+				}
+				if lv.live() {
+					l.count++
+				}
+				if lv.Pending != 0 {
+					l.outboxLen++
+				}
+				maxSeq = max(maxSeq, lv.Pending)
+			case strings.HasPrefix(k, asidePrefix):
+				a, err := decodeAside(v)
+				if err != nil {
+					bad = append(bad, k)
+					return true
+				}
+				maxSeq = max(maxSeq, a.Seq, a.Retry)
+			case k == seqKey:
+				if json.Unmarshal([]byte(v), &storedSeq) != nil {
+					bad = append(bad, k)
+				}
+			case k == epochKey:
+				if json.Unmarshal([]byte(v), &l.epoch) != nil {
+					bad = append(bad, k)
+				}
+			}
+			return true
+		})
+	})
+	// A torn commit may hold a record but not the counter, or the reverse:
+	// the larger of both is the last seq ever handed out.
+	l.nextSeq = max(storedSeq, maxSeq) + 1
+	return bad, err
+}
+
+// salvage writes into the fresh file the unpushed local changes and the
+// set-aside records read from the corrupt one, with new seqs.
+func (l *Local) salvage(rep repair) error {
+	var kept, asides int
+	var recs []Record
+	var vals []localValue
+	var asideKeys, asideVals []string
+	for k, it := range rep.salvage {
+		switch {
+		case strings.HasPrefix(k, recPrefix):
+			lv, err := decodeLocal(it.value)
+			if err != nil || lv.Pending == 0 {
+				continue
+			}
+			table, id, _ := splitRecKey(k)
+			recs = append(recs, Record{Table: table, ID: id})
+			vals = append(vals, lv)
+		case strings.HasPrefix(k, asidePrefix):
+			a, err := decodeAside(it.value)
+			if err != nil {
+				continue
+			}
+			a.State, a.Seq, a.Retry = asideState, 0, 0 // old-epoch seqs mean nothing here
+			s, err := a.encode()
+			if err != nil {
+				continue
+			}
+			asideKeys, asideVals = append(asideKeys, k), append(asideVals, s)
+		}
+	}
+	msg := fmt.Sprintf("datafile was corrupt in the middle and was moved to %s; a fresh one was started", rep.movedTo)
+	err := l.st.update("salvage datafile", func(tx *buntdb.Tx) error {
+		for i, r := range recs {
+			v := vals[i]
+			v.Pending = l.nextSeq
+			l.nextSeq++
+			s, err := v.encode()
+			if err != nil {
+				return err
+			}
+			if _, _, err := tx.Set(recKey(r.Table, r.ID), s, nil); err != nil {
+				return err
+			}
+			kept++
+		}
+		for i, k := range asideKeys {
+			if _, _, err := tx.Set(k, asideVals[i], nil); err != nil {
+				return err
+			}
+			asides++
+		}
+		msg += fmt.Sprintf(" keeping %d unpushed local changes and %d set-aside records; refill from the primary (initialise)", kept, asides)
+		b, _ := json.Marshal(msg)
+		if _, _, err := tx.Set(recoveredKey, string(b), nil); err != nil {
+			return err
+		}
+		_, _, err := tx.Set(seqKey, formatUint(l.nextSeq-1), nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	l.log.Error("datafile recovered", "detail", msg)
+	_, err = l.load()
+	return err
+}
+
+// Recovered says why the datafile was started afresh ("" when it was not).
+// The note survives restarts until ClearRecovered, so an agent that dies
+// before refilling from the primary still sees it.
+func (l *Local) Recovered() string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.recovered
+}
+
+// ClearRecovered forgets the recovery note once the agent has refilled the
+// datafile from the primary.
+func (l *Local) ClearRecovered() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.st.update("clear recovery note", func(tx *buntdb.Tx) error {
+		_, err := tx.Delete(recoveredKey)
+		if errors.Is(err, buntdb.ErrNotFound) {
+			err = nil
+		}
+		return err
+	})
+	if err == nil {
+		l.recovered = ""
+	}
+	return err
+}
+
+// Close closes the datafile. Every later call fails with ErrClosed.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.close()
+}
+
+func (l *Local) view(fn func(tx *buntdb.Tx) error) error { return l.st.view(fn) }
+
+// getLocal reads and decodes a rec: key.
+func getLocal(tx *buntdb.Tx, key string) (localValue, bool, error) {
+	s, err := tx.Get(key)
+	if errors.Is(err, buntdb.ErrNotFound) {
+		return localValue{}, false, nil
+	}
+	if err != nil {
+		return localValue{}, false, err
+	}
+	v, err := decodeLocal(s)
+	if err != nil {
+		return localValue{}, false, fmt.Errorf("datafile value of %s is unreadable: %w", key, err)
+	}
+	return v, true, nil
+}
+
+func setLocal(tx *buntdb.Tx, key string, v localValue) error {
+	s, err := v.encode()
+	if err != nil {
+		return err
+	}
+	_, _, err = tx.Set(key, s, nil)
+	return err
+}
+
+// syncOutID names an outbox entry, unique forever: the file's random epoch
+// and the entry's seq.
+func (l *Local) syncOutID(seq uint64) string { return l.epoch + "-" + pad(seq) }

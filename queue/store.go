@@ -1,0 +1,211 @@
+package queue
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/tidwall/buntdb"
+)
+
+// store owns one BuntDB file. It is not safe for concurrent use on its own:
+// the owning Local or Central serialises access with its mutex, because
+// compaction swaps the underlying *buntdb.DB.
+type store struct {
+	path    string
+	log     *slog.Logger
+	db      *buntdb.DB // nil once closed or after a failed compaction
+	indexes func(*buntdb.DB) error
+
+	err        error // why db is nil (closed, or the reopen that failed)
+	liveBytes  int64 // size of the live data at the last open or compaction
+	minCompact int64 // never compact a file smaller than this
+	commits    int   // commits since the last size check
+}
+
+const (
+	compactSuffix     = ".compact"
+	defaultMinCompact = 8 << 20
+	compactCheckEvery = 128
+)
+
+// openDB opens path with buntdb, every commit fsynced and buntdb's own
+// shrink off (it renames an unsynced temp file over the datafile; ours in
+// compact syncs it first).
+func openDB(path string, indexes func(*buntdb.DB) error) (*buntdb.DB, error) {
+	db, err := buntdb.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.SetConfig(buntdb.Config{SyncPolicy: buntdb.Always, AutoShrinkDisabled: true}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if indexes != nil {
+		if err := indexes(db); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// openStore repairs the file at path if needed and opens it.
+func openStore(path string, log *slog.Logger, indexes func(*buntdb.DB) error) (*store, repair, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, repair{}, fmt.Errorf("cannot create state directory: %w", err)
+	}
+	rep, err := prepareFile(path, log)
+	if err != nil {
+		return nil, rep, err
+	}
+	db, err := openDB(path, indexes)
+	if err != nil {
+		return nil, rep, fmt.Errorf("cannot open datafile %s: %w", path, err)
+	}
+	return &store{path: path, log: log, db: db, indexes: indexes, minCompact: defaultMinCompact}, rep, nil
+}
+
+// usable reports why the store cannot be used, or nil.
+func (s *store) usable() error {
+	if s.db == nil {
+		return s.err
+	}
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (s *store) view(fn func(tx *buntdb.Tx) error) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+// update runs fn in a write transaction and commits it (fsynced). An error
+// returned by fn is returned as is; a commit error is wrapped with what and
+// ErrDiskFull when the disk is full. buntdb rolls memory back on a failed
+// commit and cuts any partial write from the file, so a failed update
+// changes nothing.
+func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	var fnErr error
+	err := s.db.Update(func(tx *buntdb.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return storageError("cannot "+what, err)
+	}
+	s.commits++
+	if s.commits >= compactCheckEvery {
+		s.commits = 0
+		s.maybeCompact()
+	}
+	return nil
+}
+
+// close closes the file; later calls fail with ErrClosed.
+func (s *store) close() error {
+	if s.db == nil {
+		if errors.Is(s.err, ErrClosed) {
+			return ErrClosed
+		}
+		s.err = ErrClosed
+		return nil
+	}
+	err := s.db.Close()
+	s.db, s.err = nil, ErrClosed
+	return err
+}
+
+// verify walks every key, returning the keys whose value is not JSON (a
+// byte flipped inside a value) and the size of the live data.
+func (s *store) verify(tx *buntdb.Tx) (bad []string, live int64, err error) {
+	err = tx.Ascend("", func(k, v string) bool {
+		live += int64(len(k) + len(v) + 32)
+		if !json.Valid([]byte(v)) {
+			bad = append(bad, k)
+		}
+		return true
+	})
+	return bad, live, err
+}
+
+// maybeCompact rewrites the file when it has grown to more than twice the
+// live data (BuntDB appends every change; the outbox churns).
+func (s *store) maybeCompact() {
+	fi, err := os.Stat(s.path)
+	if err != nil || fi.Size() < s.minCompact || fi.Size() < 2*s.liveBytes {
+		return
+	}
+	if err := s.compact(); err != nil {
+		s.log.Error("cannot compact datafile", "path", s.path, "err", err)
+	}
+}
+
+// compact writes the live items to a temp file, fsyncs it, renames it over
+// the datafile, fsyncs the directory and reopens. At every instant the name
+// points to a complete file. The caller holds the owner's write lock.
+func (s *store) compact() error {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return err
+	}
+	tmp := s.path + compactSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = s.db.Save(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return storageError("cannot write compacted datafile", err)
+	}
+	nfi, err := os.Stat(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := s.db.Close(); err != nil {
+		s.log.Warn("closing datafile before compaction", "err", err)
+	}
+	s.db = nil
+	renameErr := os.Rename(tmp, s.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(s.path))
+	} else {
+		os.Remove(tmp)
+	}
+	db, err := openDB(s.path, s.indexes)
+	if err != nil {
+		s.err = fmt.Errorf("cannot reopen datafile after compaction (restart the agent): %w", err)
+		return s.err
+	}
+	s.db = db
+	if renameErr != nil {
+		return renameErr
+	}
+	s.log.Info("compacted datafile", "path", s.path, "before", fi.Size(), "after", nfi.Size())
+	s.liveBytes = nfi.Size()
+	return nil
+}
