@@ -139,15 +139,9 @@ func fingerprintOf(ids []identifier) Fingerprint {
 		io.WriteString(h, s)
 	}
 	writeField(domainTag)
-	var sources []string
 	for _, id := range sorted {
 		writeField(id.source)
 		writeField(id.value)
-	}
-	for _, id := range ids {
-		if !slices.Contains(sources, id.source) {
-			sources = append(sources, id.source)
-		}
 	}
 	sum := h.Sum(nil)
 	// Mark it an RFC 9562 version-8 (custom) UUID, so it is a valid UUID
@@ -155,6 +149,14 @@ func fingerprintOf(ids []identifier) Fingerprint {
 	sum[6] = sum[6]&0x0f | 0x80
 	sum[8] = sum[8]&0x3f | 0x80
 	x := hex.EncodeToString(sum[:16])
+
+	// Sources keep the order the tier found them in, which reads best.
+	var sources []string
+	for _, id := range ids {
+		if !slices.Contains(sources, id.source) {
+			sources = append(sources, id.source)
+		}
+	}
 	return Fingerprint{
 		ID:      x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32],
 		Sources: sources,
