@@ -119,8 +119,14 @@ func Verify(encoded, sha256hex string) (ok bool, err error) {
 
 // IsHash reports whether s is a well-formed encoded hash that Verify accepts.
 func IsHash(s string) bool {
+	return Check(s) == nil
+}
+
+// Check returns nil if s is a well-formed encoded hash, else what is wrong
+// with it. The message never quotes the salt or the hash.
+func Check(s string) error {
 	_, err := decode(s)
-	return err == nil
+	return err
 }
 
 // parsed is the decoded form of an encoded hash.

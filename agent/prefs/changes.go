@@ -1,0 +1,118 @@
+package prefs
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+)
+
+// Change is one setting that differs between two Prefs.
+type Change struct {
+	// Key names the setting: "site.sync_id", "sync_with[2].url". A row added
+	// or removed as a whole is "sync_with[2]": its index (from 0) in the file
+	// that has it, the new one for an added row, the old one for a removed row.
+	Key string
+	// Note says which site a whole-row change is about: "added site 14",
+	// "removed site 14"; "" for other changes.
+	Note string
+	// Locked: changing it needs an unlock code (everything but
+	// site.interval_minutes and unlock.code).
+	Locked bool
+	// Live: it can apply without a restart. Live: interval, request size,
+	// stores, [[sync_with]] rows, limits, the unlock code. Not live: version,
+	// sync_id (the box's identity and role), paths, listen.
+	Live bool
+}
+
+// Changes lists the settings that differ from old to new, in file order.
+// Rows are matched by sync_id, not position, so moving a row is no change;
+// stores compare as sets. A nil Prefs counts as the zero Prefs. Changes
+// reports a Locked change exactly when !old.LockedEqual(new).
+func Changes(old, new *Prefs) []Change {
+	if old == nil {
+		old = &Prefs{}
+	}
+	if new == nil {
+		new = &Prefs{}
+	}
+	var out []Change
+	diff := func(changed bool, key string, locked, live bool) {
+		if changed {
+			out = append(out, Change{Key: key, Locked: locked, Live: live})
+		}
+	}
+	o, n := old, new
+	diff(o.Version != n.Version, "version", true, false)
+	diff(o.Site.SyncID != n.Site.SyncID, "site.sync_id", true, false)
+	diff(o.Site.IntervalMinutes != n.Site.IntervalMinutes, "site.interval_minutes", false, true)
+	diff(o.Site.RequestSize != n.Site.RequestSize, "site.request_size", true, true)
+	diff(!sameStores(o.Site.Stores, n.Site.Stores), "site.stores", true, true)
+	diff(o.Paths.StateDir != n.Paths.StateDir, "paths.state_dir", true, false)
+	diff(o.Paths.ControlSocket != n.Paths.ControlSocket, "paths.control_socket", true, false)
+	diff(o.Paths.VendorKeys != n.Paths.VendorKeys, "paths.vendor_keys", true, false)
+	diff(o.Listen.Address != n.Listen.Address, "listen.address", true, false)
+	diff(o.Listen.TLSCert != n.Listen.TLSCert, "listen.tls_cert", true, false)
+	diff(o.Listen.TLSKey != n.Listen.TLSKey, "listen.tls_key", true, false)
+	diff(o.Limits.OutboxMaxRecords != n.Limits.OutboxMaxRecords, "limits.outbox_max_records", true, true)
+	out = append(out, rowChanges(o.SyncWith, n.SyncWith)...)
+	diff(o.Unlock.Code != n.Unlock.Code, "unlock.code", false, true)
+	return out
+}
+
+func sameStores(a, b []string) bool {
+	return slices.Equal(sortedCopy(a), sortedCopy(b))
+}
+
+// rowChanges matches new rows to old ones with the same sync_id, identical
+// rows first (so duplicate sync_ids, possible with sync_id = 0, still pair up
+// the way the canonical form sorts them), and reports what differs.
+func rowChanges(oldRows, newRows []Peer) []Change {
+	olds := make([]encodedRow, len(oldRows))
+	for i, r := range oldRows {
+		olds[i] = encodeRow(i, r)
+	}
+	match := make([]int, len(newRows)) // new index -> old index, or -1
+	used := make([]bool, len(oldRows))
+	for i := range match {
+		match[i] = -1
+	}
+	for pass := 0; pass < 2; pass++ {
+		for i, r := range newRows {
+			if match[i] >= 0 {
+				continue
+			}
+			enc := encodeRow(i, r).enc
+			for j, or := range olds {
+				if !used[j] && or.id == r.SyncID && (pass == 1 || bytes.Equal(or.enc, enc)) {
+					match[i], used[j] = j, true
+					break
+				}
+			}
+		}
+	}
+	var out []Change
+	for i, r := range newRows {
+		if match[i] < 0 {
+			out = append(out, Change{Key: indexPath("sync_with", i), Note: fmt.Sprintf("added site %d", r.SyncID), Locked: true, Live: true})
+			continue
+		}
+		or := oldRows[match[i]]
+		field := func(changed bool, key string) {
+			if changed {
+				out = append(out, Change{Key: rowKey(i, key), Locked: true, Live: true})
+			}
+		}
+		field(or.User != r.User, "user")
+		field(or.PasswordSHA256 != r.PasswordSHA256, "password_sha256")
+		field(or.PasswordHash != r.PasswordHash, "password_hash")
+		field(or.URL != r.URL, "url")
+		field(!sameStores(or.Stores, r.Stores), "stores")
+		field(or.HardwareID != r.HardwareID, "hardware_id")
+	}
+	for j := range oldRows {
+		if !used[j] {
+			out = append(out, Change{Key: indexPath("sync_with", j), Note: fmt.Sprintf("removed site %d", oldRows[j].SyncID), Locked: true, Live: true})
+		}
+	}
+	return out
+}
