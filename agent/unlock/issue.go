@@ -85,6 +85,9 @@ func PrivateKeyNumber(privFile []byte) (int, error) {
 }
 
 func parsePrivateKey(privFile []byte) (int, ed25519.PrivateKey, error) {
+	if len(privFile) > maxKeyringSize {
+		return 0, nil, fmt.Errorf("private key file is %d bytes; a key file is a few lines", len(privFile))
+	}
 	var lines [][]string
 	for line := range strings.Lines(string(privFile)) {
 		if i := strings.IndexByte(line, '#'); i >= 0 {

@@ -142,7 +142,7 @@ func (k *Keyring) Merge(other *Keyring) error {
 			continue
 		}
 		if !k.keys[n].pub.Equal(o.pub) {
-			return fmt.Errorf("key number %d is two different keys (line %d and line %d); key numbers are never reused", n, k.keys[n].line, o.line)
+			return fmt.Errorf("key number %d is two different keys (line %d of one keyring, line %d of the other); key numbers are never reused", n, k.keys[n].line, o.line)
 		}
 	}
 	for n, o := range other.keys {

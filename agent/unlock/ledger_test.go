@@ -142,3 +142,19 @@ func TestLedger_AtomicWrite(t *testing.T) {
 		t.Errorf("LastSeq = %d, want 12", got)
 	}
 }
+
+// TestLedger_SpendRechecks: a grant checked before another redemption of the
+// same sequence was recorded is still refused when it is spent.
+func TestLedger_SpendRechecks(t *testing.T) {
+	f := newFixture(t)
+	g, err := f.verifier.Check(mustIssue(t, f.priv, claims()), digestA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ledger.spend(g, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ledger.spend(g, t0); !errors.Is(err, ErrUsed) {
+		t.Errorf("second spend: %v, want ErrUsed", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -122,7 +123,7 @@ func (v *Verifier) check(code string, changeDigest string) (Grant, time.Time, er
 		return Grant{}, time.Time{}, err
 	}
 	if c.hardwareTag() != hardwareTag(hwid) {
-		return Grant{}, time.Time{}, fmt.Errorf("%w: ask the vendor for a code for hardware ID %s (`syncagent unlock` prints it)", ErrOtherBox, hwid)
+		return Grant{}, time.Time{}, fmt.Errorf("%w: ask the vendor for a code for hardware ID %s (`syncagent unlock` prints it)", ErrOtherBox, strings.TrimSpace(v.HardwareID))
 	}
 	var digest []byte
 	if c.Scope == ScopeChange {
@@ -172,7 +173,7 @@ func clockBehind(now, seen time.Time) error {
 	if !now.Before(seen.Add(-ClockTolerance)) {
 		return nil
 	}
-	return fmt.Errorf("%w: it reads %s, but it has already been %s; set the clock (timedatectl set-time 'YYYY-MM-DD HH:MM:SS', in UTC unless the box's time zone is set) and try again",
+	return fmt.Errorf("%w: it reads %s, but it has already been %s; set the clock (timedatectl set-time 'YYYY-MM-DD HH:MM:SS') and try again",
 		ErrClockBehind, now.UTC().Format(timeFormat), seen.UTC().Format(timeFormat))
 }
 
