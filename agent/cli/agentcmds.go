@@ -283,7 +283,7 @@ func init() {
 
 	var code string
 	register(&command{name: "sites clear-hwid", args: "SYNC_ID [--code CODE]", summary: "clear a site's pinned hardware ID on the primary, so a replaced box can sync", nargs: [2]int{1, 1},
-		help: "Needs an unlock code bound to this operation, or an open maintenance window.\nWithout --code it prints the change digest to send to the vendor.",
+		help:  "Needs an unlock code bound to this operation, or an open maintenance window.\nWithout --code it prints the change digest to send to the vendor.",
 		flags: func(fs *flag.FlagSet) { fs.StringVar(&code, "code", "", "unlock `CODE` for this operation") },
 		run: func(e *env, args []string) error {
 			id, err := strconv.Atoi(args[0])

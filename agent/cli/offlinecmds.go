@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"syncagent/agent/daemon"
+	"syncagent/agent/demo"
 	"syncagent/agent/passwd"
 	"syncagent/agent/prefs"
 	"syncagent/agent/version"
@@ -37,7 +40,9 @@ systemd READY=1, STATUS= and WATCHDOG=1 while its sync loop is healthy.`,
 
 	var explain bool
 	register(&command{name: "hwid", summary: "print this box's hardware ID (only a hash of its identifiers)", nargs: [2]int{0, 0},
-		flags: func(fs *flag.FlagSet) { fs.BoolVar(&explain, "explain", false, "also say which kinds of identifier fed it") },
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&explain, "explain", false, "also say which kinds of identifier fed it")
+		},
 		run: func(e *env, _ []string) error {
 			fp, err := hw.Probe("/")
 			if err != nil {
@@ -142,4 +147,13 @@ func readTerminalPassword(f *os.File, t *unix.Termios, prompt io.Writer) (string
 		return "", errors.New("empty password")
 	}
 	return a, nil
+}
+
+func init() {
+	register(&command{name: "demo", summary: "start a primary and two satellites on loopback, write, sync, and show what arrived where", nargs: [2]int{0, 0},
+		run: func(e *env, _ []string) error {
+			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
+			defer cancel()
+			return demo.Run(ctx, e.stdout, e.stderr)
+		}})
 }

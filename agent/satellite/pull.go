@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"syncagent/agent/syncapi"
 	"syncagent/queue"
 )
 
