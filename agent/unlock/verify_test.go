@@ -159,10 +159,13 @@ func TestVerifier_Refusals(t *testing.T) {
 			}
 			code := tc.code(t, f)
 			before := f.ledger.Status()
-			for _, op := range []func(string, string) (Grant, error){f.verifier.Check, f.verifier.Redeem} {
+			for i, op := range []func(string, string) (Grant, error){f.verifier.Check, f.verifier.Redeem} {
 				_, err := op(code, digest)
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("err = %v, want %v", err, tc.want)
+				}
+				if i == 0 {
+					t.Log(err) // the message, for review with -v
 				}
 				for _, other := range refusals {
 					if other != tc.want && errors.Is(err, other) {
