@@ -62,8 +62,9 @@ type checkResult struct {
 }
 
 // WatchFile watches the file at path and sends on the returned channel when
-// its content changes. It is NewWatcher and Run in a goroutine; the channel is
-// closed once ctx is done and the watch is released.
+// its content changes, until ctx is done. It is NewWatcher and Run in a
+// goroutine. The channel is never closed, so a select on it next to
+// ctx.Done() sees nothing after the end.
 func WatchFile(ctx context.Context, path string, debounce time.Duration, log *slog.Logger) (<-chan struct{}, error) {
 	w, err := NewWatcher(path, debounce, log)
 	if err != nil {
@@ -123,14 +124,13 @@ func NewWatcher(path string, debounce time.Duration, log *slog.Logger) (*Watcher
 }
 
 // Changes returns the channel Run signals on. It holds at most one pending
-// signal: changes made while the reader is busy coalesce into one.
+// signal: changes made while the reader is busy coalesce into one. It is never
+// closed.
 func (w *Watcher) Changes() <-chan struct{} { return w.changes }
 
-// Run delivers changes until ctx is done, then releases the watch, closes the
-// Changes channel and returns nil. It returns an error only if fsnotify stops
-// on its own. Call it once.
+// Run delivers changes until ctx is done, then releases the watch and returns
+// nil. It returns an error only if fsnotify stops on its own. Call it once.
 func (w *Watcher) Run(ctx context.Context) error {
-	defer close(w.changes)
 	defer w.fsw.Close()
 
 	debounce := time.NewTimer(time.Hour)
