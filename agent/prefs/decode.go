@@ -170,9 +170,39 @@ func (t *table) unknown() {
 		hint := ""
 		if s := suggest(k, t.valid); s != "" {
 			hint = "; did you mean " + s + "?"
+		} else if h, ok := homes[k]; ok && t.path != "" {
+			hint = "; " + k + " belongs " + h
 		}
 		t.p.at(t.key(k), "unknown %s %s%s (valid keys there: %s)", kind, t.where, hint, strings.Join(t.valid, ", "))
 	}
+}
+
+// homes says where keys belong, for a key written under the wrong table
+// (often a top-level key written after a [table] line, which TOML puts in
+// that table).
+var homes = map[string]string{
+	"version":            "at the top level: move it above the first [table] line",
+	"site":               "at the top level: move it above the first [table] line",
+	"paths":              "at the top level: move it above the first [table] line",
+	"listen":             "at the top level: move it above the first [table] line",
+	"limits":             "at the top level: move it above the first [table] line",
+	"sync_with":          "at the top level: move it above the first [table] line, or write each row under a [[sync_with]] line",
+	"unlock":             "at the top level: move it above the first [table] line",
+	"interval_minutes":   "in [site]",
+	"request_size":       "in [site]",
+	"state_dir":          "in [paths]",
+	"control_socket":     "in [paths]",
+	"vendor_keys":        "in [paths]",
+	"address":            "in [listen]",
+	"tls_cert":           "in [listen]",
+	"tls_key":            "in [listen]",
+	"outbox_max_records": "in [limits]",
+	"user":               "in a [[sync_with]] row",
+	"password_sha256":    "in a [[sync_with]] row",
+	"password_hash":      "in a [[sync_with]] row",
+	"url":                "in a [[sync_with]] row",
+	"hardware_id":        "in a [[sync_with]] row",
+	"code":               "in [unlock]",
 }
 
 func contains(list []string, s string) bool {

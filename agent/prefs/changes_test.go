@@ -1,0 +1,117 @@
+package prefs
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// Changes between edits of the fixtures: which keys, locked or not, live or
+// needing a restart.
+func TestChanges(t *testing.T) {
+	sat := readFixture(t, "testdata/good/satellite.toml")
+	pri := readFixture(t, "testdata/good/primary.toml")
+	row14 := "\n[[sync_with]]\nsync_id = 14\nuser = \"clinic-14\"\npassword_hash = \"" + hash12 + "\"\nstores = [\"store-d\"]\n"
+	tests := []struct {
+		name     string
+		old, new string
+		want     []Change
+	}{
+		{"nothing", sat, sat, nil},
+		{"comments only", sat, "# edited\n" + strings.ReplaceAll(sat, "# the primary", ""), nil},
+		{"interval: unlocked, live", sat, strings.Replace(sat, "interval_minutes = 15", "interval_minutes = 30", 1),
+			[]Change{{Key: "site.interval_minutes", Locked: false, Live: true}}},
+		{"request size: locked, live", sat, strings.Replace(sat, `request_size = "auto"`, `request_size = 200`, 1),
+			[]Change{{Key: "site.request_size", Locked: true, Live: true}}},
+		{"stores reordered: no change", sat, strings.Replace(sat, `["store-a", "store-b"]`, `["store-b", "store-a"]`, 1), nil},
+		{"store added: locked, live", sat, strings.Replace(sat, `["store-a", "store-b"]`, `["store-a", "store-b", "store-c"]`, 1),
+			[]Change{{Key: "site.stores", Locked: true, Live: true}}},
+		{"sync_id within the role: locked, restart", sat, strings.Replace(sat, "sync_id = 12", "sync_id = 13", 1),
+			[]Change{{Key: "site.sync_id", Locked: true, Live: false}}},
+		{"sync disabled: locked, restart", sat, strings.Replace(sat, "sync_id = 12", "sync_id = 0", 1),
+			[]Change{{Key: "site.sync_id", Locked: true, Live: false}}},
+		{"paths: locked, restart", sat, strings.Replace(sat, `state_dir = "/var/lib/syncagent"`, `state_dir = "/srv/sa"`, 1),
+			[]Change{{Key: "paths.state_dir", Locked: true, Live: false}}},
+		{"limits: locked, live", sat, strings.Replace(sat, "500_000", "600_000", 1),
+			[]Change{{Key: "limits.outbox_max_records", Locked: true, Live: true}}},
+		{"primary's url: locked, live", sat, strings.Replace(sat, "central.example.org", "central2.example.org", 1),
+			[]Change{{Key: "sync_with[0].url", Locked: true, Live: true}}},
+		{"unlock code: unlocked", sat, strings.Replace(sat, "ABCDE-FGHJK", "ABCDE-FGHJX", 1),
+			[]Change{{Key: "unlock.code", Locked: false, Live: true}}},
+		{"listen: locked, restart", pri, strings.Replace(pri, "0.0.0.0:2443", "0.0.0.0:2444", 1),
+			[]Change{{Key: "listen.address", Locked: true, Live: false}}},
+		{"site row added", pri, pri + row14,
+			[]Change{{Key: "sync_with[2]", Note: "added site 14", Locked: true, Live: true}}},
+		{"site row removed", pri + row14, pri,
+			[]Change{{Key: "sync_with[2]", Note: "removed site 14", Locked: true, Live: true}}},
+		{"site row moved: no change", pri + row14, strings.Replace(pri, "[[sync_with]]", row14+"[[sync_with]]", 1), nil},
+		// Rows are matched by sync_id: after a row is inserted first, a field
+		// of the next row is named by its new index.
+		{"row inserted and another edited", pri, strings.Replace(strings.Replace(pri, "[[sync_with]]", row14+"[[sync_with]]", 1), `["store-c"]`, `["store-c", "store-e"]`, 1),
+			[]Change{
+				{Key: "sync_with[0]", Note: "added site 14", Locked: true, Live: true},
+				{Key: "sync_with[2].stores", Locked: true, Live: true},
+			}},
+		{"pin cleared", pri, strings.Replace(pri, `hardware_id = "hw1-5f2c9a"`, "", 1),
+			[]Change{{Key: "sync_with[1].hardware_id", Locked: true, Live: true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, new := mustParse(t, tt.old), mustParse(t, tt.new)
+			got := Changes(old, new)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Changes =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// LockedEqual and Changes agree: two prefs are locked-equal exactly when no
+// change between them is locked. Checked on every pair of good fixtures and
+// on every single-field mutation of them.
+func TestChanges_AgreesWithLockedEqual(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*.toml")
+	var all []*Prefs
+	for _, f := range files {
+		p := mustParseFile(t, f)
+		all = append(all, p)
+		for _, m := range mutations(p) {
+			all = append(all, m.prefs)
+		}
+	}
+	all = append(all, nil)
+	for i, a := range all {
+		for j, b := range all {
+			anyLocked := false
+			for _, c := range Changes(a, b) {
+				anyLocked = anyLocked || c.Locked
+			}
+			eq := orZero(a).LockedEqual(orZero(b)) // Changes treats nil as the zero Prefs
+			if eq == anyLocked {
+				t.Fatalf("pair %d,%d: LockedEqual = %v but Changes = %+v", i, j, eq, Changes(a, b))
+			}
+		}
+	}
+}
+
+func orZero(p *Prefs) *Prefs {
+	if p == nil {
+		return &Prefs{}
+	}
+	return p
+}
+
+// Duplicate sync_ids (possible while sync_id = 0 only checks syntax) still
+// pair up: swapping two such rows is no change, as for the digest.
+func TestChanges_DuplicateSyncIDs(t *testing.T) {
+	a := &Prefs{SyncWith: []Peer{{SyncID: 5, User: "x"}, {SyncID: 5, User: "y"}}}
+	b := &Prefs{SyncWith: []Peer{{SyncID: 5, User: "y"}, {SyncID: 5, User: "x"}}}
+	if got := Changes(a, b); got != nil || !a.LockedEqual(b) {
+		t.Errorf("Changes = %+v, LockedEqual = %v", got, a.LockedEqual(b))
+	}
+	c := &Prefs{SyncWith: []Peer{{SyncID: 5, User: "y"}, {SyncID: 5, User: "z"}}}
+	if got := Changes(a, c); len(got) != 1 || got[0].Key != "sync_with[1].user" {
+		t.Errorf("Changes = %+v, want sync_with[1].user", got)
+	}
+}
