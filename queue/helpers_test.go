@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/tidwall/buntdb"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -71,3 +72,5 @@ func ids(es []OutboxEntry) string {
 	}
 	return s
 }
+
+type buntTx = buntdb.Tx
