@@ -109,46 +109,171 @@ func (h *hazard) perSecond() float64 {
 	return r + g
 }
 
+// sizeStats keeps, per band of request sizes (√2 apart), how many requests
+// of that size succeeded and failed lately. The hazard model assumes
+// failures strike at a steady rate; a link whose connections break after
+// some 30 KB does not, and the bands show it: sizes below the break never
+// fail. Each band's survival blends its record with the model's prediction
+// (so a size never tried is judged by the model), and survival is then made
+// to fall with size, as it must on one link: a larger request is never
+// safer than a smaller one.
+type sizeStats struct {
+	OK, Failed [sizeBands]float64 // decayed counts
+}
+
+const (
+	sizeBands = 48   // up to 2^24 B = 16 MiB; larger sizes share the top band
+	sizeDecay = 0.98 // per observation: a band's record fades over ~50 requests
+	sizePrior = 3    // the model's prediction counts as this many requests
+)
+
+func bandOf(b float64) int {
+	if b < 1 {
+		return 0
+	}
+	return min(sizeBands-1, int(2*math.Log2(b)))
+}
+
+// bandMid is the geometric middle of band i.
+func bandMid(i int) float64 { return math.Pow(2, (float64(i)+0.5)/2) }
+
+// bandTop is the largest size in band i.
+func bandTop(i int) float64 { return math.Floor(math.Pow(2, float64(i+1)/2)) - 1 }
+
+func (z *sizeStats) add(b float64, ok bool) {
+	for i := range sizeBands {
+		z.OK[i] *= sizeDecay
+		z.Failed[i] *= sizeDecay
+	}
+	if ok {
+		z.OK[bandOf(b)]++
+	} else {
+		z.Failed[bandOf(b)]++
+	}
+}
+
+// bandSurvival is the survival chance of each band, non-increasing in size.
+type bandSurvival struct {
+	p     [sizeBands]float64 // fitted survival at the band's middle
+	model func(b float64) float64
+}
+
+// fit blends each band's record with the model and makes the result fall
+// with size (pool-adjacent-violators, weighted by the requests behind each
+// band).
+func (z *sizeStats) fit(model func(b float64) float64) *bandSurvival {
+	s := &bandSurvival{model: model}
+	type block struct{ p, w float64 }
+	var blocks []block
+	var sizes []int // bands per block
+	for i := range sizeBands {
+		m := model(bandMid(i))
+		n := z.OK[i] + z.Failed[i]
+		blocks = append(blocks, block{(z.OK[i] + sizePrior*m) / (n + sizePrior), n + sizePrior})
+		sizes = append(sizes, 1)
+		for k := len(blocks) - 1; k > 0 && blocks[k].p > blocks[k-1].p; k-- {
+			a, b := blocks[k-1], blocks[k]
+			blocks[k-1] = block{(a.p*a.w + b.p*b.w) / (a.w + b.w), a.w + b.w}
+			sizes[k-1] += sizes[k]
+			blocks, sizes = blocks[:k], sizes[:k]
+		}
+	}
+	i := 0
+	for k, b := range blocks {
+		for range sizes[k] {
+			s.p[i] = b.p
+			i++
+		}
+	}
+	return s
+}
+
+// survival is the band's fitted chance, shaded within the band as the model
+// shades it.
+func (s *bandSurvival) survival(b float64) float64 {
+	i := bandOf(b)
+	m := s.model(bandMid(i))
+	if m <= 0 {
+		return s.p[i]
+	}
+	return min(1, s.p[i]*s.model(b)/m)
+}
+
+// planner computes expected goodput from the fitted link, the hazard and,
+// when set, the size bands.
+type planner struct {
+	fit           *linkFit
+	bands         *bandSurvival // nil: the model alone
+	resets, hangs float64       // per second of exposure
+	deadline      float64       // seconds: what a hang costs
+}
+
+// modelSurvival is the hazard model's chance that a b-byte request survives.
+func (p planner) modelSurvival(b float64) float64 {
+	return math.Exp(-(p.resets + p.hangs) * p.fit.seconds(b))
+}
+
 // goodput is the expected useful bytes per second when sending b-byte
-// requests until they succeed; deadline is what a hang costs.
-func goodput(f *linkFit, resets, hangs, deadline, b float64) float64 {
-	t := f.seconds(b)
+// requests until they succeed. A reset wastes the request's time, a hang
+// the deadline.
+func (p planner) goodput(b float64) float64 {
+	t := p.fit.seconds(b)
 	if t <= 0 {
 		return b
 	}
-	survive := math.Exp(-(resets + hangs) * t)
-	hang := 1 - math.Exp(-hangs*t)
-	cost := hang*max(deadline, t) + (1-hang)*t
+	survive := p.modelSurvival(b)
+	if p.bands != nil {
+		survive = p.bands.survival(b)
+	}
+	hang := 1 - math.Exp(-p.hangs*t)
+	cost := hang*max(p.deadline, t) + (1-hang)*t
 	return b * survive / cost
 }
 
 // bestBytes returns the request size in [lo, hi] that maximises goodput.
 // With no failures goodput only grows with size, so that is hi.
-func bestBytes(f *linkFit, h *hazard, deadline, lo, hi float64) float64 {
+func bestBytes(f *linkFit, h *hazard, z *sizeStats, deadline, lo, hi float64) float64 {
 	resets, hangs := h.rates()
 	if resets+hangs == 0 || hi <= lo {
 		return hi
 	}
-	// goodput is unimodal in b: scan a log grid, then refine the best cell by
-	// golden-section search.
-	const steps = 64
-	ratio := math.Pow(hi/lo, 1.0/steps)
-	best, bestG := lo, -1.0
-	for i := 0; i <= steps; i++ {
-		b := lo * math.Pow(ratio, float64(i))
-		if g := goodput(f, resets, hangs, deadline, b); g > bestG {
-			best, bestG = b, g
+	model := planner{fit: f, resets: resets, hangs: hangs, deadline: deadline}
+	p := model
+	p.bands = z.fit(model.modelSurvival)
+	// Candidates: a log grid, the top of every band (survival steps down
+	// between bands), and the model's own optimum.
+	best, bestG := hi, p.goodput(hi)
+	try := func(b float64) {
+		if b >= lo && b <= hi {
+			if g := p.goodput(b); g > bestG {
+				best, bestG = b, g
+			}
 		}
 	}
-	a, c := max(lo, best/ratio), min(hi, best*ratio)
+	const steps = 64
+	ratio := math.Pow(hi/lo, 1.0/steps)
+	for i := 0; i <= steps; i++ {
+		try(lo * math.Pow(ratio, float64(i)))
+	}
+	for i := bandOf(lo); i <= bandOf(hi); i++ {
+		try(bandTop(i))
+	}
+	try(modelBest(model, lo, hi))
+	return best
+}
+
+// modelBest maximises the pure model's goodput, which is unimodal in b, by
+// golden-section search on a log scale.
+func modelBest(p planner, lo, hi float64) float64 {
+	a, c := math.Log(lo), math.Log(hi)
 	const phi = 0.6180339887498949
-	for range 30 {
+	for range 40 {
 		x1, x2 := c-phi*(c-a), a+phi*(c-a)
-		if goodput(f, resets, hangs, deadline, x1) >= goodput(f, resets, hangs, deadline, x2) {
+		if p.goodput(math.Exp(x1)) >= p.goodput(math.Exp(x2)) {
 			c = x2
 		} else {
 			a = x1
 		}
 	}
-	return (a + c) / 2
+	return math.Exp((a + c) / 2)
 }

@@ -2,7 +2,6 @@ package adapt
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -119,7 +118,7 @@ func drain(link simLink, s *Sizer, clock *FakeClock, records, recordBytes int, s
 	}
 	res.took = clock.Now().Sub(start)
 	if records > 0 {
-		res.took = time.Duration(math.MaxInt64)
+		res.took = stalled
 	}
 	res.finalRecs, res.finalB = s.Limit()
 	return res

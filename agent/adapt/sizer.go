@@ -125,6 +125,7 @@ type Sizer struct {
 	perRecord   float64 // smoothed bytes per record; 0 unknown
 	fit         linkFit
 	hz          hazard
+	sizes       sizeStats
 	maxOK       float64   // largest successful request, bytes
 	ceiling     float64   // from a 413: never plan above it; 0 none
 	ceilingAt   time.Time // when the ceiling was set; it expires after ceilingLifetime
@@ -206,12 +207,13 @@ func (s *Sizer) targetLocked() float64 {
 	if !s.fit.Seen {
 		return hi
 	}
-	return bestBytes(&s.fit, &s.hz, s.cfg.Deadline.Seconds(), lo, hi)
+	return bestBytes(&s.fit, &s.hz, &s.sizes, s.cfg.Deadline.Seconds(), lo, hi)
 }
 
 // Observe learns from one request. After a failure the next Limit is
-// smaller than the failed batch (unless it was one record): the caller must
-// re-slice that batch at the new Limit, never resend it whole.
+// smaller than the failed batch (unless it held one record, or MinRecords):
+// the caller must re-slice that batch at the new Limit, never resend it
+// whole.
 //
 // Do not observe a request that never reached the peer (dial, DNS or
 // refused connection): that says the link is down, not that the batch was
@@ -242,6 +244,7 @@ func (s *Sizer) Observe(o Observation) {
 	case OK:
 		s.fit.add(b, sec)
 		s.hz.add(sec, false, false)
+		s.sizes.add(b, true)
 		s.maxOK = max(s.maxOK, b)
 		s.reslice, s.resliceB, s.setAside = 0, 0, false
 		s.adjustAfterSuccessLocked(b, o.Full)
@@ -260,6 +263,7 @@ func (s *Sizer) Observe(o Observation) {
 		s.cutLocked(o, s.ceiling)
 	default: // Failed, TimedOut
 		s.hz.add(sec, true, o.Outcome == TimedOut)
+		s.sizes.add(s.failedSizeLocked(o), false)
 		if o.Records == 1 {
 			s.runCount++
 			s.runExposure += sec
@@ -298,6 +302,9 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full bool) {
 func (s *Sizer) cutLocked(o Observation, limit float64) {
 	if o.Records > 0 {
 		s.reslice = max(1, o.Records/2)
+		if s.cfg.Fixed == 0 {
+			s.reslice = max(s.cfg.MinRecords, s.reslice)
+		}
 	}
 	if s.cfg.Fixed > 0 {
 		s.resliceB = max(1, limit)

@@ -1,0 +1,370 @@
+package adapt
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newTestSizer(cfg Config) (*Sizer, *FakeClock) {
+	clock := NewFakeClock(epoch)
+	return NewSizer(cfg, clock), clock
+}
+
+// ok feeds one clean request of n records of 500 B that took t.
+func ok(s *Sizer, n int, t time.Duration, full bool) {
+	s.Observe(Observation{Records: n, Bytes: n*500 + simRequestOverhead, Elapsed: t, Outcome: OK, Full: full})
+}
+
+// Protects the defaults a zero Config must get (1..5000 records, 4 MiB, a
+// deadline) and the cap of a fixed size at MaxRecords.
+func TestConfig_Defaults(t *testing.T) {
+	got := Config{Fixed: 9000}.withDefaults()
+	want := Config{Fixed: DefaultMaxRecords, MinRecords: 1, MaxRecords: DefaultMaxRecords, MaxBytes: DefaultMaxBytes, Deadline: DefaultDeadline}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if got := (Config{MinRecords: 10, MaxRecords: 5}).withDefaults(); got.MaxRecords != 10 {
+		t.Fatalf("MaxRecords below MinRecords: got %d, want 10", got.MaxRecords)
+	}
+}
+
+// Protects the climb on a fast clean link: auto reaches the record cap
+// within a handful of requests instead of creeping up.
+func TestSizer_LANClimbsToMaxQuickly(t *testing.T) {
+	link := simProfiles[0]
+	s, clock := newTestSizer(simConfig(0))
+	r := drain(link, s, clock, 20000, 500, 1)
+	if r.requests > 12 {
+		t.Errorf("took %d requests to drain 20000 records, want <= 12", r.requests)
+	}
+	if recs, _ := s.Limit(); recs != 5000 {
+		t.Errorf("limit %d records, want the 5000 cap", recs)
+	}
+}
+
+// Protects the deadline rule on a slow clean link (2G: 800 ms, 10 KB/s):
+// auto settles at a moderate size whose expected time is under half the
+// deadline, not at the 4 MiB cap.
+func TestSizer_2GSettlesModerate(t *testing.T) {
+	link := simProfiles[2]
+	s, clock := newTestSizer(simConfig(0))
+	r := drain(link, s, clock, 20000, 500, 1)
+	recs, bytes := s.Limit()
+	if recs < 100 || recs > 400 {
+		t.Errorf("settled at %d records, want a moderate 100..400", recs)
+	}
+	est := s.Estimate()
+	expected := est.RTT + time.Duration(float64(bytes)/est.BytesPerSec*float64(time.Second))
+	if expected > simDeadline/2+time.Second {
+		t.Errorf("plans %d B, expected to take %v; want <= half the %v deadline", bytes, expected, simDeadline)
+	}
+	if r.failures > 0 {
+		t.Errorf("%d requests failed on a clean link (timed out?)", r.failures)
+	}
+}
+
+// Protects the flaky-link behaviour: connections reset after 16..48 KB, so
+// auto must settle below that and drain far faster than a fixed 1000 (which
+// must still finish, by re-slicing).
+func TestSizer_FlakySettlesUnderResetSize(t *testing.T) {
+	link := simProfiles[3]
+	clock := NewFakeClock(epoch)
+	s := NewSizer(simConfig(0), clock)
+	auto := drain(link, s, clock, 20000, 500, 1)
+	_, bytes := s.Limit()
+	if bytes > int(link.resetAfter) {
+		t.Errorf("settled at %d B, want under the %v B reset size", bytes, link.resetAfter)
+	}
+	fixed, _ := simDrain(link, 1000, 1)
+	if fixed.took == stalled {
+		t.Fatalf("fixed 1000 stalled: %v", fixed)
+	}
+	if fixed.took < 2*auto.took {
+		t.Errorf("auto %v, fixed 1000 %v: want auto at least 2x faster", auto, fixed)
+	}
+}
+
+// Protects the 413 rule: once the server refused a size, auto never plans a
+// request above the server's limit again (within the ceiling's lifetime).
+func TestSizer_TooLargeNeverExceededAgain(t *testing.T) {
+	link := simProfiles[0]
+	link.maxBody = 100_000
+	s, clock := newTestSizer(simConfig(0))
+	seen413 := false
+	for range 200 {
+		recs, lim := s.Limit()
+		n := min(recs, max(1, lim/500))
+		b := n*500 + simRequestOverhead
+		if seen413 && b > link.maxBody {
+			t.Fatalf("sent %d B after a 413 at a %d B limit", b, link.maxBody)
+		}
+		outcome := OK
+		if b > link.maxBody {
+			outcome, seen413 = TooLarge, true
+		}
+		clock.Advance(10 * time.Millisecond)
+		s.Observe(Observation{Records: n, Bytes: b, Elapsed: 10 * time.Millisecond, Outcome: outcome, Full: true})
+	}
+	if !seen413 {
+		t.Fatal("never reached the server's limit")
+	}
+	if _, lim := s.Limit(); lim < link.maxBody/2 {
+		t.Errorf("limit %d B: cut far below the server's %d B", lim, link.maxBody)
+	}
+}
+
+// Protects the ceiling's expiry: a day after a 413, auto may probe above it
+// again (the server's limit may have been raised).
+func TestSizer_TooLargeCeilingExpires(t *testing.T) {
+	s, clock := newTestSizer(simConfig(0))
+	ok(s, 100, 20*time.Millisecond, true)
+	s.Observe(Observation{Records: 200, Bytes: 100_400, Elapsed: 20 * time.Millisecond, Outcome: TooLarge, Full: true})
+	_, ceiling := s.Limit()
+	clock.Advance(ceilingLifetime + time.Hour)
+	for range 5 {
+		recs, _ := s.Limit()
+		ok(s, recs, 20*time.Millisecond, true)
+	}
+	if _, lim := s.Limit(); lim <= ceiling {
+		t.Errorf("limit %d B a day later, still under the old ceiling %d B", lim, ceiling)
+	}
+}
+
+// Protects prefs' fixed request_size: honoured exactly on a clean link, cut
+// only to re-slice a failed batch, and back to the fixed size after the
+// next success.
+func TestSizer_FixedHonoured(t *testing.T) {
+	for _, fixed := range []int{1, 10, 50, 200, 1000, 5000} {
+		s, _ := newTestSizer(simConfig(fixed))
+		for i := range 50 {
+			recs, bytes := s.Limit()
+			if recs != fixed || bytes != 4<<20 {
+				t.Fatalf("fixed %d, request %d: limit %d rec/%d B, want %d rec/4 MiB", fixed, i, recs, bytes, fixed)
+			}
+			ok(s, recs, time.Duration(recs)*time.Millisecond, true)
+		}
+		s.Observe(Observation{Records: fixed, Bytes: fixed * 500, Elapsed: time.Second, Outcome: Failed, Full: true})
+		if recs, _ := s.Limit(); fixed > 1 && recs >= fixed {
+			t.Errorf("fixed %d: after a failure the limit is %d records; the failed batch must be re-sliced", fixed, recs)
+		}
+		ok(s, 1, time.Millisecond, true)
+		if recs, _ := s.Limit(); recs != fixed {
+			t.Errorf("fixed %d: after the next success the limit is %d records", fixed, recs)
+		}
+	}
+}
+
+// Protects the re-slice contract: after any failure of a batch of more than
+// one record, the next limit is smaller than that batch, in auto and fixed
+// mode alike, so the same oversized batch is never resent.
+func TestSizer_FailureReslices(t *testing.T) {
+	tests := []struct {
+		name    string
+		fixed   int
+		outcome Outcome
+	}{
+		{"auto reset", 0, Failed},
+		{"auto timeout", 0, TimedOut},
+		{"auto 413", 0, TooLarge},
+		{"fixed reset", 1000, Failed},
+		{"fixed timeout", 1000, TimedOut},
+		{"fixed 413", 1000, TooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestSizer(simConfig(tt.fixed))
+			for range 10 {
+				recs, _ := s.Limit()
+				ok(s, recs, 50*time.Millisecond, true)
+			}
+			for range 20 {
+				recs, bytes := s.Limit()
+				n := min(recs, max(1, bytes/500))
+				s.Observe(Observation{Records: n, Bytes: n*500 + simRequestOverhead, Elapsed: time.Second, Outcome: tt.outcome, Full: true})
+				next, nextBytes := s.Limit()
+				if m := min(next, max(1, nextBytes/500)); n > 1 && m >= n {
+					t.Fatalf("after a failed batch of %d records the next batch is %d", n, m)
+				}
+				if next < 1 || nextBytes < 1 {
+					t.Fatalf("limit %d rec/%d B: below one", next, nextBytes)
+				}
+			}
+		})
+	}
+}
+
+// Protects the bounds: auto stays within MinRecords..MaxRecords and under
+// MaxBytes whatever the link shows.
+func TestSizer_StaysInBounds(t *testing.T) {
+	cfg := Config{MinRecords: 2, MaxRecords: 300, MaxBytes: 100_000, Deadline: simDeadline}
+	s, _ := newTestSizer(cfg)
+	for range 100 {
+		recs, _ := s.Limit()
+		s.Observe(Observation{Records: recs, Bytes: recs * 50, Elapsed: time.Millisecond, Outcome: OK, Full: true})
+		recs, bytes := s.Limit()
+		if recs > 300 || bytes > 100_000 {
+			t.Fatalf("limit %d rec/%d B above the caps", recs, bytes)
+		}
+	}
+	for range 100 {
+		recs, bytes := s.Limit()
+		s.Observe(Observation{Records: recs, Bytes: bytes, Elapsed: time.Second, Outcome: Failed, Full: true})
+		if recs, bytes := s.Limit(); recs < 2 || bytes < 1 {
+			t.Fatalf("limit %d rec/%d B below the floor", recs, bytes)
+		}
+	}
+}
+
+// Protects "a short final batch says nothing about growing".
+func TestSizer_ShortBatchDoesNotGrow(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	before, _ := s.Limit()
+	for range 10 {
+		ok(s, 3, 10*time.Millisecond, false)
+	}
+	if _, bytes := s.Limit(); bytes > initialBytes {
+		t.Errorf("budget grew to %d B on short batches", bytes)
+	}
+	if recs, _ := s.Limit(); recs < before {
+		t.Errorf("records fell from %d to %d on clean short batches", before, recs)
+	}
+}
+
+// Protects the exposure rule for timeouts: a request that hung counts the
+// whole deadline as exposure, whatever elapsed time the caller reports.
+func TestSizer_TimeoutExposureIsDeadline(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	s.Observe(Observation{Records: 10, Bytes: 5000, Outcome: TimedOut, Full: true})
+	got := s.Estimate().FailuresPerSec
+	want := 1 / (simDeadline.Seconds() + hazardPriorExposure)
+	if math.Abs(got-want) > 1e-9 {
+		t.Errorf("failures/s %v, want %v", got, want)
+	}
+}
+
+// Protects the link estimate: RTT and throughput are recovered from
+// requests of varied sizes, noise-free.
+func TestSizer_EstimateRecoversLink(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	for _, n := range []int{10, 40, 20, 80, 160, 5, 300} {
+		b := n * 500
+		s.Observe(Observation{Records: n, Bytes: b, Elapsed: 300*time.Millisecond + time.Duration(float64(b)/100e3*float64(time.Second)), Outcome: OK})
+	}
+	e := s.Estimate()
+	if d := e.RTT - 300*time.Millisecond; d < -5*time.Millisecond || d > 5*time.Millisecond {
+		t.Errorf("RTT %v, want 300ms", e.RTT)
+	}
+	if math.Abs(e.BytesPerSec-100e3) > 2e3 {
+		t.Errorf("throughput %.0f B/s, want 100000", e.BytesPerSec)
+	}
+}
+
+// Protects the status line's shape.
+func TestSizer_String(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	if got := s.String(); got != "auto 64 rec/64KiB · no link estimate yet" {
+		t.Errorf("fresh: %q", got)
+	}
+	for _, n := range []int{10, 40, 20, 80, 160, 5, 300} {
+		b := n * 500
+		s.Observe(Observation{Records: n, Bytes: b, Elapsed: 310*time.Millisecond + time.Duration(float64(b)/96e3*float64(time.Second)), Outcome: OK})
+	}
+	got := s.String()
+	for _, want := range []string{"auto ", " rec/", "KiB · rtt 310ms · 96KB/s · 0 fail/s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	f, _ := newTestSizer(simConfig(200))
+	if got := f.String(); !strings.HasPrefix(got, "fixed 200 rec/4MiB") {
+		t.Errorf("fixed: %q", got)
+	}
+}
+
+func TestFormat(t *testing.T) {
+	sizes := map[int]string{512: "512B", 256 << 10: "256KiB", 4 << 20: "4MiB", 1536 << 10: "1.5MiB"}
+	for b, want := range sizes {
+		if got := formatSize(b); got != want {
+			t.Errorf("formatSize(%d) = %q, want %q", b, got, want)
+		}
+	}
+	rates := map[float64]string{500: "500B/s", 96e3: "96KB/s", 12.5e6: "12.5MB/s", 2e6: "2MB/s"}
+	for r, want := range rates {
+		if got := formatRate(r); got != want {
+			t.Errorf("formatRate(%v) = %q, want %q", r, got, want)
+		}
+	}
+}
+
+// Protects SetAside's rules: a record failing alone on a healthy link is
+// set aside after SetAsideAfter tries; a one-record 413 at once; never when
+// the link fails everything; at most once between successes.
+func TestSizer_SetAside(t *testing.T) {
+	healthy := func() *Sizer {
+		s, _ := newTestSizer(simConfig(0))
+		for i := range 100 {
+			ok(s, 50+i%7, 300*time.Millisecond, true)
+		}
+		return s
+	}
+	fail := func(s *Sizer, records int, outcome Outcome, took time.Duration) {
+		s.Observe(Observation{Records: records, Bytes: records*500 + simRequestOverhead, Elapsed: took, Outcome: outcome, Full: true})
+	}
+
+	t.Run("poison record on a healthy link", func(t *testing.T) {
+		s := healthy()
+		var got []bool
+		for n := 1; n <= SetAsideAfter; n++ {
+			fail(s, 1, Failed, 300*time.Millisecond)
+			got = append(got, s.SetAside(n))
+		}
+		if want := []bool{false, false, true}; !slices.Equal(got, want) {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	})
+	t.Run("one record too large", func(t *testing.T) {
+		s := healthy()
+		fail(s, 1, TooLarge, 300*time.Millisecond)
+		if !s.SetAside(1) {
+			t.Error("a one-record 413 was not set aside")
+		}
+	})
+	t.Run("link failing everything", func(t *testing.T) {
+		s, _ := newTestSizer(simConfig(0))
+		for range 20 {
+			recs, _ := s.Limit()
+			fail(s, recs, Failed, 10*time.Second)
+		}
+		for n := 1; n <= 6; n++ {
+			fail(s, 1, Failed, 10*time.Second)
+			if s.SetAside(n) {
+				t.Fatalf("set aside after %d failures on a link that fails everything", n)
+			}
+		}
+	})
+	t.Run("once between successes", func(t *testing.T) {
+		s := healthy()
+		for n := 1; n <= SetAsideAfter; n++ {
+			fail(s, 1, Failed, 300*time.Millisecond)
+		}
+		if !s.SetAside(SetAsideAfter) {
+			t.Fatal("first record not set aside")
+		}
+		for n := 1; n <= SetAsideAfter; n++ {
+			fail(s, 1, Failed, 300*time.Millisecond)
+		}
+		if s.SetAside(SetAsideAfter) {
+			t.Fatal("a second record set aside with no success in between")
+		}
+		ok(s, 1, 300*time.Millisecond, true)
+		for n := 1; n <= SetAsideAfter; n++ {
+			fail(s, 1, Failed, 300*time.Millisecond)
+		}
+		if !s.SetAside(SetAsideAfter) {
+			t.Fatal("not set aside after a success in between")
+		}
+	})
+}
