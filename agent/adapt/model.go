@@ -250,7 +250,7 @@ func bestBytes(f *linkFit, h *hazard, z *sizeStats, deadline, lo, hi float64) fl
 			}
 		}
 	}
-	const steps = 64
+	const steps = 48
 	ratio := math.Pow(hi/lo, 1.0/steps)
 	for i := 0; i <= steps; i++ {
 		try(lo * math.Pow(ratio, float64(i)))
@@ -267,7 +267,7 @@ func bestBytes(f *linkFit, h *hazard, z *sizeStats, deadline, lo, hi float64) fl
 func modelBest(p planner, lo, hi float64) float64 {
 	a, c := math.Log(lo), math.Log(hi)
 	const phi = 0.6180339887498949
-	for range 40 {
+	for range 30 {
 		x1, x2 := c-phi*(c-a), a+phi*(c-a)
 		if p.goodput(math.Exp(x1)) >= p.goodput(math.Exp(x2)) {
 			c = x2

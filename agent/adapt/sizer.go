@@ -37,14 +37,17 @@ func (o Outcome) String() string {
 
 // Observation is what one request showed.
 type Observation struct {
-	Records int // records in the batch (for a pull: records asked for, or received)
+	// Records in the batch; for a pull, records received (0 for a pull that
+	// failed: it is taken to have asked for the whole limit).
+	Records int
 	// Bytes on the wire, both directions, counted the way the caller slices
-	// batches (for a failure: what the request was to carry).
+	// batches. For a failed push, what the request was to carry.
 	Bytes   int
 	Elapsed time.Duration
 	Outcome Outcome
-	// Full: the batch was as large as the limit allowed. A short final
-	// batch says nothing about growing.
+	// Full: the batch was as large as the limit allowed: the record or the
+	// byte bound stopped it, not the end of the queue. A short final batch
+	// says nothing about growing.
 	Full bool
 }
 
@@ -296,15 +299,17 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full bool) {
 
 // cutLocked re-slices after a failed batch: at most half its records, and
 // a byte bound of at most limit: the auto budget drops to it (and stays, as
-// learned), a fixed size keeps it as a cap until the next success. The
-// batch's size is o.Bytes when it says how many records it carried;
-// otherwise (a pull that broke before any record arrived) the budget.
+// learned), a fixed size keeps it as a cap until the next success. A
+// failure with no record count (a pull that broke before any record
+// arrived) is taken to have asked for the whole current limit.
 func (s *Sizer) cutLocked(o Observation, limit float64) {
-	if o.Records > 0 {
-		s.reslice = max(1, o.Records/2)
-		if s.cfg.Fixed == 0 {
-			s.reslice = max(s.cfg.MinRecords, s.reslice)
-		}
+	n := o.Records
+	if n <= 0 { // a pull that broke before any record arrived asked for the limit
+		n, _ = s.limitLocked()
+	}
+	s.reslice = max(1, n/2)
+	if s.cfg.Fixed == 0 {
+		s.reslice = max(s.cfg.MinRecords, s.reslice)
 	}
 	if s.cfg.Fixed > 0 {
 		s.resliceB = max(1, limit)
@@ -364,70 +369,4 @@ func (s *Sizer) SetAside(consecutiveSingleFailures int) bool {
 	}
 	s.setAside = true
 	return true
-}
-
-// Estimate returns the current link estimate and next limit.
-func (s *Sizer) Estimate() Estimate {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := Estimate{FailuresPerSec: s.hz.perSecond()}
-	if s.fit.Seen {
-		e.RTT = time.Duration(s.fit.RTT * float64(time.Second))
-		if s.fit.PerByte > 0 {
-			e.BytesPerSec = 1 / s.fit.PerByte
-		}
-	}
-	e.Records, e.Bytes = s.limitLocked()
-	return e
-}
-
-// String is one short line for status, e.g.
-// "auto 200 rec/256KiB · rtt 310ms · 96KB/s · 0.01 fail/s".
-func (s *Sizer) String() string {
-	e := s.Estimate()
-	mode := "auto"
-	if s.cfg.Fixed > 0 {
-		mode = "fixed"
-	}
-	head := fmt.Sprintf("%s %d rec/%s", mode, e.Records, formatSize(e.Bytes))
-	if e.BytesPerSec == 0 && e.RTT == 0 {
-		return head + " · no link estimate yet"
-	}
-	return fmt.Sprintf("%s · rtt %s · %s · %.2g fail/s", head, formatRTT(e.RTT), formatRate(e.BytesPerSec), e.FailuresPerSec)
-}
-
-func formatSize(b int) string {
-	switch {
-	case b < 1<<10:
-		return fmt.Sprintf("%dB", b)
-	case b < 1<<20:
-		return fmt.Sprintf("%dKiB", b>>10)
-	default:
-		return trimZero(fmt.Sprintf("%.1f", float64(b)/(1<<20))) + "MiB"
-	}
-}
-
-func formatRate(bps float64) string {
-	switch {
-	case bps < 1e3:
-		return fmt.Sprintf("%.0fB/s", bps)
-	case bps < 1e6:
-		return fmt.Sprintf("%.0fKB/s", bps/1e3)
-	default:
-		return trimZero(fmt.Sprintf("%.1f", bps/1e6)) + "MB/s"
-	}
-}
-
-func formatRTT(d time.Duration) string {
-	if d >= 10*time.Millisecond {
-		return d.Round(time.Millisecond).String()
-	}
-	return d.Round(10 * time.Microsecond).String()
-}
-
-func trimZero(s string) string {
-	if len(s) > 2 && s[len(s)-2:] == ".0" {
-		return s[:len(s)-2]
-	}
-	return s
 }

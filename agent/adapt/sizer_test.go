@@ -368,3 +368,20 @@ func TestSizer_SetAside(t *testing.T) {
 		}
 	})
 }
+
+// Protects pulls: a pull that failed reports no records, and the next limit
+// must still ask for fewer (auto and fixed), never the same oversized page.
+func TestSizer_FailedPullReslices(t *testing.T) {
+	for _, fixed := range []int{0, 1000} {
+		s, _ := newTestSizer(simConfig(fixed))
+		for range 5 {
+			recs, _ := s.Limit()
+			ok(s, recs, 50*time.Millisecond, true)
+		}
+		before, _ := s.Limit()
+		s.Observe(Observation{Records: 0, Bytes: 300, Elapsed: time.Second, Outcome: Failed})
+		if after, _ := s.Limit(); after >= before {
+			t.Errorf("fixed %d: asked for %d records, after the failure %d", fixed, before, after)
+		}
+	}
+}
