@@ -1,6 +1,7 @@
 package hw
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -43,8 +44,8 @@ var tiers = []struct {
 	probe     func(*prober) ([]identifier, error)
 }{
 	{"DMI product UUID and product/board/chassis serials, device-tree serial-number", (*prober).firmware},
-	{"on-board NIC MACs (universally administered, not virtual, not USB)", (*prober).nic},
-	{"serials of non-removable, non-USB disks", (*prober).disk},
+	{"the MAC of an on-board NIC (universally administered, not virtual, not USB)", (*prober).nic},
+	{"the serial of a non-removable, non-USB disk", (*prober).disk},
 	{"/etc/machine-id", (*prober).machineID},
 }
 
@@ -129,7 +130,7 @@ type identifier struct {
 func fingerprintOf(ids []identifier) Fingerprint {
 	sorted := slices.Clone(ids)
 	slices.SortFunc(sorted, func(a, b identifier) int {
-		return strings.Compare(a.source+"\x00"+a.value, b.source+"\x00"+b.value)
+		return cmp.Or(strings.Compare(a.source, b.source), strings.Compare(a.value, b.value))
 	})
 	sorted = slices.Compact(sorted)
 
