@@ -110,6 +110,11 @@ const (
 	assumedRecordBytes = 1 << 10  // bytes per record until one is measured
 	perRecordSmoothing = 0.25     // weight of the newest bytes-per-record sample
 	ceilingLifetime    = 24 * time.Hour
+	// outageRun: beyond this many failures in a row, more failures say the
+	// link is down, not how large a request may be: they still re-slice,
+	// but do not teach the link model (an outage must not leave a hazard
+	// that keeps requests small long after the link is back).
+	outageRun = 3
 	// setAsideChance: a record is set aside only if the link's own failure
 	// rate explains its run of failures with less than this probability.
 	setAsideChance = 0.01
@@ -138,6 +143,7 @@ type Sizer struct {
 	runCount    int       // one-record failures in a row
 	runExposure float64   // their exposure, seconds
 	setAside    bool      // SetAside said yes since the last success
+	failRun     int       // failures since the last success
 }
 
 // NewSizer returns a Sizer that starts small (64 KiB) in auto mode.
@@ -249,7 +255,7 @@ func (s *Sizer) Observe(o Observation) {
 		s.hz.add(sec, false, false)
 		s.sizes.add(b, true)
 		s.maxOK = max(s.maxOK, b)
-		s.reslice, s.resliceB, s.setAside = 0, 0, false
+		s.reslice, s.resliceB, s.setAside, s.failRun = 0, 0, false, 0
 		s.adjustAfterSuccessLocked(b, o.Full)
 	case TooLarge:
 		s.hz.add(sec, false, false)
@@ -265,8 +271,11 @@ func (s *Sizer) Observe(o Observation) {
 		s.singleLarge = o.Records == 1
 		s.cutLocked(o, s.ceiling)
 	default: // Failed, TimedOut
-		s.hz.add(sec, true, o.Outcome == TimedOut)
-		s.sizes.add(s.failedSizeLocked(o), false)
+		s.failRun++
+		if s.failRun <= outageRun {
+			s.hz.add(sec, true, o.Outcome == TimedOut)
+			s.sizes.add(s.failedSizeLocked(o), false)
+		}
 		if o.Records == 1 {
 			s.runCount++
 			s.runExposure += sec
@@ -291,7 +300,7 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full bool) {
 		if s.hz.Resets+s.hz.Hangs > 0 {
 			factor = max(1, min(2, math.Sqrt(target/s.budget)))
 		}
-		s.budget = max(s.budget, min(target, b*factor))
+		s.budget = max(s.budget, min(target, s.budget*factor))
 	case s.budget > target:
 		s.budget = max(target, s.budget/2)
 	}

@@ -88,7 +88,7 @@ func open(opts Options) (*Agent, error) {
 	if opts.HardwareID == nil {
 		opts.HardwareID = hw.ID
 	}
-	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), clock: adapt.RealClock{}}
+	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), clock: adapt.SystemClock{}}
 	var err error
 	if a.hwid, err = opts.HardwareID(); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot compute this box's hardware ID: %w", err)}

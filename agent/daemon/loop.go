@@ -37,7 +37,7 @@ type cycleRequest struct {
 
 func newLoop(a *Agent) *loop {
 	l := &loop{a: a, requests: make(chan cycleRequest), wake: make(chan struct{}, 1), replan: make(chan struct{}, 1),
-		backoff: adapt.NewBackoff(time.Second, 5*time.Minute, a.clock)}
+		backoff: adapt.NewBackoff(adapt.SystemClock{}, time.Second, 5*time.Minute)}
 	l.alive()
 	if a.sat != nil {
 		a.sat.OnProgress(l.alive)

@@ -123,7 +123,8 @@ func IsHash(s string) bool {
 }
 
 // Check returns nil if s is a well-formed encoded hash, else what is wrong
-// with it. The message never quotes the salt or the hash.
+// with it. The message quotes no part of s: a password pasted in the wrong
+// place must not end up in a log.
 func Check(s string) error {
 	_, err := decode(s)
 	return err
@@ -151,7 +152,7 @@ func decode(s string) (parsed, error) {
 		return parsed{}, fmt.Errorf("malformed password hash: expected %s$<iterations>$<salt>$<hash>, made by `syncagent passwd`", Scheme)
 	}
 	if fields[0] != Scheme {
-		return parsed{}, fmt.Errorf("malformed password hash: unknown scheme %q, expected %q", fields[0], Scheme)
+		return parsed{}, fmt.Errorf("malformed password hash: it does not start with %q", Scheme+"$")
 	}
 	iter, err := parseIterations(fields[1])
 	if err != nil {
@@ -197,7 +198,7 @@ func parseIterations(s string) (int, error) {
 		bad = s[i] < '0' || s[i] > '9'
 	}
 	if bad {
-		return 0, fmt.Errorf("malformed password hash: iterations %q is not a number from %d to %d", s, minIterations, maxIterations)
+		return 0, fmt.Errorf("malformed password hash: the iteration count is not a number from %d to %d", minIterations, maxIterations)
 	}
 	n, _ := strconv.Atoi(s) // at most 9 digits: cannot fail
 	if n < minIterations || n > maxIterations {

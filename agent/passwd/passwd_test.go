@@ -159,6 +159,17 @@ func TestIsHash_Malformed(t *testing.T) {
 	}
 }
 
+// A password pasted into the hash field must not be repeated in the error,
+// which ends up in `prefs check` output and the journal.
+func TestCheck_DoesNotQuote(t *testing.T) {
+	for _, s := range []string{"Secret$9999$Secret$Secret", "pbkdf2-sha256$Secret$Secret$Secret", "pbkdf2-sha256$1000$Secret$Secret", "Secret"} {
+		err := Check(s)
+		if err == nil || strings.Contains(err.Error(), "Secret") {
+			t.Errorf("Check(%q) = %v", s, err)
+		}
+	}
+}
+
 // FuzzDecode protects the decoder of the encoded form: it never panics, and
 // whatever it accepts is exactly what encode would write (one spelling per
 // hash, so comparing encoded hashes as strings is sound).

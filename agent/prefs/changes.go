@@ -59,6 +59,22 @@ func Changes(old, new *Prefs) []Change {
 	return out
 }
 
+// NeedsCode reports whether editing the running prefs into edited needs an
+// unlock code once the box is provisioned: any Locked change does, and so
+// does a change of site.interval_minutes while the running sync_id is 0 (the
+// seed: the interval is editable without a code "only if sync is enabled on
+// this site"). LockedDigest leaves the interval out either way, so such an
+// interval edit needs a window code, or a change-bound code for the
+// unchanged digest.
+func NeedsCode(running, edited *Prefs) bool {
+	for _, c := range Changes(running, edited) {
+		if c.Locked || c.Key == "site.interval_minutes" && running.Role() == RoleDisabled {
+			return true
+		}
+	}
+	return false
+}
+
 func sameStores(a, b []string) bool {
 	return slices.Equal(sortedCopy(a), sortedCopy(b))
 }

@@ -115,3 +115,27 @@ func TestChanges_DuplicateSyncIDs(t *testing.T) {
 		t.Errorf("Changes = %+v, want sync_with[1].user", got)
 	}
 }
+
+// The interval is the one setting editable without a code, and only while
+// sync is enabled (DESIGN.md invariant 7).
+func TestNeedsCode(t *testing.T) {
+	sat := readFixture(t, "testdata/good/satellite.toml")
+	off := strings.Replace(sat, "sync_id = 12", "sync_id = 0", 1)
+	longer := func(s string) string { return strings.Replace(s, "interval_minutes = 15", "interval_minutes = 60", 1) }
+	tests := []struct {
+		name, running, edited string
+		want                  bool
+	}{
+		{"nothing", sat, sat, false},
+		{"interval, sync on", sat, longer(sat), false},
+		{"interval, sync_id 0", off, longer(off), true},
+		{"unlock code only", sat, strings.Replace(sat, "ABCDE-FGHJK", "X", 1), false},
+		{"a locked setting", sat, strings.Replace(sat, `"auto"`, "100", 1), true},
+		{"enabling sync", off, sat, true},
+	}
+	for _, tt := range tests {
+		if got := NeedsCode(mustParse(t, tt.running), mustParse(t, tt.edited)); got != tt.want {
+			t.Errorf("%s: NeedsCode = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -132,7 +132,11 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 	seen := make(map[string]bool, len(push.Data))
 	for _, q := range push.Data {
 		rec, err := q.Record()
-		switch store := rec.StoreID(); {
+		store := ""
+		if err == nil {
+			store, err = s.storeOf(rec)
+		}
+		switch {
 		case q.SyncOutID == "" || len(q.SyncOutID) > 128:
 			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId must be 1 to 128 characters")
 		case seen[q.SyncOutID]:
@@ -173,6 +177,29 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 	}
 	resp.IntegrationStarted = true
 	syncapi.WriteJSON(w, r, http.StatusOK, resp)
+}
+
+// storeOf is the store a record belongs to. A delete carries no data and a
+// merge names records, so their store is the one of the record the primary
+// holds; a delete of a record the primary never had belongs to no store.
+func (s *Server) storeOf(r queue.Record) (string, error) {
+	id := r.ID
+	switch r.Action {
+	case queue.Delete:
+	case queue.Merge:
+		keep, _, err := r.MergeIDs()
+		if err != nil {
+			return "", err
+		}
+		id = keep
+	default:
+		return r.StoreID(), nil
+	}
+	held, found, err := s.store.Get(r.Table, id)
+	if err != nil || !found {
+		return "", err
+	}
+	return held.StoreID(), nil
 }
 
 func queryUint(r *http.Request, name string, def, max uint64) (uint64, *syncapi.Error) {

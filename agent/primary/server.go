@@ -207,8 +207,12 @@ func (s *Server) Write(r queue.Record) (uint64, error) {
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}
+	store, err := s.storeOf(r)
+	if err != nil {
+		return 0, err
+	}
 	var dests []int
-	if store := r.StoreID(); store != "" {
+	if store != "" {
 		dests = s.sites.Load().destinations(store, 1)
 	}
 	return s.store.Write(r, dests)

@@ -129,10 +129,15 @@ func (s *Satellite) saveSizers() {
 	}
 }
 
-// Cycle pushes, then pulls. The result is also kept for Status.
+// Cycle initialises a new site, pushes, then pulls. The result is also kept for Status.
 func (s *Satellite) Cycle(ctx context.Context) Result {
 	res := Result{Started: s.clock.Now()}
-	res.Err = s.pushAll(ctx, &res)
+	// Initialise first: a fill requested after our push would echo our own
+	// records back to us.
+	res.Err = s.initialise(ctx)
+	if res.Err == nil {
+		res.Err = s.pushAll(ctx, &res)
+	}
 	if res.Err == nil {
 		res.Err = s.pullAll(ctx, &res)
 	}
