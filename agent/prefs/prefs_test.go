@@ -397,3 +397,16 @@ func TestMigrations(t *testing.T) {
 		}
 	}
 }
+
+// Files saved by Windows editors (CRLF line ends, a UTF-8 byte order mark)
+// read the same and report the same lines.
+func TestParse_CRLFAndBOM(t *testing.T) {
+	for _, name := range []string{"good/satellite.toml", "bad/many-problems.toml"} {
+		data := readFixture(t, filepath.Join("testdata", name))
+		want, wantErr := Parse("p.toml", []byte(data))
+		got, gotErr := Parse("p.toml", []byte("\ufeff"+strings.ReplaceAll(data, "\n", "\r\n")))
+		if !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Errorf("%s with CRLF and BOM:\n%+v\n%v\nwant\n%+v\n%v", name, got, gotErr, want, wantErr)
+		}
+	}
+}
