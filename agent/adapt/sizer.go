@@ -132,7 +132,8 @@ type Sizer struct {
 	budget      float64 // auto: bytes the next request may carry; guarded by mu
 	perRecord   float64 // smoothed bytes per record; 0 unknown
 	fit         linkFit
-	hz          hazard
+	hz          hazard // failures that size the requests (outages left out)
+	allHz       hazard // every failure: the link as it is, for SetAside and status
 	sizes       sizeStats
 	maxOK       float64   // largest successful request, bytes
 	ceiling     float64   // from a 413: never plan above it; 0 none
@@ -231,6 +232,7 @@ func (s *Sizer) targetLocked() float64 {
 func (s *Sizer) Observe(o Observation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	limitRecords, _ := s.limitLocked() // what this batch was sliced at
 	b := float64(max(0, o.Bytes))
 	sec := max(0, o.Elapsed.Seconds())
 	if o.Outcome == TimedOut {
@@ -253,12 +255,14 @@ func (s *Sizer) Observe(o Observation) {
 	case OK:
 		s.fit.add(b, sec)
 		s.hz.add(sec, false, false)
+		s.allHz.add(sec, false, false)
 		s.sizes.add(b, true)
 		s.maxOK = max(s.maxOK, b)
 		s.reslice, s.resliceB, s.setAside, s.failRun = 0, 0, false, 0
-		s.adjustAfterSuccessLocked(b, o.Full)
+		s.adjustAfterSuccessLocked(b, o.Full, o.Records >= limitRecords)
 	case TooLarge:
 		s.hz.add(sec, false, false)
+		s.allHz.add(sec, false, false)
 		size := s.failedSizeLocked(o)
 		c := size / 2
 		if s.maxOK > 0 && s.maxOK < size {
@@ -272,6 +276,7 @@ func (s *Sizer) Observe(o Observation) {
 		s.cutLocked(o, s.ceiling)
 	default: // Failed, TimedOut
 		s.failRun++
+		s.allHz.add(sec, true, o.Outcome == TimedOut)
 		if s.failRun <= outageRun {
 			s.hz.add(sec, true, o.Outcome == TimedOut)
 			s.sizes.add(s.failedSizeLocked(o), false)
@@ -288,8 +293,12 @@ func (s *Sizer) Observe(o Observation) {
 // adjustAfterSuccessLocked grows the auto budget after a clean full-size
 // success (×2 while the link has shown no failures, more gently towards the
 // optimum once it has), and lets it down towards the optimum when the
-// optimum has fallen below it.
-func (s *Sizer) adjustAfterSuccessLocked(b float64, full bool) {
+// optimum has fallen below it. Growth starts from the b bytes the request
+// carried when the record bound stopped the batch (the byte budget was not
+// what it proved), and from the budget when the byte bound did (so a caller
+// that slices by uncompressed bytes but reports compressed ones still
+// grows).
+func (s *Sizer) adjustAfterSuccessLocked(b float64, full, recordBound bool) {
 	if s.cfg.Fixed > 0 {
 		return
 	}
@@ -300,7 +309,11 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full bool) {
 		if s.hz.Resets+s.hz.Hangs > 0 {
 			factor = max(1, min(2, math.Sqrt(target/s.budget)))
 		}
-		s.budget = max(s.budget, min(target, s.budget*factor))
+		base := s.budget
+		if recordBound {
+			base = b
+		}
+		s.budget = max(s.budget, min(target, base*factor))
 	case s.budget > target:
 		s.budget = max(target, s.budget/2)
 	}
@@ -372,7 +385,7 @@ func (s *Sizer) SetAside(consecutiveSingleFailures int) bool {
 	if s.runCount > 0 {
 		t = max(t, s.runExposure/float64(s.runCount))
 	}
-	linkFails := 1 - math.Exp(-s.hz.perSecond()*t)
+	linkFails := 1 - math.Exp(-s.allHz.perSecond()*t)
 	if math.Pow(linkFails, float64(n)) >= setAsideChance {
 		return false
 	}

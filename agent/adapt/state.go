@@ -25,6 +25,8 @@ type savedState struct {
 	PerRecord float64   `json:"per_record"`
 	Fit       linkFit   `json:"fit"`
 	Hazard    hazard    `json:"hazard"`
+	AllHazard hazard    `json:"all_hazard"`
+	Sizes     sizeStats `json:"sizes"`
 	MaxOK     float64   `json:"max_ok"`
 	Ceiling   float64   `json:"ceiling"`
 	CeilingAt time.Time `json:"ceiling_at"`
@@ -36,7 +38,7 @@ func (s *Sizer) MarshalState() ([]byte, error) {
 	s.mu.Lock()
 	st := savedState{
 		Version: stateVersion, Saved: s.clock.Now(), Budget: s.budget, PerRecord: s.perRecord,
-		Fit: s.fit, Hazard: s.hz, MaxOK: s.maxOK, Ceiling: s.ceilingLocked(), CeilingAt: s.ceilingAt,
+		Fit: s.fit, Hazard: s.hz, AllHazard: s.allHz, Sizes: s.sizes, MaxOK: s.maxOK, Ceiling: s.ceilingLocked(), CeilingAt: s.ceilingAt,
 	}
 	s.mu.Unlock()
 	return json.Marshal(st)
@@ -72,12 +74,19 @@ func (s *Sizer) RestoreState(data []byte) error {
 	}
 	f := st.Fit
 	f.W, f.B, f.T, f.BB, f.BT = f.W*weight, f.B*weight, f.T*weight, f.BB*weight, f.BT*weight
-	h := st.Hazard
-	h.Exposure, h.Resets, h.Hangs = h.Exposure*weight, h.Resets*weight, h.Hangs*weight
+	fade := func(h hazard) hazard {
+		return hazard{Exposure: h.Exposure * weight, Resets: h.Resets * weight, Hangs: h.Hangs * weight}
+	}
 
-	s.fit, s.hz, s.perRecord, s.maxOK = f, h, st.PerRecord, st.MaxOK
+	z := st.Sizes
+	for i := range sizeBands {
+		z.OK[i], z.Failed[i] = z.OK[i]*weight, z.Failed[i]*weight
+	}
+
+	s.fit, s.hz, s.allHz, s.sizes = f, fade(st.Hazard), fade(st.AllHazard), z
+	s.perRecord, s.maxOK = st.PerRecord, st.MaxOK
 	s.ceiling, s.ceilingAt = st.Ceiling, st.CeilingAt
-	s.reslice, s.resliceB, s.singleLarge, s.runCount, s.runExposure, s.setAside = 0, 0, false, 0, 0, false
+	s.reslice, s.resliceB, s.singleLarge, s.runCount, s.runExposure, s.setAside, s.failRun = 0, 0, false, 0, 0, false, 0
 	if st.Budget > 0 {
 		s.budget = s.clampLocked(st.Budget)
 	}
@@ -90,7 +99,10 @@ func (st *savedState) check() error {
 		st.Budget, st.PerRecord, st.MaxOK, st.Ceiling,
 		st.Fit.W, st.Fit.B, st.Fit.T, st.Fit.BB, st.Fit.BT, st.Fit.RTT, st.Fit.PerByte,
 		st.Hazard.Exposure, st.Hazard.Resets, st.Hazard.Hangs,
+		st.AllHazard.Exposure, st.AllHazard.Resets, st.AllHazard.Hangs,
 	}
+	nums = append(nums, st.Sizes.OK[:]...)
+	nums = append(nums, st.Sizes.Failed[:]...)
 	for _, x := range nums {
 		if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
 			return fmt.Errorf("impossible value %v", x)

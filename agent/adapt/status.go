@@ -9,7 +9,7 @@ import (
 func (s *Sizer) Estimate() Estimate {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := Estimate{FailuresPerSec: s.hz.perSecond()}
+	e := Estimate{FailuresPerSec: s.allHz.perSecond()}
 	if s.fit.Seen {
 		e.RTT = time.Duration(s.fit.RTT * float64(time.Second))
 		if s.fit.PerByte > 0 {

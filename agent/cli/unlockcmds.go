@@ -33,7 +33,11 @@ maintenance window), and this command prints the result.`,
 			defer cancel()
 			c := e.client()
 			if code != "" {
-				if err := writeUnlockCode(e.prefs, code); err != nil {
+				parsed, err := unlock.ParseCode(code)
+				if err != nil {
+					return err // a typo is caught here, before the file is touched
+				}
+				if err := writeUnlockCode(e.prefs, parsed.String()); err != nil {
 					return err
 				}
 				r, err := c.Reload(ctx)

@@ -211,8 +211,9 @@ func (a *Agent) serve(ctx context.Context) error {
 	go func() { defer wg.Done(); a.loop.run(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.watchdog(ctx) }()
+	hup := ops.ReloadSignals(ctx)
 	wg.Add(1)
-	go func() { defer wg.Done(); a.watchPrefs(ctx) }()
+	go func() { defer wg.Done(); a.watchPrefs(ctx, hup) }()
 
 	a.notify.Ready()
 	a.updateStatus()

@@ -67,12 +67,35 @@ func readRootOwned(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
+// provisionedName marks a box as provisioned: written the first time prefs
+// with sync_id > 0 are accepted, never removed. From then on the lock holds.
+const provisionedName = "provisioned"
+
+func provisioned(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, provisionedName))
+	return err == nil
+}
+
+// grant is the outcome of a lock check: the change is allowed, and redeem
+// (when set) spends the code. Call redeem as the very last step before
+// committing, so a change that fails later does not burn a code.
+type grant struct {
+	by     string
+	redeem func() (string, error)
+}
+
+func (g grant) spend() (string, error) {
+	if g.redeem == nil {
+		return g.by, nil
+	}
+	return g.redeem()
+}
+
 // authorise decides whether next may replace running, per the lock rules:
-// interval_minutes alone may change without a code while sync_id > 0; any
-// other change needs an open maintenance window or a valid code in
-// [unlock] code. It returns who unlocked the change ("" when no code was
-// needed).
-func (a *Agent) authorise(running, next *prefs.Prefs) (string, error) {
+// before provisioning anything goes; after it, interval_minutes alone may
+// change without a code while sync_id > 0, and any other change needs an
+// open maintenance window or a valid code in [unlock] code.
+func (a *Agent) authorise(running, next *prefs.Prefs) (grant, error) {
 	var locked []string
 	intervalChanged := false
 	for _, c := range prefs.Changes(running, next) {
@@ -82,39 +105,50 @@ func (a *Agent) authorise(running, next *prefs.Prefs) (string, error) {
 			intervalChanged = true
 		}
 	}
+	if !provisioned(lockDir(running)) {
+		return grant{}, nil
+	}
 	if len(locked) == 0 {
 		if intervalChanged && running.Site.SyncID <= 0 {
-			return "", fmt.Errorf("interval_minutes can change without an unlock code only while sync_id > 0; this box has sync_id 0")
+			return grant{}, fmt.Errorf("interval_minutes can change without an unlock code only while sync_id > 0; this box has sync_id 0")
 		}
-		return "", nil
+		return grant{}, nil
 	}
-	return a.redeem(running, strings.Join(locked, ", "), next.LockedDigest(), next.Unlock.Code)
+	return a.check(running, strings.Join(locked, ", "), next.LockedDigest(), next.Unlock.Code)
 }
 
-// redeem spends code for a locked change with the given digest, unless a
-// maintenance window is open.
-func (a *Agent) redeem(running *prefs.Prefs, what, digest, code string) (string, error) {
+// check verifies code for a locked change with the given digest (or finds a
+// maintenance window open) without spending it.
+func (a *Agent) check(running *prefs.Prefs, what, digest, code string) (grant, error) {
 	v, err := a.verifier(running)
 	if err != nil {
-		return "", err
+		return grant{}, err
 	}
 	if g, ok := a.ledger.Window(time.Now()); ok {
-		return fmt.Sprintf("window key %d seq %d", g.KeyNumber, g.Seq), nil
+		return grant{by: fmt.Sprintf("window key %d seq %d", g.KeyNumber, g.Seq)}, nil
 	}
 	if strings.TrimSpace(code) == "" {
-		return "", fmt.Errorf("locked settings changed (%s): an unlock code is needed; run `syncagent unlock` and send its request to the vendor (change digest %s)", what, digest)
+		return grant{}, fmt.Errorf("locked settings changed (%s): an unlock code is needed; run `syncagent unlock` and send its request to the vendor (change digest %s)", what, digest)
 	}
-	g, err := v.Redeem(code, digest)
-	if err != nil {
-		return "", fmt.Errorf("unlock code refused: %w", err)
+	if _, err := v.Check(code, digest); err != nil {
+		return grant{}, refusal(err)
 	}
-	if g.Scope == unlock.ScopeWindow {
-		a.log.Warn("maintenance window opened", "key", g.KeyNumber, "seq", g.Seq, "until", g.Expiry)
-		return fmt.Sprintf("window key %d seq %d", g.KeyNumber, g.Seq), nil
-	}
-	a.log.Warn("locked settings unlocked", "key", g.KeyNumber, "seq", g.Seq, "change", what)
-	return fmt.Sprintf("key %d seq %d", g.KeyNumber, g.Seq), nil
+	return grant{redeem: func() (string, error) {
+		g, err := v.Redeem(code, digest)
+		if err != nil {
+			return "", refusal(err)
+		}
+		if g.Scope == unlock.ScopeWindow {
+			a.log.Warn("maintenance window opened", "key", g.KeyNumber, "seq", g.Seq, "until", g.Expiry)
+			return fmt.Sprintf("window key %d seq %d", g.KeyNumber, g.Seq), nil
+		}
+		a.log.Warn("locked settings unlocked", "key", g.KeyNumber, "seq", g.Seq, "change", what)
+		return fmt.Sprintf("key %d seq %d", g.KeyNumber, g.Seq), nil
+	}}, nil
 }
+
+// refusal says a code was refused without repeating "unlock code".
+func refusal(err error) error { return fmt.Errorf("refused: %w", err) }
 
 // windowUntil is when the open maintenance window closes (zero if none).
 func (a *Agent) windowUntil() time.Time {
@@ -138,7 +172,11 @@ func OperationDigest(op string) string {
 func (a *Agent) checkSiteChange(op, code string) error {
 	a.prefsMu.Lock()
 	defer a.prefsMu.Unlock()
-	if _, err := a.redeem(a.prefs.Load(), op, OperationDigest(op), code); err != nil {
+	g, err := a.check(a.prefs.Load(), op, OperationDigest(op), code)
+	if err == nil {
+		_, err = g.spend()
+	}
+	if err != nil {
 		return control.Errorf(http.StatusForbidden, "%v", err)
 	}
 	return nil

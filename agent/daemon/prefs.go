@@ -60,11 +60,10 @@ func (a *Agent) loadStartupPrefs() (*prefs.Prefs, control.Prefs, error) {
 		}
 		return nil, state, fmt.Errorf("invalid prefs, nothing started: %w", fileErr)
 	case good == nil:
-		// First start: this file is the box's provisioning.
-		if err := saveLastGood(dir, path); err != nil {
+		// First start: nothing to compare with.
+		if err := accept(dir, path, fileP); err != nil {
 			return nil, state, err
 		}
-		a.log.Info("prefs accepted as this box's provisioning", "file", path)
 		state.Digest = fileP.LockedDigest()
 		return fileP, state, nil
 	case fileErr != nil:
@@ -74,20 +73,37 @@ func (a *Agent) loadStartupPrefs() (*prefs.Prefs, control.Prefs, error) {
 		state.Digest = good.LockedDigest()
 		return good, state, nil
 	}
-	by, err := a.authorise(good, fileP)
+	g, err := a.authorise(good, fileP)
+	var by string
+	if err == nil {
+		by, err = g.spend()
+	}
+	if err == nil {
+		err = accept(dir, path, fileP)
+	}
 	if err != nil {
 		state.State, state.Error = "rejected", err.Error()
 		a.log.Error("prefs change refused; running the last good prefs", "err", err)
 		state.Digest = good.LockedDigest()
+		good.Source = path
 		return good, state, nil
-	}
-	if !good.LockedEqual(fileP) || good.Site.IntervalMinutes != fileP.Site.IntervalMinutes {
-		if err := saveLastGood(dir, path); err != nil {
-			return nil, state, err
-		}
 	}
 	state.UnlockedBy, state.Digest = by, fileP.LockedDigest()
 	return fileP, state, nil
+}
+
+// accept records p (read from path) as the last good prefs, and the box as
+// provisioned once p has sync_id > 0.
+func accept(dir, path string, p *prefs.Prefs) error {
+	if err := saveLastGood(dir, path); err != nil {
+		return err
+	}
+	if p.Site.SyncID > 0 && !provisioned(dir) {
+		if err := writeFileSync(filepath.Join(dir, provisionedName), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+			return fmt.Errorf("cannot mark the box provisioned: %w", err)
+		}
+	}
+	return nil
 }
 
 // saveLastGood copies the accepted prefs file into the lock directory with
@@ -130,12 +146,13 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 }
 
 // watchPrefs reloads on SIGHUP and when the prefs file's content changes.
-func (a *Agent) watchPrefs(ctx context.Context) {
-	changes, err := ops.WatchFile(ctx, a.opts.PrefsPath, 300*time.Millisecond, a.log)
+// hup must be registered before READY=1, or an early `systemctl reload`
+// would kill the agent.
+func (a *Agent) watchPrefs(ctx context.Context, hup <-chan struct{}) {
+	changes, err := ops.WatchFile(ctx, a.opts.PrefsPath, ops.DefaultDebounce, a.log)
 	if err != nil {
 		a.log.Warn("cannot watch the prefs file; reload with SIGHUP or `syncagent prefs reload`", "err", err)
 	}
-	hup := ops.ReloadSignals(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,7 +204,7 @@ func (a *Agent) reloadLocked(data []byte, readErr error) control.Prefs {
 	if err != nil {
 		return reject("rejected", err)
 	}
-	by, err := a.authorise(old, next)
+	g, err := a.authorise(old, next)
 	if err != nil {
 		return reject("rejected", err)
 	}
@@ -203,7 +220,11 @@ func (a *Agent) reloadLocked(data []byte, readErr error) control.Prefs {
 	if err := a.verify(next); err != nil {
 		return reject("rejected", err)
 	}
-	if err := saveLastGood(lockDir(old), a.opts.PrefsPath); err != nil {
+	by, err := g.spend()
+	if err != nil {
+		return reject("rejected", err)
+	}
+	if err := accept(lockDir(old), a.opts.PrefsPath, next); err != nil {
 		return reject("rejected", err)
 	}
 	a.commit(next)
