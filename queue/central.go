@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,7 +148,8 @@ func (c *Central) load() (bad []string, err error) {
 		})
 	})
 	c.visible = c.maxCursor // any intent left is applied before anything is served
-	return bad, err
+	slices.Sort(bad)
+	return slices.Compact(bad), err
 }
 
 // loadKey folds one key into the derived state; false if it is unreadable.

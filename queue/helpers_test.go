@@ -74,3 +74,5 @@ func ids(es []OutboxEntry) string {
 }
 
 type buntTx = buntdb.Tx
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -195,6 +196,8 @@ func (l *Local) load() (bad []string, err error) {
 			return true
 		})
 	})
+	slices.Sort(bad)
+	bad = slices.Compact(bad)
 	// A torn commit may hold a record but not the counter, or the reverse:
 	// the larger of both is the last seq ever handed out.
 	l.nextSeq = max(storedSeq, maxSeq) + 1

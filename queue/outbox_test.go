@@ -252,12 +252,16 @@ func TestLocal_SetAsideInterrupted(t *testing.T) {
 
 func TestLocal_Requeue(t *testing.T) {
 	l := openLocal(t, tempPath(t, "sat.db"), LocalOptions{})
+	var batch []Record
 	for i := range 1200 {
 		store := "s1"
 		if i%2 == 1 {
 			store = "s2"
 		}
-		mustWriteQuiet(t, l, storeRec("item", fmt.Sprintf("r%04d", i), store, i))
+		batch = append(batch, storeRec("item", fmt.Sprintf("r%04d", i), store, i))
+	}
+	if _, err := l.WriteMany(batch); err != nil {
+		t.Fatal(err)
 	}
 	for l.OutboxLen() > 0 {
 		l.MarkPushed(must(l.Outbox(500, 0)))
@@ -269,12 +273,6 @@ func TestLocal_Requeue(t *testing.T) {
 	}
 	if l.OutboxLen() != 600 {
 		t.Fatalf("OutboxLen = %d, want 600", l.OutboxLen())
-	}
-}
-
-func mustWriteQuiet(t testing.TB, l *Local, r Record) {
-	if _, err := l.Write(r); err != nil {
-		t.Fatal(err)
 	}
 }
 

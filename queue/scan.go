@@ -45,8 +45,8 @@ type cmdReader struct {
 	mod time.Time
 }
 
-func newCmdReader(r io.Reader, start int64, mod time.Time) *cmdReader {
-	return &cmdReader{r: bufio.NewReaderSize(r, 1<<16), off: start, mod: mod}
+func newCmdReader(r io.Reader, start, end int64, mod time.Time) *cmdReader {
+	return &cmdReader{r: bufio.NewReaderSize(r, int(min(1<<16, max(end-start, 16)))), off: start, mod: mod}
 }
 
 // line reads one header line "<c><digits>\r\n" and returns the number.
@@ -192,7 +192,7 @@ func scanFile(path string, fn func(command)) (fileScan, error) {
 	mod := fi.ModTime()
 	start := int64(0)
 	for start < res.size {
-		rd := newCmdReader(io.NewSectionReader(f, start, res.size-start), start, mod)
+		rd := newCmdReader(io.NewSectionReader(f, start, res.size-start), start, res.size, mod)
 		for rd.off < res.size {
 			at := rd.off
 			cmd, err := rd.next()
@@ -236,8 +236,7 @@ func scanFile(path string, fn func(command)) (fileScan, error) {
 // resync finds the first offset at or after from where a complete good
 // command starts, or size when there is none.
 func resync(f *os.File, from, size int64, mod time.Time) (int64, error) {
-	const chunk = 1 << 16
-	buf := make([]byte, chunk)
+	buf := make([]byte, min(1<<16, max(size-from, 1)))
 	for off := from; off < size; {
 		n, err := f.ReadAt(buf, off)
 		if n == 0 && err != nil {
@@ -252,7 +251,7 @@ func resync(f *os.File, from, size int64, mod time.Time) (int64, error) {
 				break
 			}
 			cand := off + int64(i+j)
-			rd := newCmdReader(io.NewSectionReader(f, cand, size-cand), cand, mod)
+			rd := newCmdReader(io.NewSectionReader(f, cand, size-cand), cand, size, mod)
 			if _, err := rd.next(); err == nil {
 				return cand, nil
 			}

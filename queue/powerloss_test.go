@@ -1,0 +1,417 @@
+package queue
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// These tests cut a datafile at every byte offset inside its last
+// transactions (a power cut during a commit), or append garbage, or damage
+// its middle, and reopen it.
+
+// fastDir is a directory on tmpfs when there is one: the tests reopen a file
+// thousands of times and each repair fsyncs.
+func fastDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "queue-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// rawState is every key and value of a datafile.
+type rawState map[string]string
+
+func snapshot(t testing.TB, st *store) rawState {
+	t.Helper()
+	out := rawState{}
+	if err := st.view(func(tx *buntTx) error {
+		return tx.Ascend("", func(k, v string) bool { out[k] = v; return true })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkpoint is the file size and the state after an operation returned.
+type checkpoint struct {
+	name  string
+	end   int64
+	state rawState
+	seq   uint64 // satellite: highest outbox seq handed out so far
+	cur   uint64 // primary: highest cursor handed out so far
+	gseq  uint64 // primary: highest gseq handed out so far
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// checkPrefix asserts that got is a state a power cut at offset could leave:
+// every key holds the value it had after the last operation that completed
+// before the cut, or a value a later operation gave it (that operation's
+// commit was cut, and its commands land one by one).
+func checkPrefix(t testing.TB, offset int64, cps []checkpoint, got rawState, ignore func(string) bool) int {
+	t.Helper()
+	c := lastDone(cps, offset)
+	keys := map[string]bool{}
+	for _, cp := range cps[c:] {
+		for k := range cp.state {
+			keys[k] = true
+		}
+	}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range keys {
+		if ignore != nil && ignore(k) {
+			continue
+		}
+		v, ok := got[k]
+		allowed := false
+		for _, cp := range cps[c:] {
+			w, had := cp.state[k]
+			if had == ok && w == v {
+				allowed = true
+				break
+			}
+		}
+		if !allowed {
+			t.Fatalf("cut at %d (after %q): key %s = %q (present %v), not a value it had after that point", offset, cps[c].name, k, v, ok)
+		}
+	}
+	return c
+}
+
+// lastDone is the index of the last checkpoint at or before offset.
+func lastDone(cps []checkpoint, offset int64) int {
+	c := 0
+	for i, cp := range cps {
+		if cp.end <= offset {
+			c = i
+		}
+	}
+	return c
+}
+
+// offsets lists the cut offsets to try: all of them, or a sample in -short.
+func offsets(from, to int64) []int64 {
+	var out []int64
+	step := int64(1)
+	if testing.Short() {
+		step = 7
+	}
+	for o := from; o <= to; o += step {
+		out = append(out, o)
+	}
+	if out[len(out)-1] != to {
+		out = append(out, to)
+	}
+	return out
+}
+
+// eachOffset runs check for every offset, sharded over parallel subtests
+// (one file per shard). It returns once all are done.
+func eachOffset(t *testing.T, dir string, offs []int64, check func(t *testing.T, path string, o int64)) {
+	shards := runtime.GOMAXPROCS(0)
+	t.Run("cuts", func(t *testing.T) {
+		for s := range shards {
+			t.Run(fmt.Sprint(s), func(t *testing.T) {
+				t.Parallel()
+				path := filepath.Join(dir, fmt.Sprintf("cut%d.db", s))
+				for i := s; i < len(offs); i += shards {
+					check(t, path, offs[i])
+				}
+			})
+		}
+	})
+}
+
+func writeCut(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range must(filepath.Glob(path + ".corrupt-*")) {
+		os.Remove(m)
+	}
+}
+
+// buildLocal runs a satellite through every kind of commit and records a
+// checkpoint after each.
+func buildLocal(t *testing.T, path string) ([]checkpoint, []byte) {
+	l := openLocal(t, path, LocalOptions{})
+	for i := range 4 {
+		mustWrite(t, l, storeRec("item", fmt.Sprintf("base%d", i), "s1", i))
+	}
+	l.MarkPushed(must(l.Outbox(2, 0)))
+	l.SetCursor("central", 7)
+	var cps []checkpoint
+	mark := func(name string) {
+		cps = append(cps, checkpoint{name: name, end: fileSize(t, path), state: snapshot(t, l.st), seq: l.nextSeq - 1})
+	}
+	mark("base")
+	step := func(name string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		mark(name)
+	}
+	_, err := l.Write(storeRec("item", "new", "s1", 1))
+	step("write new", err)
+	_, err = l.Write(storeRec("item", "base3", "s1", 33))
+	step("write coalesced", err)
+	_, err = l.WriteMany([]Record{storeRec("item", "m1", "s1", 1), storeRec("item", "m2", "s1", 2), storeRec("name", "m3", "s1", 3)})
+	step("write many", err)
+	_, err = l.Write(del("item", "new"))
+	step("delete", err)
+	step("mark pushed", l.MarkPushed(must(l.Outbox(3, 0))))
+	_, err = l.Apply([]Record{storeRec("item", "r1", "s1", 1), storeRec("item", "m2", "s1", 99), del("item", "base0"), storeRec("item", "base1", "s1", 11)})
+	step("apply", err)
+	step("set aside", l.SetAside(must(l.Outbox(1, 0))[0], "refused"))
+	_, err = l.Requeue(func(r Record) bool { return strings.HasPrefix(r.ID, "base") })
+	step("requeue", err)
+	step("cursor", l.SetCursor("central", 8))
+	_, err = l.Write(Record{Table: "item", ID: "r1", Action: Merge, Data: []byte(`{"mergeIdToKeep":"r1","mergeIdToDelete":"base1"}`)})
+	step("merge", err)
+	as := must(l.Aside())
+	step("retry aside", l.RetryAside(as[0].Record.Table, as[0].Record.ID))
+	l.Close()
+	return cps, must(os.ReadFile(path))
+}
+
+// checkLocalConsistent checks what must hold in any satellite datafile.
+func checkLocalConsistent(t testing.TB, l *Local, st rawState, issued uint64, where string) {
+	t.Helper()
+	live, pending := 0, 0
+	var maxPending uint64
+	for k, v := range st {
+		if !strings.HasPrefix(k, recPrefix) {
+			continue
+		}
+		lv, err := decodeLocal(v)
+		if err != nil {
+			t.Fatalf("%s: %s unreadable: %v", where, k, err)
+		}
+		if lv.live() {
+			live++
+		}
+		if lv.Pending != 0 {
+			pending++
+			maxPending = max(maxPending, lv.Pending)
+		}
+	}
+	if l.Count() != live || l.OutboxLen() != pending {
+		t.Fatalf("%s: Count %d OutboxLen %d, file has %d live and %d pending", where, l.Count(), l.OutboxLen(), live, pending)
+	}
+	if l.nextSeq <= maxPending || l.nextSeq <= issued {
+		t.Fatalf("%s: next seq %d would reuse one (max pending %d, issued %d)", where, l.nextSeq, maxPending, issued)
+	}
+	es, err := l.Outbox(0, 0)
+	if err != nil || len(es) != pending {
+		t.Fatalf("%s: Outbox = %d entries, %v; want %d", where, len(es), err, pending)
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].Seq <= es[i-1].Seq {
+			t.Fatalf("%s: outbox not in seq order", where)
+		}
+	}
+}
+
+// POWER LOSS: a satellite file cut at every byte of its last commits opens,
+// holds a consistent prefix, and reuses no seq.
+func TestLocal_PowerLossEveryOffset(t *testing.T) {
+	dir := fastDir(t)
+	cps, full := buildLocal(t, filepath.Join(dir, "build.db"))
+	offs := offsets(cps[0].end, int64(len(full)))
+	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
+		writeCut(t, path, full[:o])
+		l, err := OpenLocal(path, LocalOptions{Logger: testLogger(t)})
+		if err != nil {
+			t.Fatalf("cut at %d: open: %v", o, err)
+		}
+		defer func() { l.Close() }()
+		got := snapshot(t, l.st)
+		c := checkPrefix(t, o, cps, got, nil)
+		where := fmt.Sprintf("cut at %d (after %q)", o, cps[c].name)
+		checkLocalConsistent(t, l, got, cps[c].seq, where)
+		if l.Recovered() != "" {
+			t.Fatalf("%s: reported a recovery for a torn tail: %s", where, l.Recovered())
+		}
+		// The repaired file takes new commits that survive a reopen.
+		if o%11 == 0 || o == int64(len(full)) {
+			e, err := l.Write(storeRec("item", "after", "s1", 1))
+			if err != nil {
+				t.Fatalf("%s: write after reopen: %v", where, err)
+			}
+			l.Close()
+			l = must(OpenLocal(path, LocalOptions{Logger: testLogger(t)}))
+			if r, ok, _ := l.Get("item", "after"); !ok || dataN(t, r) != 1 {
+				t.Fatalf("%s: write after reopen lost", where)
+			}
+			if es := must(l.Outbox(0, 0)); es[len(es)-1].SyncOutID != e.SyncOutID {
+				t.Fatalf("%s: outbox tail %s, want %s", where, es[len(es)-1].SyncOutID, e.SyncOutID)
+			}
+		}
+	})
+	tried := len(offs)
+	t.Logf("%d offsets over %d bytes of %d commits", tried, int64(len(full))-cps[0].end, len(cps)-1)
+}
+
+// tails a power cut or a bad disk can leave after the last good command.
+var badTails = map[string][]byte{
+	"nul":            bytes.Repeat([]byte{0}, 4096),
+	"garbage":        []byte("hello, this is not a command\n\x01\x02"),
+	"nul then torn":  append(bytes.Repeat([]byte{0}, 10), "*3\r\n$3\r\nset\r\n$4\r\nrec:"...),
+	"bad verb":       []byte("*1\r\n$1\r\nx\r\n"), // makes buntdb v1.3.0 panic
+	"empty command":  []byte("*0\r\n"),
+	"bad length":     []byte("*3\r\n$3\r\nset\r\n$2\r\nabc\r\n$1\r\nx\r\n"),
+	"bad expiry":     []byte("*5\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\n1\r\n$2\r\nae\r\n$2\r\nzz\r\n"),
+	"garbage+binary": nil, // filled with random bytes below
+}
+
+// Garbage or NUL bytes after the last good command are cut (the original is
+// copied aside) and nothing good is lost.
+func TestLocal_GarbageTail(t *testing.T) {
+	dir := fastDir(t)
+	cps, full := buildLocal(t, filepath.Join(dir, "build.db"))
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := make([]byte, 3000)
+	for i := range random {
+		random[i] = byte(rng.UintN(256))
+	}
+	badTails["garbage+binary"] = random
+	path := filepath.Join(dir, "cut.db")
+	for _, c := range []int{2, len(cps) - 1} {
+		for name, tail := range badTails {
+			where := fmt.Sprintf("after %q + %s", cps[c].name, name)
+			writeCut(t, path, append(slices.Clip(full[:cps[c].end]), tail...))
+			l, err := OpenLocal(path, LocalOptions{Logger: testLogger(t)})
+			if err != nil {
+				t.Fatalf("%s: open: %v", where, err)
+			}
+			got := snapshot(t, l.st)
+			if !mapsEqual(got, cps[c].state) {
+				t.Fatalf("%s: state differs from before the garbage", where)
+			}
+			if fileSize(t, path) != cps[c].end {
+				t.Fatalf("%s: file is %d bytes, want %d", where, fileSize(t, path), cps[c].end)
+			}
+			if len(must(filepath.Glob(path+".corrupt-*"))) != 1 {
+				t.Fatalf("%s: original not copied aside", where)
+			}
+			mustWrite(t, l, storeRec("item", "after", "s1", 5))
+			l.Close()
+			l = must(OpenLocal(path, LocalOptions{Logger: testLogger(t)}))
+			if r, ok, _ := l.Get("item", "after"); !ok || dataN(t, r) != 5 {
+				t.Fatalf("%s: write after repair lost", where)
+			}
+			checkLocalConsistent(t, l, snapshot(t, l.st), cps[c].seq, where)
+			l.Close()
+		}
+	}
+}
+
+func mapsEqual(a, b rawState) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// A file damaged in the middle is moved aside and reported; the unpushed
+// local changes are carried into the fresh file under a new epoch.
+func TestLocal_MiddleCorruption(t *testing.T) {
+	dir := fastDir(t)
+	cps, full := buildLocal(t, filepath.Join(dir, "build.db"))
+	final := cps[len(cps)-1].state
+	wantPending := map[string]bool{}
+	for k, v := range final {
+		if lv, err := decodeLocal(v); err == nil && strings.HasPrefix(k, recPrefix) && lv.Pending != 0 {
+			wantPending[k] = true
+		}
+	}
+	// Each damage returns the damaged file and the key it destroys ("" if
+	// the damage hits only superseded commands).
+	for name, damage := range map[string]func([]byte) ([]byte, string){
+		// A length digit of an early command: the framing breaks.
+		"framing": func(b []byte) ([]byte, string) {
+			i := bytes.Index(b[100:], []byte("\r\n$")) + 100 + 3
+			b[i] = 'x'
+			return b, ""
+		},
+		// A byte inside the last (live) value: the framing holds, the JSON does not.
+		"value": func(b []byte) ([]byte, string) {
+			i := bytes.LastIndex(b, []byte(`{"pending"`))
+			b[i] = '['
+			j := bytes.LastIndex(b[:i], []byte("rec:"))
+			return b, string(b[j : i-len("\r\n$000\r\n")+1])
+		},
+		// A hole of NULs between good commands.
+		"hole": func(b []byte) ([]byte, string) {
+			i := bytes.Index(b[200:], []byte("*3\r\n")) + 200
+			return append(append(slices.Clip(b[:i]), make([]byte, 512)...), b[i:]...), ""
+		},
+	} {
+		damaged, lost := damage(slices.Clone(full))
+		path := filepath.Join(dir, name+".db")
+		writeCut(t, path, damaged)
+		l, err := OpenLocal(path, LocalOptions{Logger: testLogger(t)})
+		if err != nil {
+			t.Fatalf("%s: open: %v", name, err)
+		}
+		if l.Recovered() == "" || !strings.Contains(l.Recovered(), "initialise") {
+			t.Fatalf("%s: Recovered() = %q", name, l.Recovered())
+		}
+		if len(must(filepath.Glob(path+".corrupt-*"))) != 1 {
+			t.Fatalf("%s: corrupt file not moved aside", name)
+		}
+		if l.epoch == must(decodeEpoch(final[epochKey])) {
+			t.Fatalf("%s: fresh file kept the old epoch", name)
+		}
+		got := snapshot(t, l.st)
+		for k := range wantPending {
+			if _, ok := got[k]; !ok && k != lost {
+				t.Errorf("%s: unpushed change %s not carried over", name, k)
+			}
+		}
+		checkLocalConsistent(t, l, got, 0, name)
+		if len(must(l.Aside())) != 0 {
+			t.Fatalf("%s: aside entries appeared", name)
+		}
+		// The note survives a restart until the agent clears it.
+		l.Close()
+		l = must(OpenLocal(path, LocalOptions{Logger: testLogger(t)}))
+		if l.Recovered() == "" {
+			t.Fatalf("%s: recovery note lost on restart", name)
+		}
+		if err := l.ClearRecovered(); err != nil || l.Recovered() != "" {
+			t.Fatalf("%s: ClearRecovered: %v", name, err)
+		}
+		l.Close()
+	}
+}
+
+func decodeEpoch(v string) (string, error) {
+	return strings.Trim(v, `"`), nil
+}
