@@ -112,8 +112,10 @@ const (
 	ceilingLifetime    = 24 * time.Hour
 	// outageRun: beyond this many failures in a row, more failures say the
 	// link is down, not how large a request may be: they still re-slice,
-	// but do not teach the link model (an outage must not leave a hazard
-	// that keeps requests small long after the link is back).
+	// but do not teach the link model. Once such a run reaches the smallest
+	// batch, even its first failures are taken back: an outage (or a record
+	// the server chokes on) must not leave a hazard that keeps requests
+	// small long after the link is back.
 	outageRun = 3
 	// setAsideChance: a record is set aside only if the link's own failure
 	// rate explains its run of failures with less than this probability.
@@ -144,7 +146,14 @@ type Sizer struct {
 	runCount    int       // one-record failures in a row
 	runExposure float64   // their exposure, seconds
 	setAside    bool      // SetAside said yes since the last success
-	failRun     int       // failures since the last success
+	failRun     failureRun
+}
+
+// failureRun is the failures since the last success.
+type failureRun struct {
+	n     int    // failures in the run
+	bands []int  // size bands of the failures taught to the model
+	hung  []bool // and whether each hung
 }
 
 // NewSizer returns a Sizer that starts small (64 KiB) in auto mode.
@@ -258,7 +267,7 @@ func (s *Sizer) Observe(o Observation) {
 		s.allHz.add(sec, false, false)
 		s.sizes.add(b, true)
 		s.maxOK = max(s.maxOK, b)
-		s.reslice, s.resliceB, s.setAside, s.failRun = 0, 0, false, 0
+		s.reslice, s.resliceB, s.setAside, s.failRun = 0, 0, false, failureRun{}
 		s.adjustAfterSuccessLocked(b, o.Full, o.Records >= limitRecords)
 	case TooLarge:
 		s.hz.add(sec, false, false)
@@ -275,11 +284,18 @@ func (s *Sizer) Observe(o Observation) {
 		s.singleLarge = o.Records == 1
 		s.cutLocked(o, s.ceiling)
 	default: // Failed, TimedOut
-		s.failRun++
-		s.allHz.add(sec, true, o.Outcome == TimedOut)
-		if s.failRun <= outageRun {
-			s.hz.add(sec, true, o.Outcome == TimedOut)
-			s.sizes.add(s.failedSizeLocked(o), false)
+		hung := o.Outcome == TimedOut
+		s.allHz.add(sec, true, hung)
+		run := &s.failRun
+		run.n++
+		switch {
+		case run.n <= outageRun:
+			size := s.failedSizeLocked(o)
+			s.hz.add(sec, true, hung)
+			s.sizes.add(size, false)
+			run.bands, run.hung = append(run.bands, bandOf(size)), append(run.hung, hung)
+		case limitRecords <= max(1, s.cfg.MinRecords): // sliced as small as it goes
+			s.forgiveRunLocked()
 		}
 		if o.Records == 1 {
 			s.runCount++
@@ -288,6 +304,21 @@ func (s *Sizer) Observe(o Observation) {
 		s.cutLocked(o, s.failedSizeLocked(o)/2)
 	}
 	s.budget = s.clampLocked(s.budget)
+}
+
+// forgiveRunLocked takes back what the failures of an outage taught the
+// model (decay since makes this approximate; counts stay >= 0).
+func (s *Sizer) forgiveRunLocked() {
+	run := &s.failRun
+	for i, band := range run.bands {
+		if run.hung[i] {
+			s.hz.Hangs = max(0, s.hz.Hangs-1)
+		} else {
+			s.hz.Resets = max(0, s.hz.Resets-1)
+		}
+		s.sizes.Failed[band] = max(0, s.sizes.Failed[band]-1)
+	}
+	run.bands, run.hung = nil, nil
 }
 
 // adjustAfterSuccessLocked grows the auto budget after a clean full-size

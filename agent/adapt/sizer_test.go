@@ -385,3 +385,40 @@ func TestSizer_FailedPullReslices(t *testing.T) {
 		}
 	}
 }
+
+// Protects recovery after an outage: a long run of failures re-slices down
+// to one record, but once the link is back auto climbs to the cap again
+// within a few requests instead of crawling under a hazard the outage left.
+func TestSizer_RecoversAfterOutage(t *testing.T) {
+	s, clock := newTestSizer(simConfig(0))
+	drain(simProfiles[0], s, clock, 20000, 500, 1)
+	for range 200 { // the link is down for hours: every try fails at once
+		recs, bytes := s.Limit()
+		n := min(recs, max(1, bytes/500))
+		clock.Advance(time.Minute)
+		s.Observe(Observation{Records: n, Bytes: n*500 + simRequestOverhead, Elapsed: 5 * time.Millisecond, Outcome: Failed, Full: true})
+	}
+	if recs, _ := s.Limit(); recs != 1 {
+		t.Fatalf("during the outage the limit is %d records, want 1", recs)
+	}
+	r := drain(simProfiles[0], s, clock, 20000, 500, 2)
+	if recs, _ := s.Limit(); recs != 5000 || r.requests > 25 {
+		t.Errorf("after the outage: %v; want back at 5000 records within 25 requests", r)
+	}
+}
+
+// Protects a caller that slices by uncompressed bytes but reports the
+// (gzip) bytes on the wire: auto must still grow to the cap, not stall at
+// its first budget.
+func TestSizer_GrowsWhenWireBytesAreCompressed(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	for range 30 {
+		recs, bytes := s.Limit()
+		n := min(recs, max(1, bytes/500))  // sliced by 500 B records
+		wire := n*100 + simRequestOverhead // compressed 5:1
+		s.Observe(Observation{Records: n, Bytes: wire, Elapsed: 2*time.Millisecond + time.Duration(wire)*80, Outcome: OK, Full: true})
+	}
+	if recs, bytes := s.Limit(); min(recs, bytes/500) < 5000 {
+		t.Errorf("limit %d rec/%d B: a batch of %d records, want the 5000 cap", recs, bytes, min(recs, bytes/500))
+	}
+}

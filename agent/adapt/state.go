@@ -86,7 +86,7 @@ func (s *Sizer) RestoreState(data []byte) error {
 	s.fit, s.hz, s.allHz, s.sizes = f, fade(st.Hazard), fade(st.AllHazard), z
 	s.perRecord, s.maxOK = st.PerRecord, st.MaxOK
 	s.ceiling, s.ceilingAt = st.Ceiling, st.CeilingAt
-	s.reslice, s.resliceB, s.singleLarge, s.runCount, s.runExposure, s.setAside, s.failRun = 0, 0, false, 0, 0, false, 0
+	s.reslice, s.resliceB, s.singleLarge, s.runCount, s.runExposure, s.setAside, s.failRun = 0, 0, false, 0, 0, false, failureRun{}
 	if st.Budget > 0 {
 		s.budget = s.clampLocked(st.Budget)
 	}
