@@ -12,7 +12,7 @@
 // It grows after clean full-size successes, cuts after failures, and honours
 // a fixed request_size when the prefs set one.
 //
-// The caller's loop, for push (pulls alike, with records asked for):
+// The caller's loop, for push (pulls alike: ask for records, no byte bound):
 //
 //	records, bytes := sizer.Limit()
 //	batch := next records of the outbox, at most records and about bytes
@@ -20,7 +20,7 @@
 //	err := send(ctx with the deadline, batch)
 //	sizer.Observe(Observation{Records: len(batch), Bytes: sent+received,
 //	      Elapsed: took, Outcome: OK/Failed/TooLarge/TimedOut,
-//	      Full: len(batch) == records || the byte bound stopped it})
+//	      Full: the record or the byte bound stopped the batch})
 //	success: backoff.Reset(); wake the other loop's Backoff
 //	failure of one record: n++; if sizer.SetAside(n) set it aside with the error
 //	failure of a larger batch: Limit is now smaller: re-slice at once
@@ -28,9 +28,15 @@
 //
 // After a failure the next Limit is smaller than the failed batch (unless it
 // held one record), so the caller re-slices the failed batch at the new
-// Limit and never resends the same oversized batch. Requests that never
-// reached the peer (dial or DNS errors) and refusals of content (4xx but 413)
-// are not observed: they say nothing about size.
+// Limit and never resends the same oversized batch. This holds for a fixed
+// request_size too: the fixed size returns after the next success.
+//
+// Bytes are best counted in the unit the byte bound is applied in (e.g. the
+// encoded body, before or after gzip, but the same on both sides); records
+// are converted with the observed bytes per record either way. Requests
+// that never reached the peer (dial or DNS errors) are better not observed,
+// and refusals of content (4xx but 413) must not be: they say nothing about
+// size.
 //
 // Backoff is exponential with full jitter; Wake ends a pending Wait at once.
 // Both take a clock (SystemClock, or FakeClock in tests) so that tests of

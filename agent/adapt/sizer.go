@@ -234,10 +234,12 @@ func (s *Sizer) targetLocked() float64 {
 // the caller must re-slice that batch at the new Limit, never resend it
 // whole.
 //
-// Do not observe a request that never reached the peer (dial, DNS or
-// refused connection): that says the link is down, not that the batch was
-// too big; wait on a Backoff instead. Refusals of the content (4xx other
-// than 413) say nothing about the link either.
+// Better not observe a request that never reached the peer (dial, DNS or
+// refused connection): it says the link is down, not that the batch was too
+// big; wait on a Backoff instead. (If such failures are observed, a run of
+// them that reaches the smallest batch is recognised as an outage and does
+// not teach the model.) Refusals of the content (4xx other than 413) say
+// nothing about the link and must not be observed.
 func (s *Sizer) Observe(o Observation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -284,13 +286,12 @@ func (s *Sizer) Observe(o Observation) {
 		s.singleLarge = o.Records == 1
 		s.cutLocked(o, s.ceiling)
 	default: // Failed, TimedOut
-		hung := o.Outcome == TimedOut
+		size, hung := s.failedSizeLocked(o), o.Outcome == TimedOut
 		s.allHz.add(sec, true, hung)
 		run := &s.failRun
 		run.n++
 		switch {
 		case run.n <= outageRun:
-			size := s.failedSizeLocked(o)
 			s.hz.add(sec, true, hung)
 			s.sizes.add(size, false)
 			run.bands, run.hung = append(run.bands, bandOf(size)), append(run.hung, hung)
@@ -301,7 +302,7 @@ func (s *Sizer) Observe(o Observation) {
 			s.runCount++
 			s.runExposure += sec
 		}
-		s.cutLocked(o, s.failedSizeLocked(o)/2)
+		s.cutLocked(o, size/2)
 	}
 	s.budget = s.clampLocked(s.budget)
 }
