@@ -97,14 +97,6 @@ func (c *FakeClock) Advance(d time.Duration) {
 	}
 }
 
-// Set moves the clock to t (forward or back) without firing anything; for
-// tests of saved state from the past or the future.
-func (c *FakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // Timers returns how many timers are pending.
 func (c *FakeClock) Timers() int {
 	c.mu.Lock()

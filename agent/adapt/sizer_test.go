@@ -284,6 +284,7 @@ func TestSizer_String(t *testing.T) {
 	}
 }
 
+// Protects the units of the status line: binary for sizes, decimal for rates.
 func TestFormat(t *testing.T) {
 	sizes := map[int]string{512: "512B", 256 << 10: "256KiB", 4 << 20: "4MiB", 1536 << 10: "1.5MiB"}
 	for b, want := range sizes {
