@@ -128,17 +128,17 @@ func rowKey(i int, key string) string { return keyPath(indexPath("sync_with", i)
 // sync_id = 0 is still checked this far.
 func (c *checker) formats() {
 	pr := c.prefs
-	c.absPath("paths.state_dir", pr.Paths.StateDir)
-	c.absPath("paths.control_socket", pr.Paths.ControlSocket)
+	c.absPath("paths.state_dir", pr.Paths.StateDir, false)
+	c.absPath("paths.control_socket", pr.Paths.ControlSocket, false)
 	if c.has("paths.control_socket") && len(pr.Paths.ControlSocket) > maxSocketPath {
 		c.p.at("paths.control_socket", "is %d bytes long; a unix socket path can be at most %d bytes: choose a shorter path", len(pr.Paths.ControlSocket), maxSocketPath)
 	}
-	c.absPath("paths.vendor_keys", pr.Paths.VendorKeys)
+	c.absPath("paths.vendor_keys", pr.Paths.VendorKeys, true)
 	if c.has("listen.address") {
 		c.address("listen.address", pr.Listen.Address)
 	}
-	c.absPath("listen.tls_cert", pr.Listen.TLSCert)
-	c.absPath("listen.tls_key", pr.Listen.TLSKey)
+	c.absPath("listen.tls_cert", pr.Listen.TLSCert, true)
+	c.absPath("listen.tls_key", pr.Listen.TLSKey, true)
 	switch {
 	case pr.Listen.TLSCert != "" && pr.Listen.TLSKey == "":
 		c.p.at("listen.tls_cert", "tls_cert is set but tls_key is not: set both to serve HTTPS, or neither for HTTP")
@@ -177,8 +177,10 @@ func (c *checker) formats() {
 	}
 }
 
-func (c *checker) absPath(key, path string) {
-	if !c.has(key) || path == "" && key == "paths.vendor_keys" {
+// absPath checks a path setting that is in the file; "" means "none" for an
+// optional one.
+func (c *checker) absPath(key, path string, optional bool) {
+	if !c.has(key) || optional && path == "" {
 		return
 	}
 	if !filepath.IsAbs(path) {
