@@ -76,8 +76,9 @@ func (a *Agent) Sync(ctx context.Context, retrieveOnly bool) (control.Cycle, err
 		}
 		return control.Cycle{}, control.Errorf(http.StatusConflict, "sync is disabled: %s", a.notSyncingReason())
 	}
-	if r := a.prefs.Load().SyncDisabledReason(); r != "" {
-		return control.Cycle{}, control.Errorf(http.StatusConflict, "sync is disabled: %s", r)
+	// A pause (interval_minutes = 0) stops the timer, not a technician.
+	if p := a.prefs.Load(); p.Site.SyncID <= 0 {
+		return control.Cycle{}, control.Errorf(http.StatusConflict, "sync is disabled: %s", p.SyncDisabledReason())
 	}
 	return a.loop.request(ctx, retrieveOnly)
 }

@@ -144,7 +144,10 @@ func (a *Agent) newClient(p *prefs.Prefs) *syncapi.Client {
 }
 
 func primaryConfig(p *prefs.Prefs) primary.Config {
-	cfg := primary.Config{DisabledReason: p.SyncDisabledReason()}
+	// interval_minutes paces a satellite's cycles; on the primary it pauses nothing.
+	serving := *p
+	serving.Site.IntervalMinutes = max(serving.Site.IntervalMinutes, 1)
+	cfg := primary.Config{DisabledReason: serving.SyncDisabledReason()}
 	for _, row := range p.SyncWith {
 		cfg.Sites = append(cfg.Sites, primary.SiteRow{SyncID: row.SyncID, User: row.User, PasswordHash: row.PasswordHash, Stores: row.Stores, HardwareID: row.HardwareID})
 	}

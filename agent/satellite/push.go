@@ -27,11 +27,15 @@ func (s *Satellite) pushAll(ctx context.Context, res *Result) error {
 			return nil
 		}
 		push := syncapi.Push{QueueLength: max(0, s.store.OutboxLen()-len(batch)), Data: make([]syncapi.QueuedRecord, len(batch))}
+		size := 0
 		for i, e := range batch {
 			push.Data[i] = syncapi.FromRecord(e.SyncOutID, e.Record)
+			size += e.Size
 		}
 		resp, err := s.client.Push(ctx, push)
-		s.observe(s.push, len(batch), len(batch) >= maxRecords, err)
+		// A batch is full when either bound stopped it: only full batches
+		// tell the sizer that a larger one might have worked.
+		s.observe(s.push, len(batch), len(batch) >= maxRecords || size >= maxBytes*9/10, err)
 		if err != nil {
 			if refused, ok := refusalsOf(err); ok {
 				resp = syncapi.PushResponse{Refused: refused}

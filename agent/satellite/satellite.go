@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -186,13 +187,18 @@ func (s *Satellite) Status() Status {
 func (s *Satellite) observe(z *adapt.Sizer, records int, full bool, err error) {
 	ex := s.lastExchange
 	o := adapt.Observation{Records: records, Bytes: ex.Sent + ex.Received, Elapsed: ex.Elapsed, Full: full}
+	var opErr *net.OpError
 	switch e, isAPI := syncapi.AsError(err); {
 	case err == nil:
 		o.Outcome = adapt.OK
 	case isAPI && e.Status == 413:
 		o.Outcome = adapt.TooLarge
+	case isAPI && (e.Status == 408 || e.Status == 429):
+		o.Outcome = adapt.Failed
 	case isAPI && e.Status < 500:
 		return
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return // no connection: says nothing about the size a request can have
 	case errors.Is(err, context.DeadlineExceeded):
 		o.Outcome = adapt.TimedOut
 	default:
