@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tidwall/buntdb"
 )
@@ -21,16 +22,19 @@ type store struct {
 	db      *buntdb.DB // nil once closed or after a failed compaction
 	indexes func(*buntdb.DB) error
 
-	err        error // why db is nil (closed, or the reopen that failed)
-	liveBytes  int64 // size of the live data at the last open or compaction
-	minCompact int64 // never compact a file smaller than this
-	commits    int   // commits since the last size check
+	err         error     // why db is nil (closed, or the reopen that failed)
+	liveBytes   int64     // size of the live data at the last open or compaction
+	minCompact  int64     // never compact a file smaller than this
+	commits     int       // commits since the last size check
+	compactions int       // for tests and logs
+	retryAfter  time.Time // after a failed compaction, do not retry before this
 }
 
 const (
 	compactSuffix     = ".compact"
 	defaultMinCompact = 8 << 20
 	compactCheckEvery = 128
+	compactRetry      = 10 * time.Minute
 )
 
 // openDB opens path with buntdb, every commit fsynced and buntdb's own
@@ -145,11 +149,13 @@ func (s *store) verify(tx *buntdb.Tx) (bad []string, live int64, err error) {
 // live data (BuntDB appends every change; the outbox churns).
 func (s *store) maybeCompact() {
 	fi, err := os.Stat(s.path)
-	if err != nil || fi.Size() < s.minCompact || fi.Size() < 2*s.liveBytes {
+	if err != nil || fi.Size() < s.minCompact || fi.Size() < 2*s.liveBytes || time.Now().Before(s.retryAfter) {
 		return
 	}
 	if err := s.compact(); err != nil {
-		s.log.Error("cannot compact datafile", "path", s.path, "err", err)
+		// Typically a full disk: say it once, try again later.
+		s.retryAfter = time.Now().Add(compactRetry)
+		s.log.Error("cannot compact datafile; will retry", "path", s.path, "size", fi.Size(), "retry_in", compactRetry, "err", err)
 	}
 }
 
@@ -207,5 +213,6 @@ func (s *store) compact() error {
 	}
 	s.log.Info("compacted datafile", "path", s.path, "before", fi.Size(), "after", nfi.Size())
 	s.liveBytes = nfi.Size()
+	s.compactions++
 	return nil
 }
