@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"time"
 	"testing"
+	"time"
 )
 
 // The outbox churn (write, push, write again) is compacted away and every
