@@ -62,6 +62,7 @@ type Agent struct {
 	prefsSt  atomic.Pointer[control.Prefs]
 	lastSeen [32]byte       // content hash of the last rejected file, so a rejection is logged once; guarded by prefsMu
 	ledger   *unlock.Ledger // opened on first use; guarded by prefsMu
+	watcher  *ops.Watcher   // the prefs file; created before the file is first read
 
 	local   *queue.Local   // satellite or disabled
 	central *queue.Central // primary
@@ -90,6 +91,10 @@ func open(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), clock: adapt.SystemClock{}}
 	var err error
+	// Watch before the first read, so an edit in between is not lost.
+	if a.watcher, err = ops.NewWatcher(opts.PrefsPath, ops.DefaultDebounce, opts.Log); err != nil {
+		opts.Log.Warn("cannot watch the prefs file; reload with SIGHUP or `syncagent prefs reload`", "err", err)
+	}
 	if a.hwid, err = opts.HardwareID(); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot compute this box's hardware ID: %w", err)}
 	}
@@ -215,8 +220,14 @@ func (a *Agent) serve(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); a.watchdog(ctx) }()
 	hup := ops.ReloadSignals(ctx)
+	var changes <-chan struct{}
+	if a.watcher != nil {
+		changes = a.watcher.Changes()
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watcher.Run(ctx) }()
+	}
 	wg.Add(1)
-	go func() { defer wg.Done(); a.watchPrefs(ctx, hup) }()
+	go func() { defer wg.Done(); a.watchPrefs(ctx, changes, hup) }()
 
 	a.notify.Ready()
 	a.updateStatus()

@@ -13,7 +13,6 @@ import (
 
 	"syncagent/agent/control"
 	"syncagent/agent/prefs"
-	"syncagent/ops"
 )
 
 // lastGoodName is the provisioned prefs, kept in the lock directory: its
@@ -148,11 +147,7 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 // watchPrefs reloads on SIGHUP and when the prefs file's content changes.
 // hup must be registered before READY=1, or an early `systemctl reload`
 // would kill the agent.
-func (a *Agent) watchPrefs(ctx context.Context, hup <-chan struct{}) {
-	changes, err := ops.WatchFile(ctx, a.opts.PrefsPath, ops.DefaultDebounce, a.log)
-	if err != nil {
-		a.log.Warn("cannot watch the prefs file; reload with SIGHUP or `syncagent prefs reload`", "err", err)
-	}
+func (a *Agent) watchPrefs(ctx context.Context, changes, hup <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
