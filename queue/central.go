@@ -87,45 +87,42 @@ func getCentral(tx *buntdb.Tx, key string) (centralValue, bool, error) {
 
 // OpenCentral opens (or creates) the primary's datafile at path, repairing
 // a torn or garbage tail like OpenLocal, and applies any intent a power cut
-// left before returning. A file corrupt in the middle is moved to
-// <path>.corrupt-<time> and every readable item is carried into a fresh
-// file; Recovered then says so.
+// left before returning. A file corrupt in the middle is copied to
+// <path>.corrupt-<time> and atomically replaced by a fresh file holding
+// every readable item; Recovered then says so.
 func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 	log := discardLogger(opts.Logger).With("component", "queue", "role", "primary")
-	st, rep, err := openStore(path, log, nil)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open primary queue: %w", err)
-	}
-	c := &Central{st: st, log: log, queueMax: opts.QueueMax}
-	bad, err := c.load()
-	if err == nil && len(bad) > 0 {
-		log.Error("datafile holds undecodable values", "keys", len(bad), "first", bad[0])
-		st.close()
-		if rep, err = moveAside(path, bad, log); err == nil {
-			st, _, err = openStore(path, log, nil)
-			if err == nil {
-				c.st = st
-				_, err = c.load()
+	// The second pass opens the file the first one rebuilt.
+	for range 2 {
+		st, rep, err := openStore(path, log, nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
+		}
+		if st != nil {
+			c := &Central{st: st, log: log, queueMax: opts.QueueMax}
+			bad, err := c.load()
+			if err == nil && len(bad) == 0 {
+				if err = c.drainLocked(); err == nil {
+					c.st.maybeCompact()
+					if err = c.st.usable(); err == nil {
+						return c, nil
+					}
+				}
+			}
+			st.close()
+			if err != nil {
+				return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
+			}
+			log.Error("datafile holds undecodable values", "keys", len(bad), "first", bad[0])
+			if rep, err = salvageLoaded(path, bad, log); err != nil {
+				return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 			}
 		}
-	}
-	if err == nil && rep.salvage != nil {
-		err = c.salvage(rep)
-	}
-	if err == nil {
-		err = c.drainLocked()
-	}
-	if err == nil {
-		c.st.maybeCompact()
-		err = c.st.usable()
-	}
-	if err != nil {
-		if c.st != nil {
-			c.st.close()
+		if err := rebuildFile(path, func(tmp string) error { return buildCentral(tmp, rep, log) }); err != nil {
+			return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 		}
-		return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 	}
-	return c, nil
+	return nil, fmt.Errorf("cannot open primary queue %s: still corrupt after a rebuild", path)
 }
 
 // load walks the whole file: derives the queue lengths, counters and site
@@ -203,16 +200,23 @@ func (c *Central) loadKey(k, v string) bool {
 	return true
 }
 
-// salvage writes the readable items of a corrupt file into the fresh one.
-func (c *Central) salvage(rep repair) error {
+// buildCentral writes at tmp a fresh datafile holding every readable item
+// of a corrupt one (intents included: they are applied on open).
+func buildCentral(tmp string, rep repair, log *slog.Logger) error {
+	st, _, err := openStore(tmp, log, nil)
+	if err != nil {
+		return err
+	}
+	defer st.close()
 	keys := make([]string, 0, len(rep.salvage))
 	for k := range rep.salvage {
 		keys = append(keys, k)
 	}
+	slices.Sort(keys)
 	now := time.Now()
 	for start := 0; start < len(keys); start += 1000 {
 		part := keys[start:min(start+1000, len(keys))]
-		if err := c.st.update("salvage datafile", func(tx *buntdb.Tx) error {
+		if err := st.update("salvage datafile", func(tx *buntdb.Tx) error {
 			for _, k := range part {
 				it := rep.salvage[k]
 				var opts *buntdb.SetOptions
@@ -228,18 +232,17 @@ func (c *Central) salvage(rep repair) error {
 			return err
 		}
 	}
-	msg := fmt.Sprintf("datafile was corrupt in the middle and was moved to %s; %d readable keys were carried into a fresh one (changes in the damaged part are lost; sites may receive some records again)",
+	msg := fmt.Sprintf("datafile was corrupt (a copy is at %q); %d readable keys were carried into a fresh one (changes in the damaged part are lost; sites may receive some records again)",
 		rep.movedTo, len(keys))
 	b, _ := json.Marshal(msg)
-	if err := c.st.update("note recovery", func(tx *buntdb.Tx) error {
+	if err := st.update("note recovery", func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(recoveredKey, string(b), nil)
 		return err
 	}); err != nil {
 		return err
 	}
-	c.log.Error("datafile recovered", "detail", msg)
-	_, err := c.load()
-	return err
+	log.Error("datafile recovered", "detail", msg)
+	return nil
 }
 
 // Recovered says why the datafile was rebuilt from a corrupt one ("" when it

@@ -69,61 +69,85 @@ func discardLogger(l *slog.Logger) *slog.Logger {
 // It succeeds on a file whose tail was torn at any byte (the torn commit is
 // cut) or has garbage or NUL bytes appended (the original is copied to
 // <path>.corrupt-<time>, then the tail is cut). A file corrupt in the middle
-// is moved to <path>.corrupt-<time> and a fresh file is started that keeps
-// the unpushed local changes it could read; Recovered then says so, and the
-// agent should refill the datafile from the primary (initialise).
+// (bad bytes followed by good commands, or a value that does not decode) is
+// copied to <path>.corrupt-<time> and atomically replaced by a fresh file
+// (new epoch) that keeps the unpushed local changes and set-aside records
+// it could read; Recovered then says so, and the agent should refill the
+// datafile from the primary (initialise).
 func OpenLocal(path string, opts LocalOptions) (*Local, error) {
 	log := discardLogger(opts.Logger).With("component", "queue", "role", "satellite")
-	st, rep, err := openStore(path, log, localIndexes)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open satellite queue: %w", err)
-	}
-	l := &Local{st: st, log: log, max: opts.OutboxMax}
-	bad, err := l.load()
-	if err == nil && len(bad) > 0 {
-		log.Error("datafile holds undecodable values", "keys", len(bad), "first", bad[0])
-		st.close()
-		if rep, err = moveAside(path, bad, log); err == nil {
-			st, _, err = openStore(path, log, localIndexes)
-			if err == nil {
-				l.st = st
-				_, err = l.load()
+	// The second pass opens the file the first one rebuilt.
+	for range 2 {
+		st, rep, err := openStore(path, log, localIndexes)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
+		}
+		if st != nil {
+			l := &Local{st: st, log: log, max: opts.OutboxMax}
+			bad, err := l.load()
+			if err == nil && len(bad) == 0 {
+				if err = l.finishOpen(); err == nil {
+					return l, nil
+				}
+			}
+			st.close()
+			if err != nil {
+				return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
+			}
+			log.Error("datafile holds undecodable values", "keys", len(bad), "first", bad[0])
+			if rep, err = salvageLoaded(path, bad, log); err != nil {
+				return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
 			}
 		}
-	}
-	if err == nil {
-		err = l.finishOpen(rep)
-	}
-	if err != nil {
-		if l.st != nil {
-			l.st.close()
+		if err := rebuildFile(path, func(tmp string) error { return buildLocal(tmp, rep, log) }); err != nil {
+			return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
 		}
-		return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
 	}
-	return l, nil
+	return nil, fmt.Errorf("cannot open satellite queue %s: still corrupt after a rebuild", path)
 }
 
-// finishOpen creates the epoch, salvages, completes interrupted set-asides
-// and derives the counters.
-func (l *Local) finishOpen(rep repair) error {
-	if l.epoch == "" {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return err
-		}
-		epoch := hex.EncodeToString(b[:])
-		if err := l.st.update("create epoch", func(tx *buntdb.Tx) error {
-			_, _, err := tx.Set(epochKey, `"`+epoch+`"`, nil)
-			return err
-		}); err != nil {
-			return err
-		}
-		l.epoch = epoch
+// buildLocal writes at tmp a fresh datafile holding what could be salvaged.
+func buildLocal(tmp string, rep repair, log *slog.Logger) error {
+	st, _, err := openStore(tmp, log, localIndexes)
+	if err != nil {
+		return err
 	}
-	if rep.salvage != nil {
-		if err := l.salvage(rep); err != nil {
-			return err
-		}
+	defer st.close()
+	l := &Local{st: st, log: log}
+	if _, err := l.load(); err != nil {
+		return err
+	}
+	if err := l.ensureEpoch(); err != nil {
+		return err
+	}
+	return l.salvage(rep)
+}
+
+// ensureEpoch gives a new file its random epoch, in its own first commit.
+func (l *Local) ensureEpoch() error {
+	if l.epoch != "" {
+		return nil
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	epoch := hex.EncodeToString(b[:])
+	if err := l.st.update("create epoch", func(tx *buntdb.Tx) error {
+		_, _, err := tx.Set(epochKey, `"`+epoch+`"`, nil)
+		return err
+	}); err != nil {
+		return err
+	}
+	l.epoch = epoch
+	return nil
+}
+
+// finishOpen creates the epoch of a new file, completes interrupted
+// set-asides, reads the recovery note and compacts a bloated file.
+func (l *Local) finishOpen() error {
+	if err := l.ensureEpoch(); err != nil {
+		return err
 	}
 	changed, err := l.reconcileAside()
 	if err != nil {
@@ -234,7 +258,7 @@ func (l *Local) salvage(rep repair) error {
 			asideKeys, asideVals = append(asideKeys, k), append(asideVals, s)
 		}
 	}
-	msg := fmt.Sprintf("datafile was corrupt in the middle and was moved to %s; a fresh one was started", rep.movedTo)
+	msg := fmt.Sprintf("datafile was corrupt (a copy is at %q); a fresh one was started", rep.movedTo)
 	err := l.st.update("salvage datafile", func(tx *buntdb.Tx) error {
 		for i, r := range recs {
 			v := vals[i]
@@ -267,8 +291,7 @@ func (l *Local) salvage(rep repair) error {
 		return err
 	}
 	l.log.Error("datafile recovered", "detail", msg)
-	_, err = l.load()
-	return err
+	return nil
 }
 
 // Recovered says why the datafile was started afresh ("" when it was not).

@@ -19,7 +19,7 @@ type centralOp struct {
 	run    func(c *Central) error
 }
 
-func buildCentral(t *testing.T, path string) ([]checkpoint, []byte) {
+func buildCentralHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	c := openCentral(t, path, CentralOptions{})
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c.Pin(2, "hw-2")
@@ -135,7 +135,7 @@ func decodeCentralValue(s string) (centralValue, error) {
 // lost, and no cursor or queue id reused.
 func TestCentral_PowerLossEveryOffset(t *testing.T) {
 	dir := fastDir(t)
-	cps, full := buildCentral(t, filepath.Join(dir, "build.db"))
+	cps, full := buildCentralHistory(t, filepath.Join(dir, "build.db"))
 	offs := offsets(cps[0].end, int64(len(full)))
 	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
 		writeCut(t, path, full[:o])
@@ -208,7 +208,7 @@ func unionKeys(a, b rawState) []string {
 
 func TestCentral_GarbageTailAndMiddle(t *testing.T) {
 	dir := fastDir(t)
-	cps, full := buildCentral(t, filepath.Join(dir, "build.db"))
+	cps, full := buildCentralHistory(t, filepath.Join(dir, "build.db"))
 	path := filepath.Join(dir, "cut.db")
 	last := cps[len(cps)-1]
 	for name, tail := range badTails {

@@ -151,9 +151,9 @@ func writeCut(t testing.TB, path string, data []byte) {
 	}
 }
 
-// buildLocal runs a satellite through every kind of commit and records a
+// buildLocalHistory runs a satellite through every kind of commit and records a
 // checkpoint after each.
-func buildLocal(t *testing.T, path string) ([]checkpoint, []byte) {
+func buildLocalHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	l := openLocal(t, path, LocalOptions{})
 	for i := range 4 {
 		mustWrite(t, l, storeRec("item", fmt.Sprintf("base%d", i), "s1", i))
@@ -237,7 +237,7 @@ func checkLocalConsistent(t testing.TB, l *Local, st rawState, issued uint64, wh
 // holds a consistent prefix, and reuses no seq.
 func TestLocal_PowerLossEveryOffset(t *testing.T) {
 	dir := fastDir(t)
-	cps, full := buildLocal(t, filepath.Join(dir, "build.db"))
+	cps, full := buildLocalHistory(t, filepath.Join(dir, "build.db"))
 	offs := offsets(cps[0].end, int64(len(full)))
 	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
 		writeCut(t, path, full[:o])
@@ -289,7 +289,7 @@ var badTails = map[string][]byte{
 // copied aside) and nothing good is lost.
 func TestLocal_GarbageTail(t *testing.T) {
 	dir := fastDir(t)
-	cps, full := buildLocal(t, filepath.Join(dir, "build.db"))
+	cps, full := buildLocalHistory(t, filepath.Join(dir, "build.db"))
 	rng := rand.New(rand.NewPCG(1, 2))
 	random := make([]byte, 3000)
 	for i := range random {
@@ -343,7 +343,7 @@ func mapsEqual(a, b rawState) bool {
 // local changes are carried into the fresh file under a new epoch.
 func TestLocal_MiddleCorruption(t *testing.T) {
 	dir := fastDir(t)
-	cps, full := buildLocal(t, filepath.Join(dir, "build.db"))
+	cps, full := buildLocalHistory(t, filepath.Join(dir, "build.db"))
 	final := cps[len(cps)-1].state
 	wantPending := map[string]bool{}
 	for k, v := range final {
@@ -376,6 +376,7 @@ func TestLocal_MiddleCorruption(t *testing.T) {
 		damaged, lost := damage(slices.Clone(full))
 		path := filepath.Join(dir, name+".db")
 		writeCut(t, path, damaged)
+		os.WriteFile(path+salvageSuffix, []byte("a rebuild cut short"), 0o600) // a crash mid-rebuild
 		l, err := OpenLocal(path, LocalOptions{Logger: testLogger(t)})
 		if err != nil {
 			t.Fatalf("%s: open: %v", name, err)
@@ -384,7 +385,10 @@ func TestLocal_MiddleCorruption(t *testing.T) {
 			t.Fatalf("%s: Recovered() = %q", name, l.Recovered())
 		}
 		if len(must(filepath.Glob(path+".corrupt-*"))) != 1 {
-			t.Fatalf("%s: corrupt file not moved aside", name)
+			t.Fatalf("%s: corrupt file not copied aside", name)
+		}
+		if _, err := os.Stat(path + salvageSuffix); !os.IsNotExist(err) {
+			t.Fatalf("%s: rebuild temp file left behind", name)
 		}
 		if l.epoch == must(decodeEpoch(final[epochKey])) {
 			t.Fatalf("%s: fresh file kept the old epoch", name)

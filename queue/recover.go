@@ -11,12 +11,13 @@ import (
 
 // repair is what prepareFile did to a datafile before buntdb loaded it.
 type repair struct {
-	// salvage holds the live items read from a file that was corrupt in the
-	// middle (nil otherwise). The file itself has been moved aside.
+	// salvage holds the live items read from a file that is corrupt in the
+	// middle (nil otherwise). Such a file must not be loaded: the caller
+	// builds a fresh one from salvage with rebuildFile.
 	salvage map[string]item
-	// movedTo is where the damaged original went ("" when nothing moved).
+	// movedTo is where a copy of the damaged original went ("" if none).
 	movedTo string
-	// cut counts the bytes dropped from the tail.
+	// cut counts the bytes dropped.
 	cut int64
 }
 
@@ -26,20 +27,24 @@ type item struct {
 	exat  time.Time // zero: no expiry
 }
 
+const salvageSuffix = ".salvage"
+
 // prepareFile makes the datafile at path safe for buntdb to load:
 //
 //   - a tail torn mid-command (a power cut during a commit) is cut off;
 //   - a tail of garbage or NUL bytes is cut off after the original has been
 //     copied to <path>.corrupt-<time>;
 //   - a file with bad bytes followed by good commands (corrupt in the middle)
-//     is renamed to <path>.corrupt-<time> and its readable items are returned
-//     for the caller to salvage into a fresh file.
+//     is copied to <path>.corrupt-<time> and its readable items are returned
+//     in repair.salvage; the file itself is left for rebuildFile to replace.
 //
-// A leftover compaction temp file is removed.
+// Leftover compaction and salvage temp files are removed.
 func prepareFile(path string, log *slog.Logger) (repair, error) {
 	var rep repair
-	if err := os.Remove(path + compactSuffix); err != nil && !os.IsNotExist(err) {
-		return rep, fmt.Errorf("cannot remove leftover compaction file: %w", err)
+	for _, tmp := range []string{path + compactSuffix, path + salvageSuffix} {
+		if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+			return rep, fmt.Errorf("cannot remove leftover temp file: %w", err)
+		}
 	}
 	scan, err := scanFile(path, nil)
 	if err != nil {
@@ -49,7 +54,7 @@ func prepareFile(path string, log *slog.Logger) (repair, error) {
 	case scan.clean():
 		return rep, nil
 	case scan.middle:
-		return salvageFile(path, scan, log)
+		return salvageFile(path, scan, nil, log)
 	case scan.badAt < 0: // torn tail only: the expected result of a power cut
 		log.Info("datafile ended inside a commit (power cut?); cutting the torn tail",
 			"path", path, "size", scan.size, "keep", scan.goodEnd, "cut_bytes", scan.size-scan.goodEnd)
@@ -71,9 +76,9 @@ func prepareFile(path string, log *slog.Logger) (repair, error) {
 	return rep, nil
 }
 
-// salvageFile replays every readable command of a file corrupt in the middle,
-// then moves the file aside.
-func salvageFile(path string, scan fileScan, log *slog.Logger) (repair, error) {
+// salvageFile replays every readable command of a damaged file, except the
+// keys in drop, and copies the file aside.
+func salvageFile(path string, scan fileScan, drop []string, log *slog.Logger) (repair, error) {
 	items := map[string]item{}
 	now := time.Now()
 	if _, err := scanFile(path, func(c command) {
@@ -92,31 +97,46 @@ func salvageFile(path string, scan fileScan, log *slog.Logger) (repair, error) {
 	}); err != nil {
 		return repair{}, fmt.Errorf("cannot read corrupt datafile: %w", err)
 	}
-	dest := corruptName(path)
-	if err := os.Rename(path, dest); err != nil {
-		return repair{}, fmt.Errorf("cannot move corrupt datafile aside: %w", err)
+	for _, k := range drop {
+		delete(items, k)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return repair{}, err
+	dest, err := copyAside(path)
+	if err != nil {
+		log.Error("cannot copy corrupt datafile aside; salvaging it anyway", "path", path, "err", err)
 	}
-	log.Error("datafile is corrupt in the middle; moved aside, starting a fresh one",
-		"path", path, "moved_to", dest, "bad_at", scan.badAt, "bad_bytes", scan.cut,
-		"readable_commands", scan.commands, "readable_keys", len(items))
+	log.Error("datafile is corrupt; starting a fresh one with what could be read",
+		"path", path, "copied_to", dest, "bad_at", scan.badAt, "bad_bytes", scan.cut,
+		"undecodable_keys", len(drop), "readable_commands", scan.commands, "readable_keys", len(items))
 	return repair{salvage: items, movedTo: dest, cut: scan.cut}, nil
 }
 
-// moveAside renames a datafile that loaded but holds undecodable values, and
-// returns its items minus the bad keys for salvage.
-func moveAside(path string, bad []string, log *slog.Logger) (repair, error) {
+// salvageLoaded is salvageFile for a file that loaded but holds values that
+// do not decode (a byte flipped inside a value): those keys are dropped.
+func salvageLoaded(path string, bad []string, log *slog.Logger) (repair, error) {
 	scan, err := scanFile(path, nil)
 	if err != nil {
 		return repair{}, err
 	}
-	rep, err := salvageFile(path, scan, log)
-	for _, k := range bad {
-		delete(rep.salvage, k)
+	return salvageFile(path, scan, bad, log)
+}
+
+// rebuildFile replaces the datafile with a fresh one that build writes at a
+// temp path. The rename is atomic: after a crash at any point the name holds
+// either the damaged file (and the salvage runs again) or the complete new
+// one.
+func rebuildFile(path string, build func(tmp string) error) error {
+	tmp := path + salvageSuffix
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return err
 	}
-	return rep, err
+	if err := build(tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("cannot build a fresh datafile: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("cannot replace the corrupt datafile: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 func corruptName(path string) string {

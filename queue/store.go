@@ -58,13 +58,15 @@ func openDB(path string, indexes func(*buntdb.DB) error) (*buntdb.DB, error) {
 	return db, nil
 }
 
-// openStore repairs the file at path if needed and opens it.
+// openStore repairs the file at path if needed and opens it. When the file
+// is corrupt in the middle it is not opened: the store is nil and
+// repair.salvage holds what could be read.
 func openStore(path string, log *slog.Logger, indexes func(*buntdb.DB) error) (*store, repair, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, repair{}, fmt.Errorf("cannot create state directory: %w", err)
 	}
 	rep, err := prepareFile(path, log)
-	if err != nil {
+	if err != nil || rep.salvage != nil {
 		return nil, rep, err
 	}
 	db, err := openDB(path, indexes)
