@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"syncagent/agent/unlock"
@@ -165,42 +165,22 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--expires %q is neither a duration (90m, 48h) nor an RFC 3339 time (2026-12-01T12:00:00Z)", s)
 }
 
-var unlockCodeLine = regexp.MustCompile(`(?m)^\s*code\s*=.*$`)
-
 // writeUnlockCode puts code into [unlock] code of the prefs file, as an
-// editor would: the rest of the file is kept byte for byte, and the new file
+// editor would: every other line is kept byte for byte, and the new file
 // replaces the old by rename.
 func writeUnlockCode(path, code string) error {
 	if strings.ContainsAny(code, "\"\\\n") {
 		return usagef("the code has characters no unlock code has; re-type it")
 	}
+	// Write where a symlinked prefs file points, not over the link.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	text := string(data)
-	line := "code = " + strconv.Quote(strings.TrimSpace(code))
-	start := regexp.MustCompile(`(?m)^\s*\[unlock\]\s*(#.*)?$`).FindStringIndex(text)
-	switch {
-	case start == nil:
-		if !strings.HasSuffix(text, "\n") && text != "" {
-			text += "\n"
-		}
-		text += "\n[unlock]\n" + line + "\n"
-	default:
-		body := text[start[1]:]
-		end := len(body)
-		if next := regexp.MustCompile(`(?m)^\s*\[`).FindStringIndex(body); next != nil {
-			end = next[0]
-		}
-		section := body[:end]
-		if unlockCodeLine.MatchString(section) {
-			section = unlockCodeLine.ReplaceAllLiteralString(section, line)
-		} else {
-			section = "\n" + line + section
-		}
-		text = text[:start[1]] + section + body[end:]
-	}
+	text := setUnlockCode(string(data), "code = "+strconv.Quote(strings.TrimSpace(code)))
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -209,9 +189,47 @@ func writeUnlockCode(path, code string) error {
 	if err := os.WriteFile(tmp, []byte(text), fi.Mode().Perm()); err != nil {
 		return fmt.Errorf("cannot write the code into %s: %w", path, err)
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		os.Chown(tmp, int(st.Uid), int(st.Gid)) // keep root:syncagent
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("cannot write the code into %s: %w", path, err)
 	}
 	return nil
+}
+
+// setUnlockCode returns text with line as the code of its [unlock] table,
+// replacing an existing code line there or adding the table at the end.
+func setUnlockCode(text, line string) string {
+	lines := strings.SplitAfter(text, "\n")
+	inUnlock, header := false, -1
+	for i, l := range lines {
+		trimmed := strings.TrimSpace(l)
+		if strings.HasPrefix(trimmed, "[") {
+			if inUnlock {
+				break // the table ended without a code line
+			}
+			table := strings.ReplaceAll(strings.SplitN(trimmed, "#", 2)[0], " ", "")
+			if inUnlock = table == "[unlock]"; inUnlock {
+				header = i
+			}
+			continue
+		}
+		if inUnlock && (strings.HasPrefix(trimmed, "code ") || strings.HasPrefix(trimmed, "code=")) {
+			lines[i] = line + "\n"
+			return strings.Join(lines, "")
+		}
+	}
+	if header >= 0 {
+		if !strings.HasSuffix(lines[header], "\n") {
+			lines[header] += "\n"
+		}
+		lines[header] += line + "\n"
+		return strings.Join(lines, "")
+	}
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return text + "\n[unlock]\n" + line + "\n"
 }
