@@ -23,8 +23,9 @@ const (
 // (as a SHA-256 of what was presented, per stored hash) so that 1,000 sites
 // don't cost one slow hash per request; slow hashes run at most two at once.
 type authenticator struct {
-	now  func() time.Time
-	slow chan struct{} // semaphore for slow hash verification
+	now    func() time.Time
+	slow   chan struct{}                                 // semaphore for slow hash verification
+	verify func(encoded, sha256hex string) (bool, error) // passwd.Verify; tests count calls
 
 	mu       sync.Mutex
 	verified map[string][32]byte // stored hash → sha256 of the presented password that matched it
@@ -38,7 +39,7 @@ type guessState struct {
 }
 
 func newAuthenticator(now func() time.Time) *authenticator {
-	return &authenticator{now: now, slow: make(chan struct{}, 2), verified: map[string][32]byte{}, guesses: map[string]*guessState{}}
+	return &authenticator{now: now, slow: make(chan struct{}, 2), verify: passwd.Verify, verified: map[string][32]byte{}, guesses: map[string]*guessState{}}
 }
 
 // check returns nil when presented matches row's password hash.
@@ -59,7 +60,7 @@ func (a *authenticator) check(row *SiteRow, presented string) *syncapi.Error {
 	}
 
 	a.slow <- struct{}{}
-	good, err := passwd.Verify(row.PasswordHash, presented)
+	good, err := a.verify(row.PasswordHash, presented)
 	<-a.slow
 
 	a.mu.Lock()

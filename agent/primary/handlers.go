@@ -143,6 +143,9 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId %q appears twice in this batch", q.SyncOutID)
 		case err != nil:
 			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "%v", err)
+		case store == "" && rec.Action == queue.Delete && !s.holds(rec):
+			// Created and deleted on the site between two pushes (or
+			// already deleted here): nothing to delete, nobody to tell.
 		case store == "":
 			refuse(q.SyncOutID, syncapi.CodeCentralFromSite, "record %s/%s has no %s: central data is written on the primary only", rec.Table, rec.ID, queue.StoreField)
 		case !row.hasStore(store):
@@ -200,6 +203,12 @@ func (s *Server) storeOf(r queue.Record) (string, error) {
 		return "", err
 	}
 	return held.StoreID(), nil
+}
+
+// holds reports whether the central datafile has a live record r.Table/r.ID.
+func (s *Server) holds(r queue.Record) bool {
+	_, found, err := s.store.Get(r.Table, r.ID)
+	return found || err != nil
 }
 
 func queryUint(r *http.Request, name string, def, max uint64) (uint64, *syncapi.Error) {
