@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"syncagent/agent/syncapi"
@@ -63,7 +64,7 @@ func (s *Satellite) Check(ctx context.Context) CheckReport {
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
 		rep.Reachable, rep.TLS = true, "certificate not trusted"
 		rep.Advice = "the primary's TLS certificate is not trusted by this box: check the URL's host name and the certificate"
-	case errors.As(err, &recErr):
+	case errors.As(err, &recErr), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		rep.Reachable, rep.TLS = true, "the server does not speak TLS"
 		rep.Advice = "the URL says https but the primary answers plain http: fix the URL's scheme"
 	case errors.Is(err, context.DeadlineExceeded):
