@@ -1,0 +1,88 @@
+package conventions
+
+import (
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+type pkg struct {
+	ImportPath string
+	Doc        string
+	Imports    []string
+	Deps       []string
+	Standard   bool
+}
+
+func list(t *testing.T, args ...string) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list", "-json"}, args...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+// TestPackagesHaveDocs protects the rule that every package says what it is
+// and who imports it.
+func TestPackagesHaveDocs(t *testing.T) {
+	for _, p := range list(t, "./...") {
+		if strings.TrimSpace(p.Doc) == "" {
+			t.Errorf("%s has no package doc comment", p.ImportPath)
+		}
+	}
+}
+
+// owners maps each outside dependency to the only package that may import it.
+var owners = map[string]string{
+	"github.com/jaypipes/ghw":          "syncagent/hw",
+	"github.com/tidwall/buntdb":        "syncagent/queue",
+	"github.com/coreos/go-systemd/v22": "syncagent/ops",
+	"github.com/fsnotify/fsnotify":     "syncagent/ops",
+}
+
+// TestDependencyOwners protects the layout of the design card: ghw only in
+// hw, BuntDB only in queue, go-systemd and fsnotify only in ops; hw, queue
+// and ops import nothing of ours.
+func TestDependencyOwners(t *testing.T) {
+	for _, p := range list(t, "./...") {
+		for _, imp := range p.Imports {
+			for dep, owner := range owners {
+				if (imp == dep || strings.HasPrefix(imp, dep+"/")) && p.ImportPath != owner {
+					t.Errorf("%s imports %s; only %s may", p.ImportPath, imp, owner)
+				}
+			}
+			for _, leaf := range []string{"syncagent/hw", "syncagent/queue", "syncagent/ops"} {
+				if (p.ImportPath == leaf || strings.HasPrefix(p.ImportPath, leaf+"/")) && strings.HasPrefix(imp, "syncagent/") && !strings.HasPrefix(imp, leaf) {
+					t.Errorf("%s imports %s: %s must not depend on the rest of syncagent", p.ImportPath, imp, leaf)
+				}
+			}
+		}
+	}
+}
+
+// TestBinaryDeps protects the binary's size and attack surface: test-only
+// tools (toxiproxy and its metrics stack) never reach syncagent itself.
+func TestBinaryDeps(t *testing.T) {
+	banned := []string{"github.com/Shopify/toxiproxy", "github.com/prometheus/", "github.com/gorilla/mux", "github.com/rs/zerolog", "github.com/goreleaser/"}
+	for _, p := range list(t, "-deps", "./agent/cmd/syncagent") {
+		for _, b := range banned {
+			if strings.HasPrefix(p.ImportPath, b) {
+				t.Errorf("the syncagent binary depends on %s", p.ImportPath)
+			}
+		}
+	}
+}
