@@ -89,4 +89,3 @@ func BenchmarkServer_Sites1000(b *testing.B) {
 		}
 	}
 }
-
