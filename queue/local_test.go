@@ -118,3 +118,14 @@ func TestLocal_Closed(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// A second process (here: a second open) cannot append to the same datafile.
+func TestLocal_OneOpenerAtATime(t *testing.T) {
+	path := tempPath(t, "sat.db")
+	l := openLocal(t, path, LocalOptions{})
+	if _, err := OpenLocal(path, LocalOptions{}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open: %v", err)
+	}
+	l.Close()
+	openLocal(t, path, LocalOptions{}).Close()
+}

@@ -129,7 +129,9 @@ func rebuildFile(path string, build func(tmp string) error) error {
 	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := build(tmp); err != nil {
+	err := build(tmp)
+	os.Remove(tmp + ".lock")
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("cannot build a fresh datafile: %w", err)
 	}

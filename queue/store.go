@@ -21,6 +21,7 @@ type store struct {
 	log     *slog.Logger
 	db      *buntdb.DB // nil once closed or after a failed compaction
 	indexes func(*buntdb.DB) error
+	lock    *os.File // held until close: one process per datafile
 
 	err         error     // why db is nil (closed, or the reopen that failed)
 	liveBytes   int64     // size of the live data at the last open or compaction
@@ -65,15 +66,33 @@ func openStore(path string, log *slog.Logger, indexes func(*buntdb.DB) error) (*
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, repair{}, fmt.Errorf("cannot create state directory: %w", err)
 	}
+	lock, err := lockFile(path)
+	if err != nil {
+		return nil, repair{}, err
+	}
 	rep, err := prepareFile(path, log)
+	if err == nil && rep.salvage == nil {
+		var f *os.File // buntdb would create it 0666
+		if f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			f.Close()
+		}
+	}
 	if err != nil || rep.salvage != nil {
+		unlock(lock)
 		return nil, rep, err
 	}
 	db, err := openDB(path, indexes)
 	if err != nil {
+		unlock(lock)
 		return nil, rep, fmt.Errorf("cannot open datafile %s: %w", path, err)
 	}
-	return &store{path: path, log: log, db: db, indexes: indexes, minCompact: defaultMinCompact}, rep, nil
+	return &store{path: path, log: log, db: db, indexes: indexes, lock: lock, minCompact: defaultMinCompact}, rep, nil
+}
+
+func unlock(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 // usable reports why the store cannot be used, or nil.
@@ -126,11 +145,13 @@ func (s *store) close() error {
 		if errors.Is(s.err, ErrClosed) {
 			return ErrClosed
 		}
-		s.err = ErrClosed
+		unlock(s.lock)
+		s.lock, s.err = nil, ErrClosed
 		return nil
 	}
 	err := s.db.Close()
-	s.db, s.err = nil, ErrClosed
+	unlock(s.lock)
+	s.db, s.lock, s.err = nil, nil, ErrClosed
 	return err
 }
 
