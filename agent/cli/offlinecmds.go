@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,16 +40,42 @@ systemd READY=1, STATUS= and WATCHDOG=1 while its sync loop is healthy.`,
 		}})
 
 	var explain bool
-	register(&command{name: "hwid", summary: "print this box's hardware ID (only a hash of its identifiers)", nargs: [2]int{0, 0},
+	var writeTo string
+	register(&command{name: "hwid", args: "[--explain] [--write FILE]", summary: "print this box's hardware ID (only a hash of its identifiers)", nargs: [2]int{0, 0},
+		help: `DMI serials and the product UUID are readable by root only, so run it as
+root to see the ID the agent presents. Without flags it prints the ID of the
+running agent when one answers, and probes the hardware otherwise; --explain
+always probes. --write FILE stores the ID in FILE
+(atomically, mode 0644) instead of printing it: the unit runs
+` + "`+/usr/bin/syncagent hwid --write /run/syncagent/hardware-id`" + ` as root before
+the agent starts, and the agent, running as user syncagent, reads it from there.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&explain, "explain", false, "also say which kinds of identifier fed it")
+			fs.StringVar(&writeTo, "write", "", "write the ID to `FILE` instead of printing it")
 		},
 		run: func(e *env, _ []string) error {
+			if writeTo == "" && !explain {
+				// The ID the running agent presents, which is what a primary pins;
+				// a probe by an unprivileged user could differ from it.
+				ctx, cancel := e.quick()
+				st, err := e.client().Status(ctx)
+				cancel()
+				if err == nil && st.HardwareID != "" {
+					fmt.Fprintln(e.stdout, st.HardwareID)
+					return nil
+				}
+			}
 			fp, err := hw.Probe("/")
 			if err != nil {
 				return fmt.Errorf("cannot compute the hardware ID: %w", err)
 			}
-			fmt.Fprintln(e.stdout, fp.ID)
+			if writeTo != "" {
+				if err := writeFileAtomic(writeTo, []byte(fp.ID+"\n"), 0o644); err != nil {
+					return fmt.Errorf("cannot write the hardware ID: %w", err)
+				}
+			} else {
+				fmt.Fprintln(e.stdout, fp.ID)
+			}
 			if explain {
 				fmt.Fprintf(e.stdout, "from: %s\n", strings.Join(fp.Sources, ", "))
 			}
@@ -95,6 +122,32 @@ systemd READY=1, STATUS= and WATCHDOG=1 while its sync loop is healthy.`,
 			fmt.Fprintln(e.stdout, "syncagent", version.Version)
 			return nil
 		}})
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, fsynced, given mode perm whatever the umask, renamed over path.
+// A reader sees the old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op once renamed
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // readPassword reads a password from a terminal without echo (asking twice),

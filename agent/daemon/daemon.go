@@ -24,16 +24,18 @@ import (
 	"syncagent/agent/syncapi"
 	"syncagent/agent/unlock"
 	"syncagent/agent/version"
-	"syncagent/hw"
 	"syncagent/ops"
 	"syncagent/queue"
 )
 
 // Options are what `syncagent run` passes in.
 type Options struct {
-	PrefsPath  string
-	Log        *slog.Logger
-	HardwareID func() (string, error) // nil: hw.ID
+	PrefsPath string
+	Log       *slog.Logger
+	// HardwareID computes this box's hardware ID. nil: the file
+	// $RUNTIME_DIRECTORY/hardware-id that the unit's root pre-start step
+	// writes, when it exists and is not empty; else hw.ID.
+	HardwareID func() (string, error)
 	// Ready, when set, is called once the agent serves (tests and the demo use
 	// it instead of systemd's READY=1).
 	Ready func()
@@ -87,7 +89,7 @@ func open(opts Options) (*Agent, error) {
 		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	if opts.HardwareID == nil {
-		opts.HardwareID = hw.ID
+		opts.HardwareID = defaultHardwareID()
 	}
 	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), clock: adapt.SystemClock{}}
 	var err error
