@@ -220,7 +220,16 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		for _, q := range st.Queues {
 			total += q.QueueLength
 		}
-		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them)\n", len(st.Queues), total)
+		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them all)\n", len(st.Queues), total)
+		queues := append([]control.Site(nil), st.Queues...)
+		sort.SliceStable(queues, func(i, j int) bool { return queues[i].QueueLength > queues[j].QueueLength })
+		for i, q := range queues {
+			if i == 10 {
+				fmt.Fprintf(tw, "  …\t%d more\n", len(queues)-i)
+				break
+			}
+			fmt.Fprintf(tw, "  site %d\tqueue %d, last contact %s\n", q.SyncID, q.QueueLength, orNever(q.LastContact))
+		}
 	}
 	p := st.Prefs
 	state := p.State
@@ -317,6 +326,13 @@ func filterSites(sites []control.Site, prefix string) []control.Site {
 		}
 	}
 	return out
+}
+
+func orNever(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Local().Format(time.DateTime)
 }
 
 func orDash(s string) string {

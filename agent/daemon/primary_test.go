@@ -1,0 +1,70 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"syncagent/agent/control"
+	"syncagent/agent/passwd"
+)
+
+func (b *box) primaryPrefs(rows string) string {
+	return fmt.Sprintf(`version = 1
+[site]
+sync_id = 1
+stores = ["central"]
+[paths]
+state_dir = %q
+control_socket = %q
+vendor_keys = %q
+[listen]
+address = "127.0.0.1:0"
+%s`, b.state, b.socket, b.keys, rows)
+}
+
+func siteRow(t *testing.T, id int, store string) string {
+	h, err := passwd.Hash(passwd.SHA256Hex("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("[[sync_with]]\nsync_id = %d\nuser = \"clinic-%d\"\npassword_hash = %q\nstores = [%q]\n", id, id, h, store)
+}
+
+// TestPrimary_siteChangesNeedCodes protects the primary's lock: adding a
+// site row and clearing a hardware pin both need an unlock code.
+func TestPrimary_siteChangesNeedCodes(t *testing.T) {
+	b := newBox(t)
+	one := siteRow(t, 12, "a")
+	b.write(b.primaryPrefs(one))
+	b.start()
+	two := b.primaryPrefs(one + siteRow(t, 13, "b"))
+	b.write(two)
+	if r := b.reload(); !contains(r.State, "an unlock code is needed") {
+		t.Errorf("site row added without a code: %s", r.State)
+	}
+	b.write(two + unlockSection(b.code(1, digestOf(t, two), time.Hour)))
+	if r := b.reload(); r.State != "ok" {
+		t.Fatalf("site row with its code: %s", r.State)
+	}
+	sites, err := b.client.Sites(context.Background())
+	if err != nil || len(sites) != 2 {
+		t.Fatalf("sites = %v, %v", sites, err)
+	}
+
+	ctx := context.Background()
+	var ce *control.Error
+	err = b.client.ClearHardwareID(ctx, 12, "")
+	if !errors.As(err, &ce) || ce.Status != http.StatusForbidden || !contains(ce.Msg, OperationDigest("clear-hwid 12")) {
+		t.Fatalf("clear-hwid without a code: %v", err)
+	}
+	if err := b.client.ClearHardwareID(ctx, 12, b.code(2, OperationDigest("clear-hwid 13"), time.Hour)); !errors.As(err, &ce) || !contains(ce.Msg, "another change") {
+		t.Errorf("clear-hwid with another site's code: %v", err)
+	}
+	if err := b.client.ClearHardwareID(ctx, 12, b.code(3, OperationDigest("clear-hwid 12"), time.Hour)); err != nil {
+		t.Errorf("clear-hwid with its code: %v", err)
+	}
+}
