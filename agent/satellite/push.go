@@ -3,7 +3,10 @@ package satellite
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
@@ -41,7 +44,7 @@ func (s *Satellite) pushAll(ctx context.Context, res *Result) error {
 				resp = syncapi.PushResponse{Refused: refused}
 			} else if linkFailure(ctx, err) {
 				failures++
-				if s.setAsideLonely(batch, err, res) {
+				if recordMayBeAtFault(err) && s.setAsideLonely(batch, err, res) {
 					continue
 				}
 				if failures >= maxConsecutiveFailures {
@@ -106,6 +109,22 @@ func (s *Satellite) setAsideLonely(batch []queue.OutboxEntry, err error, res *Re
 	s.singleFails = 0
 	res.SetAside++
 	s.log.Warn("record set aside", "table", batch[0].Record.Table, "id", batch[0].Record.ID, "reason", reason)
+	return true
+}
+
+// recordMayBeAtFault reports whether a failed push could be the fault of
+// what the batch holds: not when the request never reached the primary
+// (dial, DNS) nor when the primary said it cannot serve now (503: storage,
+// busy, sync disabled). Only such failures may set a lone record aside.
+func recordMayBeAtFault(err error) bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	if errors.As(err, &opErr) && opErr.Op == "dial" || errors.As(err, &dnsErr) {
+		return false
+	}
+	if e, ok := syncapi.AsError(err); ok && e.Status == http.StatusServiceUnavailable {
+		return false
+	}
 	return true
 }
 
