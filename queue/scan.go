@@ -1,8 +1,6 @@
 package queue
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -32,40 +30,91 @@ type command struct {
 	exat  time.Time // zero unless the set carries an expiry
 }
 
-// errTorn means the input ended inside a command that was well formed so far.
+// errTorn means the file ended inside a command that was well formed so far.
 var errTorn = errors.New("torn command")
 
 // errBad means the bytes at this offset are not a command.
 var errBad = errors.New("malformed command")
 
-// cmdReader parses commands from a buffered reader, counting bytes.
-type cmdReader struct {
-	r   *bufio.Reader
-	off int64 // offset of the next unread byte
-	mod time.Time
+// window reads a file through one reusable buffer, so trying a parse at many
+// offsets (resync) costs no allocation.
+type window struct {
+	r    io.ReaderAt
+	size int64
+	buf  []byte
+	off  int64 // file offset of buf[0]
+	n    int   // valid bytes in buf
 }
 
-func newCmdReader(r io.Reader, start, end int64, mod time.Time) *cmdReader {
-	return &cmdReader{r: bufio.NewReaderSize(r, int(min(1<<16, max(end-start, 16)))), off: start, mod: mod}
+func newWindow(r io.ReaderAt, size int64) *window {
+	return &window{r: r, size: size, buf: make([]byte, min(1<<16, max(size, 16))), off: -1}
 }
 
-// line reads one header line "<c><digits>\r\n" and returns the number.
-func (c *cmdReader) header(want byte) (int, error) {
-	b, err := c.r.ReadByte()
-	if err != nil {
+func (w *window) fill(off int64) error {
+	n, err := w.r.ReadAt(w.buf, off)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	w.off, w.n = off, n
+	return nil
+}
+
+// byteAt returns the byte at off; errTorn past the end of the file.
+func (w *window) byteAt(off int64) (byte, error) {
+	if off >= w.size {
 		return 0, errTorn
 	}
-	c.off++
+	if off < w.off || off >= w.off+int64(w.n) {
+		if err := w.fill(off); err != nil {
+			return 0, err
+		}
+		if w.n == 0 {
+			return 0, errTorn
+		}
+	}
+	return w.buf[off-w.off], nil
+}
+
+// str returns n bytes at off as a string; the caller checked off+n <= size.
+func (w *window) str(off int64, n int) (string, error) {
+	if n <= len(w.buf) {
+		if off < w.off || off+int64(n) > w.off+int64(w.n) {
+			if err := w.fill(off); err != nil {
+				return "", err
+			}
+			if w.n < n {
+				return "", errTorn
+			}
+		}
+		return string(w.buf[off-w.off : off-w.off+int64(n)]), nil
+	}
+	b := make([]byte, n)
+	if _, err := w.r.ReadAt(b, off); err != nil {
+		if err == io.EOF {
+			return "", errTorn
+		}
+		return "", err
+	}
+	return string(b), nil
+}
+
+// header reads "<want><digits>\r\n" at *off and returns the number.
+func (w *window) header(off *int64, want byte) (int, error) {
+	b, err := w.byteAt(*off)
+	if err != nil {
+		return 0, err
+	}
+	*off++
 	if b != want {
 		return 0, errBad
 	}
 	n, digits := 0, 0
 	for {
-		b, err := c.r.ReadByte()
+		b, err := w.byteAt(*off)
 		if err != nil {
-			return 0, errTorn
+			return 0, err
 		}
-		c.off++
+		*off++
 		if b == '\r' {
 			break
 		}
@@ -75,55 +124,53 @@ func (c *cmdReader) header(want byte) (int, error) {
 		n = n*10 + int(b-'0')
 		digits++
 	}
-	b, err = c.r.ReadByte()
+	b, err = w.byteAt(*off)
 	if err != nil {
-		return 0, errTorn
+		return 0, err
 	}
-	c.off++
+	*off++
 	if b != '\n' || digits == 0 {
 		return 0, errBad
 	}
 	return n, nil
 }
 
-// maxPart bounds one bulk string, so a corrupt length cannot make recovery
-// allocate gigabytes.
-const maxPart = 256 << 20
-
-// next parses one command. On errTorn or errBad the reader's position is
-// undefined; the caller restarts from a known offset.
-func (c *cmdReader) next() (command, error) {
-	n, err := c.header('*')
+// parse reads the command at off and returns it and the offset after it.
+// The error is errTorn, errBad or an I/O error.
+func (w *window) parse(off int64, mod time.Time) (command, int64, error) {
+	n, err := w.header(&off, '*')
 	if err != nil {
-		return command{}, err
+		return command{}, off, err
 	}
 	if n < 1 || n > 5 {
-		return command{}, errBad
+		return command{}, off, errBad
 	}
 	parts := make([]string, 0, n)
 	for i := 0; i < n; i++ {
-		size, err := c.header('$')
+		size, err := w.header(&off, '$')
 		if err != nil {
-			return command{}, err
+			return command{}, off, err
 		}
-		if size > maxPart {
-			return command{}, errBad
+		if off+int64(size)+2 > w.size {
+			// Cannot be complete: a torn command, or a corrupt length.
+			// Either way nothing to read (and nothing to allocate).
+			return command{}, off, errTorn
 		}
-		buf := make([]byte, size+2)
-		got, err := io.ReadFull(c.r, buf)
-		c.off += int64(got)
+		s, err := w.str(off, size+2)
 		if err != nil {
-			return command{}, errTorn
+			return command{}, off, err
 		}
-		if buf[size] != '\r' || buf[size+1] != '\n' {
-			return command{}, errBad
+		off += int64(size) + 2
+		if !strings.HasSuffix(s, "\r\n") {
+			return command{}, off, errBad
 		}
-		parts = append(parts, string(buf[:size]))
+		parts = append(parts, s[:size])
 		if i == 0 && !knownVerb(parts[0]) {
-			return command{}, errBad
+			return command{}, off, errBad
 		}
 	}
-	return c.build(parts)
+	cmd, err := build(parts, mod)
+	return cmd, off, err
 }
 
 func knownVerb(s string) bool {
@@ -135,7 +182,7 @@ func knownVerb(s string) bool {
 }
 
 // build checks a command's shape exactly as buntdb's loader does.
-func (c *cmdReader) build(p []string) (command, error) {
+func build(p []string, mod time.Time) (command, error) {
 	verb := strings.ToLower(p[0])
 	switch {
 	case verb == "set" && len(p) == 3:
@@ -148,7 +195,7 @@ func (c *cmdReader) build(p []string) (command, error) {
 		}
 		exat := time.Unix(ex, 0)
 		if arg == "ex" {
-			exat = c.mod.Add(time.Duration(ex) * time.Second)
+			exat = mod.Add(time.Duration(ex) * time.Second)
 		}
 		return command{verb: verb, key: p[1], value: p[2], exat: exat}, nil
 	case verb == "del" && len(p) == 2:
@@ -190,74 +237,65 @@ func scanFile(path string, fn func(command)) (fileScan, error) {
 	}
 	res.size = fi.Size()
 	mod := fi.ModTime()
-	start := int64(0)
-	for start < res.size {
-		rd := newCmdReader(io.NewSectionReader(f, start, res.size-start), start, res.size, mod)
-		for rd.off < res.size {
-			at := rd.off
-			cmd, err := rd.next()
-			if err == errTorn {
-				res.torn = true
-				res.cut += res.size - at
-				if res.badAt < 0 {
-					res.goodEnd = at
-				}
-				return res, nil
-			}
-			if err == errBad {
-				if res.badAt < 0 {
-					res.badAt, res.goodEnd = at, at
-				}
-				next, err := resync(f, at+1, res.size, mod)
-				if err != nil {
-					return res, err
-				}
-				res.cut += next - at
-				start = next
-				break
-			}
+	w := newWindow(f, res.size)
+	for off := int64(0); off < res.size; {
+		cmd, next, err := w.parse(off, mod)
+		switch err {
+		case nil:
 			res.commands++
 			if res.badAt >= 0 {
 				res.middle = true
 			} else {
-				res.goodEnd = rd.off
+				res.goodEnd = next
 			}
 			if fn != nil {
 				fn(cmd)
 			}
+			off = next
+			continue
+		case errTorn:
+			if res.badAt < 0 {
+				res.torn, res.goodEnd, res.cut = true, off, res.size-off
+				return res, nil
+			}
+		case errBad:
+		default:
+			return res, err
 		}
-		if rd.off >= res.size {
-			break
+		// A bad command, or a torn-looking one after a bad region: skip to
+		// the next offset where a complete good command starts.
+		if res.badAt < 0 {
+			res.badAt, res.goodEnd = off, off
 		}
+		at, err := w.resync(off+1, mod)
+		if err != nil {
+			return res, err
+		}
+		res.cut += at - off
+		off = at
 	}
 	return res, nil
 }
 
 // resync finds the first offset at or after from where a complete good
-// command starts, or size when there is none.
-func resync(f *os.File, from, size int64, mod time.Time) (int64, error) {
-	buf := make([]byte, min(1<<16, max(size-from, 1)))
-	for off := from; off < size; {
-		n, err := f.ReadAt(buf, off)
-		if n == 0 && err != nil {
-			if err == io.EOF {
-				return size, nil
-			}
+// command starts, or the file size when there is none.
+func (w *window) resync(from int64, mod time.Time) (int64, error) {
+	for off := from; off < w.size; off++ {
+		b, err := w.byteAt(off)
+		if err != nil {
 			return 0, err
 		}
-		for i := 0; i < n; {
-			j := bytes.IndexByte(buf[i:n], '*')
-			if j < 0 {
-				break
-			}
-			cand := off + int64(i+j)
-			rd := newCmdReader(io.NewSectionReader(f, cand, size-cand), cand, size, mod)
-			if _, err := rd.next(); err == nil {
-				return cand, nil
-			}
-			i += j + 1
+		if b != '*' {
+			continue
 		}
-		off += int64(n)
+		_, _, err = w.parse(off, mod)
+		switch err {
+		case nil:
+			return off, nil
+		case errTorn, errBad:
+		default:
+			return 0, err
+		}
 	}
-	return size, nil
+	return w.size, nil
 }
