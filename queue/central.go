@@ -279,6 +279,9 @@ func (c *Central) Close() error {
 
 // Get returns the latest version of a record; a deleted one reads as not found.
 func (c *Central) Get(table, id string) (Record, bool, error) {
+	if !validTable(table) {
+		return Record{}, false, nil
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var v centralValue
@@ -297,6 +300,9 @@ func (c *Central) Get(table, id string) (Record, bool, error) {
 // List returns up to limit records of table with an id greater than after,
 // in id order. limit <= 0 means DefaultListLimit.
 func (c *Central) List(table, after string, limit int) ([]Record, error) {
+	if !validTable(table) {
+		return nil, fmt.Errorf("invalid table name %q", table)
+	}
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}

@@ -131,3 +131,9 @@ func approxSize(syncOutID string, r Record) int {
 	const overhead = len(`{"syncOutId":"","tableName":"","recordId":"","action":"","recordData":},`)
 	return overhead + len(syncOutID) + len(r.Table) + len(r.ID) + len(r.Action) + max(len(r.Data), 2)
 }
+
+// validTable reports whether a table name can be looked up (the same rule
+// Validate applies to writes), so "a:b" cannot read table "a".
+func validTable(table string) bool {
+	return table != "" && !strings.ContainsAny(table, ":\x00") && !hasControl(table)
+}

@@ -100,6 +100,9 @@ func liveChange(old localValue, existed bool, nv localValue, exists bool) int {
 
 // Get returns the current record; a deleted record reads as not found.
 func (l *Local) Get(table, id string) (Record, bool, error) {
+	if !validTable(table) {
+		return Record{}, false, nil
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	var v localValue
@@ -118,6 +121,9 @@ func (l *Local) Get(table, id string) (Record, bool, error) {
 // List returns up to limit records of table with an id greater than after,
 // in id order (byte order). limit <= 0 means DefaultListLimit.
 func (l *Local) List(table string, after string, limit int) ([]Record, error) {
+	if !validTable(table) {
+		return nil, fmt.Errorf("invalid table name %q", table)
+	}
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
