@@ -336,4 +336,6 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func (c *countingTransport) CloseIdleConnections() { c.rt.CloseIdleConnections() }
 
 // callTimeouts is how many of s's calls ran out of time.
-func callTimeouts(s *site) int { return int(s.client.HTTP.Transport.(*countingTransport).timeouts.Load()) }
+func callTimeouts(s *site) int {
+	return int(s.client.HTTP.Transport.(*countingTransport).timeouts.Load())
+}

@@ -173,7 +173,7 @@ func TestFaults_slowBodies(t *testing.T) {
 	}
 	p, px, a, b := faultSetup(t, 0, time.Second)
 	putN(t, a, "r", "s", 40, 600)
-	addToxic(t, px.Proxy, "slow-up", "bandwidth", "upstream", map[string]any{"rate": 8})       // KB/s
+	addToxic(t, px.Proxy, "slow-up", "bandwidth", "upstream", map[string]any{"rate": 8})     // KB/s
 	addToxic(t, px.Proxy, "slow-down", "bandwidth", "downstream", map[string]any{"rate": 8}) // KB/s
 	syncUntilDrained(t, a, 30)
 	if callTimeouts(a) == 0 {
