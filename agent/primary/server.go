@@ -180,6 +180,12 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 	if caller.HardwareID == "" {
 		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)
 	}
+	if !validHardwareID(caller.HardwareID) {
+		// Refused here, not by the datafile: that refusal read as a storage
+		// failure (503, "retry later") for what is bad input.
+		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+			"the %s header is not a hardware ID: at most %d characters, no control characters", syncapi.HeaderSiteUUID, maxHardwareID)
+	}
 	if _, err := s.store.Pin(row.SyncID, caller.HardwareID); err != nil {
 		if errors.Is(err, queue.ErrHardwareMismatch) {
 			return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
@@ -194,6 +200,21 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 		s.log.Warn("cannot record last contact", "site", row.SyncID, "err", err)
 	}
 	return row, nil
+}
+
+// maxHardwareID is the longest hardware ID the datafile pins.
+const maxHardwareID = 256
+
+func validHardwareID(id string) bool {
+	if len(id) > maxHardwareID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func storageError(err error) *syncapi.Error {
