@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // centralOp is one step of the primary's history; atomic steps must be all
@@ -21,7 +20,6 @@ type centralOp struct {
 
 func buildCentralHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	c := openCentral(t, path, CentralOptions{})
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c.Pin(2, "hw-2")
 	c.Pin(3, "hw-3")
 	c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 3, 4), inbound("e-2", storeRec("item", "b", "s1", 1), 3, 4)})
@@ -47,9 +45,7 @@ func buildCentralHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 			return err
 		}},
 		{"fill", false, func(c *Central) error { _, err := c.Fill(5, func(Record) bool { return true }); return err }},
-		{"pin", false, func(c *Central) error { _, err := c.Pin(5, "hw-5"); return err }},
-		{"touch", false, func(c *Central) error { return c.Touch(3, t0.Add(time.Hour)) }},
-		{"initialised", false, func(c *Central) error { return c.SetInitialisation(5, InitCompleted) }},
+		{"site", false, func(c *Central) error { _, err := c.Pin(5, "hw-5"); return err }},
 		{"accept merge", true, func(c *Central) error {
 			_, err := c.Accept(4, []Inbound{inbound("m-1", Record{Table: "item", ID: "a", Action: Merge,
 				Data: []byte(`{"mergeIdToKeep":"a","mergeIdToDelete":"c"}`)}, 2, 3)})
@@ -136,16 +132,19 @@ func decodeCentralValue(s string) (centralValue, error) {
 func TestCentral_PowerLossEveryOffset(t *testing.T) {
 	dir := fastDir(t)
 	cps, full := buildCentralHistory(t, filepath.Join(dir, "build.db"))
+	h := newHistory(cps)
 	offs := offsets(cps[0].end, int64(len(full)))
 	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
-		writeCut(t, path, full[:o])
+		if err := os.WriteFile(path, full[:o], 0o600); err != nil {
+			t.Fatal(err)
+		}
 		c, err := OpenCentral(path, CentralOptions{Logger: testLogger(t)})
 		if err != nil {
 			t.Fatalf("cut at %d: open: %v", o, err)
 		}
 		defer c.Close()
 		got := snapshot(t, c.st)
-		i := checkPrefix(t, o, cps, got, nil)
+		i := h.checkPrefix(t, o, got)
 		where := fmt.Sprintf("cut at %d (after %q)", o, cps[i].name)
 		checkCentralConsistent(t, c, got, cps[i], where)
 		if i+1 < len(cps) && !strings.HasSuffix(cps[i+1].name, "(not atomic)") {

@@ -61,37 +61,61 @@ func fileSize(t testing.TB, path string) int64 {
 	return fi.Size()
 }
 
+// history is what a run of operations left after each of them, with, for
+// every checkpoint c, the values each key may hold after a cut past c.
+type history struct {
+	cps     []checkpoint
+	allowed []map[string]map[string]bool // [c][key][value or absent]
+}
+
+const absent = "\x00absent"
+
+func newHistory(cps []checkpoint) *history {
+	h := &history{cps: cps, allowed: make([]map[string]map[string]bool, len(cps))}
+	for c := range cps {
+		keys := map[string]bool{}
+		for _, cp := range cps[c:] {
+			for k := range cp.state {
+				keys[k] = true
+			}
+		}
+		m := map[string]map[string]bool{}
+		for k := range keys {
+			m[k] = map[string]bool{}
+			for _, cp := range cps[c:] {
+				if v, ok := cp.state[k]; ok {
+					m[k][v] = true
+				} else {
+					m[k][absent] = true
+				}
+			}
+		}
+		h.allowed[c] = m
+	}
+	return h
+}
+
 // checkPrefix asserts that got is a state a power cut at offset could leave:
 // every key holds the value it had after the last operation that completed
 // before the cut, or a value a later operation gave it (that operation's
-// commit was cut, and its commands land one by one).
-func checkPrefix(t testing.TB, offset int64, cps []checkpoint, got rawState, ignore func(string) bool) int {
+// commit was cut, and its commands land one by one). It returns the index
+// of that last completed operation.
+func (h *history) checkPrefix(t testing.TB, offset int64, got rawState) int {
 	t.Helper()
-	c := lastDone(cps, offset)
-	keys := map[string]bool{}
-	for _, cp := range cps[c:] {
-		for k := range cp.state {
-			keys[k] = true
-		}
-	}
-	for k := range got {
-		keys[k] = true
-	}
-	for k := range keys {
-		if ignore != nil && ignore(k) {
-			continue
-		}
+	c := lastDone(h.cps, offset)
+	allowed := h.allowed[c]
+	for k, vals := range allowed {
 		v, ok := got[k]
-		allowed := false
-		for _, cp := range cps[c:] {
-			w, had := cp.state[k]
-			if had == ok && w == v {
-				allowed = true
-				break
-			}
+		if !ok {
+			v = absent
 		}
-		if !allowed {
-			t.Fatalf("cut at %d (after %q): key %s = %q (present %v), not a value it had after that point", offset, cps[c].name, k, v, ok)
+		if !vals[v] {
+			t.Fatalf("cut at %d (after %q): key %s = %q, not a value it had after that point", offset, h.cps[c].name, k, v)
+		}
+	}
+	for k, v := range got {
+		if _, ok := allowed[k]; !ok {
+			t.Fatalf("cut at %d (after %q): key %s = %q appeared from nowhere", offset, h.cps[c].name, k, v)
 		}
 	}
 	return c
@@ -141,6 +165,8 @@ func eachOffset(t *testing.T, dir string, offs []int64, check func(t *testing.T,
 	})
 }
 
+// writeCut writes a damaged datafile and removes the copies earlier opens
+// set aside.
 func writeCut(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -238,16 +264,19 @@ func checkLocalConsistent(t testing.TB, l *Local, st rawState, issued uint64, wh
 func TestLocal_PowerLossEveryOffset(t *testing.T) {
 	dir := fastDir(t)
 	cps, full := buildLocalHistory(t, filepath.Join(dir, "build.db"))
+	h := newHistory(cps)
 	offs := offsets(cps[0].end, int64(len(full)))
 	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
-		writeCut(t, path, full[:o])
+		if err := os.WriteFile(path, full[:o], 0o600); err != nil {
+			t.Fatal(err)
+		}
 		l, err := OpenLocal(path, LocalOptions{Logger: testLogger(t)})
 		if err != nil {
 			t.Fatalf("cut at %d: open: %v", o, err)
 		}
 		defer func() { l.Close() }()
 		got := snapshot(t, l.st)
-		c := checkPrefix(t, o, cps, got, nil)
+		c := h.checkPrefix(t, o, got)
 		where := fmt.Sprintf("cut at %d (after %q)", o, cps[c].name)
 		checkLocalConsistent(t, l, got, cps[c].seq, where)
 		if l.Recovered() != "" {
