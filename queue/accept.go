@@ -87,6 +87,9 @@ func digits(s string) bool {
 // nil. An invalid record refuses the batch (nothing changes), as does a
 // destination queue at QueueMax (ErrQueueFull).
 func (c *Central) Accept(origin int, in []Inbound) (AcceptResult, error) {
+	if origin <= 0 {
+		return AcceptResult{}, fmt.Errorf("cannot accept a push from site %d", origin)
+	}
 	if len(in) > maxIntentLen {
 		return AcceptResult{}, fmt.Errorf("cannot accept %d records in one push (at most %d)", len(in), maxIntentLen)
 	}

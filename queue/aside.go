@@ -30,6 +30,7 @@ type AsideEntry struct {
 const (
 	asideState = "aside"
 	retryState = "retry"
+	maxReason  = 1000 // bytes of reason kept
 )
 
 type asideValue struct {
@@ -69,9 +70,12 @@ func (l *Local) SetAside(e OutboxEntry, reason string) error {
 	defer l.mu.Unlock()
 	key := outboxKey(e.Record)
 	var current bool
+	var stored Record
 	if err := l.view(func(tx *buntdb.Tx) error {
 		v, ok, err := getLocal(tx, key)
 		current = ok && v.Pending != 0 && v.Pending == e.Seq
+		table, id, _ := splitRecKey(key)
+		stored = v.outboxRecord(table, id)
 		return err
 	}); err != nil {
 		return err
@@ -79,7 +83,10 @@ func (l *Local) SetAside(e OutboxEntry, reason string) error {
 	if !current {
 		return nil
 	}
-	a := asideValue{State: asideState, Seq: e.Seq, SyncOutID: e.SyncOutID, Record: toJSON(e.Record),
+	if len(reason) > maxReason {
+		reason = reason[:maxReason] + "…"
+	}
+	a := asideValue{State: asideState, Seq: e.Seq, SyncOutID: l.syncOutID(e.Seq), Record: toJSON(stored),
 		Reason: reason, At: time.Now().UTC()}
 	s, err := a.encode()
 	if err != nil {

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -235,6 +236,7 @@ func (l *Local) salvage(rep repair) error {
 	var recs []Record
 	var vals []localValue
 	var asideKeys, asideVals []string
+	var order []int // indexes into recs, sorted below by their old seq
 	for k, it := range rep.salvage {
 		switch {
 		case strings.HasPrefix(k, recPrefix):
@@ -245,6 +247,7 @@ func (l *Local) salvage(rep repair) error {
 			table, id, _ := splitRecKey(k)
 			recs = append(recs, Record{Table: table, ID: id})
 			vals = append(vals, lv)
+			order = append(order, len(order))
 		case strings.HasPrefix(k, asidePrefix):
 			a, err := decodeAside(it.value)
 			if err != nil {
@@ -258,10 +261,12 @@ func (l *Local) salvage(rep repair) error {
 			asideKeys, asideVals = append(asideKeys, k), append(asideVals, s)
 		}
 	}
+	// Keep the outbox order: new seqs in the order of the old ones.
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(vals[a].Pending, vals[b].Pending) })
 	msg := fmt.Sprintf("datafile was corrupt (a copy is at %q); a fresh one was started", rep.movedTo)
 	err := l.st.update("salvage datafile", func(tx *buntdb.Tx) error {
-		for i, r := range recs {
-			v := vals[i]
+		for _, i := range order {
+			r, v := recs[i], vals[i]
 			v.Pending = l.nextSeq
 			l.nextSeq++
 			s, err := v.encode()
