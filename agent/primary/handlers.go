@@ -65,6 +65,9 @@ func (s *Server) handleCentral(w http.ResponseWriter, r *http.Request, _ *SiteRo
 			} else {
 				out := syncapi.CentralRecords{MaxCursor: maxCursor, Data: make([]syncapi.CentralRecord, 0, len(entries))}
 				for _, c := range entries {
+					if c.Cursor <= cursor {
+						continue // cursor = 2^64-1 wraps round in the datafile's scan
+					}
 					out.Data = append(out.Data, syncapi.FromCentral(c.Cursor, c.Record))
 				}
 				syncapi.WriteJSON(w, r, http.StatusOK, out)
