@@ -92,6 +92,7 @@ func getCentral(tx *buntdb.Tx, key string) (centralValue, bool, error) {
 // every readable item; Recovered then says so.
 func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 	log := discardLogger(opts.Logger).With("component", "queue", "role", "primary")
+	recovered := ""
 	// The second pass opens the file the first one rebuilt.
 	for range 2 {
 		st, rep, err := openStore(path, log, nil)
@@ -105,6 +106,7 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 				if err = c.drainLocked(); err == nil {
 					c.st.maybeCompact()
 					if err = c.st.usable(); err == nil {
+						c.recovered = recovered
 						return c, nil
 					}
 				}
@@ -118,7 +120,10 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 				return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 			}
 		}
-		if err := rebuildFile(path, func(tmp string) error { return buildCentral(tmp, rep, log) }); err != nil {
+		if err := rebuildFile(path, func(tmp string) (err error) {
+			recovered, err = buildCentral(tmp, rep, log)
+			return err
+		}); err != nil {
 			return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 		}
 	}
@@ -129,7 +134,7 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 // registry, notes leftover intents, and returns undecodable keys.
 func (c *Central) load() (bad []string, err error) {
 	c.qlen, c.sites = map[int]int{}, map[int]*siteEntry{}
-	c.maxCursor, c.lastGseq, c.pending, c.recovered = 0, 0, false, ""
+	c.maxCursor, c.lastGseq, c.pending = 0, 0, false
 	err = c.st.view(func(tx *buntdb.Tx) error {
 		var live int64
 		bad, live, err = c.st.verify(tx)
@@ -194,18 +199,16 @@ func (c *Central) loadKey(k, v string) bool {
 			return false
 		}
 		c.maxCursor = max(c.maxCursor, n)
-	case k == recoveredKey:
-		return json.Unmarshal([]byte(v), &c.recovered) == nil
 	}
 	return true
 }
 
 // buildCentral writes at tmp a fresh datafile holding every readable item
 // of a corrupt one (intents included: they are applied on open).
-func buildCentral(tmp string, rep repair, log *slog.Logger) error {
+func buildCentral(tmp string, rep repair, log *slog.Logger) (string, error) {
 	st, _, err := openStore(tmp, log, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer st.close()
 	keys := make([]string, 0, len(rep.salvage))
@@ -229,45 +232,21 @@ func buildCentral(tmp string, rep repair, log *slog.Logger) error {
 			}
 			return nil
 		}); err != nil {
-			return err
+			return "", err
 		}
 	}
 	msg := fmt.Sprintf("datafile was corrupt (a copy is at %q); %d readable keys were carried into a fresh one (changes in the damaged part are lost; sites may receive some records again)",
 		rep.movedTo, len(keys))
-	b, _ := json.Marshal(msg)
-	if err := st.update("note recovery", func(tx *buntdb.Tx) error {
-		_, _, err := tx.Set(recoveredKey, string(b), nil)
-		return err
-	}); err != nil {
-		return err
-	}
 	log.Error("datafile recovered", "detail", msg)
-	return nil
+	return msg, nil
 }
 
-// Recovered says why the datafile was rebuilt from a corrupt one ("" when it
-// was not). The note survives restarts until ClearRecovered.
+// Recovered says why this open rebuilt the datafile from a corrupt one (""
+// when it did not).
 func (c *Central) Recovered() string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.recovered
-}
-
-// ClearRecovered forgets the recovery note.
-func (c *Central) ClearRecovered() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	err := c.st.update("clear recovery note", func(tx *buntdb.Tx) error {
-		_, err := tx.Delete(recoveredKey)
-		if errors.Is(err, buntdb.ErrNotFound) {
-			err = nil
-		}
-		return err
-	})
-	if err == nil {
-		c.recovered = ""
-	}
-	return err
 }
 
 // Close closes the datafile. Every later call fails with ErrClosed.

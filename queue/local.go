@@ -46,10 +46,9 @@ type Local struct {
 }
 
 const (
-	outboxIndex  = "outbox"
-	epochKey     = sysPrefix + "epoch"
-	seqKey       = sysPrefix + "seq"
-	recoveredKey = sysPrefix + "recovered"
+	outboxIndex = "outbox"
+	epochKey    = sysPrefix + "epoch"
+	seqKey      = sysPrefix + "seq"
 	// DefaultListLimit is the page size List uses when limit <= 0.
 	DefaultListLimit = 1000
 )
@@ -77,6 +76,7 @@ func discardLogger(l *slog.Logger) *slog.Logger {
 // datafile from the primary (initialise).
 func OpenLocal(path string, opts LocalOptions) (*Local, error) {
 	log := discardLogger(opts.Logger).With("component", "queue", "role", "satellite")
+	recovered := ""
 	// The second pass opens the file the first one rebuilt.
 	for range 2 {
 		st, rep, err := openStore(path, log, localIndexes)
@@ -88,6 +88,7 @@ func OpenLocal(path string, opts LocalOptions) (*Local, error) {
 			bad, err := l.load()
 			if err == nil && len(bad) == 0 {
 				if err = l.finishOpen(); err == nil {
+					l.recovered = recovered
 					return l, nil
 				}
 			}
@@ -100,26 +101,30 @@ func OpenLocal(path string, opts LocalOptions) (*Local, error) {
 				return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
 			}
 		}
-		if err := rebuildFile(path, func(tmp string) error { return buildLocal(tmp, rep, log) }); err != nil {
+		if err := rebuildFile(path, func(tmp string) (err error) {
+			recovered, err = buildLocal(tmp, rep, log)
+			return err
+		}); err != nil {
 			return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
 		}
 	}
 	return nil, fmt.Errorf("cannot open satellite queue %s: still corrupt after a rebuild", path)
 }
 
-// buildLocal writes at tmp a fresh datafile holding what could be salvaged.
-func buildLocal(tmp string, rep repair, log *slog.Logger) error {
+// buildLocal writes at tmp a fresh datafile holding what could be salvaged,
+// and says what it did.
+func buildLocal(tmp string, rep repair, log *slog.Logger) (string, error) {
 	st, _, err := openStore(tmp, log, localIndexes)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer st.close()
 	l := &Local{st: st, log: log}
 	if _, err := l.load(); err != nil {
-		return err
+		return "", err
 	}
 	if err := l.ensureEpoch(); err != nil {
-		return err
+		return "", err
 	}
 	return l.salvage(rep)
 }
@@ -145,7 +150,7 @@ func (l *Local) ensureEpoch() error {
 }
 
 // finishOpen creates the epoch of a new file, completes interrupted
-// set-asides, reads the recovery note and compacts a bloated file.
+// set-asides and compacts a bloated file.
 func (l *Local) finishOpen() error {
 	if err := l.ensureEpoch(); err != nil {
 		return err
@@ -158,18 +163,6 @@ func (l *Local) finishOpen() error {
 		if _, err := l.load(); err != nil {
 			return err
 		}
-	}
-	if err := l.view(func(tx *buntdb.Tx) error {
-		v, err := tx.Get(recoveredKey)
-		if err == nil {
-			err = json.Unmarshal([]byte(v), &l.recovered)
-		}
-		if errors.Is(err, buntdb.ErrNotFound) {
-			err = nil
-		}
-		return err
-	}); err != nil {
-		return err
 	}
 	l.st.maybeCompact()
 	return l.st.usable()
@@ -231,7 +224,7 @@ func (l *Local) load() (bad []string, err error) {
 
 // salvage writes into the fresh file the unpushed local changes and the
 // set-aside records read from the corrupt one, with new seqs.
-func (l *Local) salvage(rep repair) error {
+func (l *Local) salvage(rep repair) (string, error) {
 	var kept, asides int
 	var recs []Record
 	var vals []localValue
@@ -284,46 +277,25 @@ func (l *Local) salvage(rep repair) error {
 			}
 			asides++
 		}
-		msg += fmt.Sprintf(" keeping %d unpushed local changes and %d set-aside records; refill from the primary (initialise)", kept, asides)
-		b, _ := json.Marshal(msg)
-		if _, _, err := tx.Set(recoveredKey, string(b), nil); err != nil {
-			return err
-		}
 		_, _, err := tx.Set(seqKey, formatUint(l.nextSeq-1), nil)
 		return err
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
+	msg += fmt.Sprintf(" keeping %d unpushed local changes and %d set-aside records; refill from the primary (initialise)", kept, asides)
 	l.log.Error("datafile recovered", "detail", msg)
-	return nil
+	return msg, nil
 }
 
-// Recovered says why the datafile was started afresh ("" when it was not).
-// The note survives restarts until ClearRecovered, so an agent that dies
-// before refilling from the primary still sees it.
+// Recovered says why this open started the datafile afresh ("" when it did
+// not): the file was corrupt, a copy was kept, and the agent should refill
+// the datafile from the primary (initialise). A later open of the rebuilt
+// file reports "" again.
 func (l *Local) Recovered() string {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.recovered
-}
-
-// ClearRecovered forgets the recovery note once the agent has refilled the
-// datafile from the primary.
-func (l *Local) ClearRecovered() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.st.update("clear recovery note", func(tx *buntdb.Tx) error {
-		_, err := tx.Delete(recoveredKey)
-		if errors.Is(err, buntdb.ErrNotFound) {
-			err = nil
-		}
-		return err
-	})
-	if err == nil {
-		l.recovered = ""
-	}
-	return err
 }
 
 // Close closes the datafile. Every later call fails with ErrClosed.

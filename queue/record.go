@@ -6,6 +6,27 @@
 // power loss for a multi-key transaction (a torn tail is replayed command by
 // command), so anything that must change together lives in one value, or is
 // re-derived on open from a single intent key written first.
+//
+// One BuntDB file per role (Local for a satellite, Central for the primary):
+//
+//	rec:<table>:<id>      the datafile; on a satellite the value also holds
+//	                      the record's outbox state (pending seq), so a local
+//	                      write and its outbox entry are one key
+//	aside:<table>:<id>    satellite: records taken out of the outbox
+//	cur:<name>, meta:<k>  satellite: cursors and small blobs
+//	clog:<cursor>         primary: central log, one entry per record
+//	q:<site>:<gseq>-<idx> primary: per-site queues, in arrival order
+//	inbox:<gseq>          primary: intent of a push being applied
+//	seen:<site>:<id>      primary: SyncOutIDs accepted (30 days), for dedup
+//	site:<id>             primary: site registry
+//	sys:*                 counters, epoch, recovery note
+//
+// Opening a file first reads it strictly (scan.go): a torn tail is cut, a
+// garbage tail is cut after the file is copied to <path>.corrupt-<time>, and
+// a file corrupt in the middle is copied there and replaced by a fresh one
+// holding what could be read (recover.go). Local and Central report that
+// through Recovered. BuntDB's own shrink is off; compaction (store.go)
+// fsyncs its temp file before renaming it over the datafile.
 package queue
 
 import (
