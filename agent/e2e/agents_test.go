@@ -1,0 +1,266 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"syncagent/agent/control"
+	"syncagent/agent/daemon"
+	"syncagent/agent/passwd"
+)
+
+// Whole agents in-process: the daemon's own wiring (prefs, datafile,
+// control socket, HTTP server, loop), as `syncagent run` starts it, for the
+// tests that need what only the wiring does (HTTP 507 for a full outbox,
+// the [limits] prefs, a datafile on a full disk).
+
+// agent is one daemon.Run with its prefs, state directory and socket.
+type agent struct {
+	t      *testing.T
+	name   string
+	syncID int
+	stores []string
+	limits string // extra [limits] lines
+	dir    string // state_dir
+	prefs  string
+	socket string
+	client *control.Client
+
+	logMu  sync.Mutex
+	log    bytes.Buffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// agentSet is a primary and its satellites on loopback.
+type agentSet struct {
+	t      *testing.T
+	addr   string
+	agents []*agent
+}
+
+// newAgents prepares a primary and satellites 12 (stores a, shared) and 13
+// (b, shared); stateDirs may place an agent's state elsewhere (by name).
+func newAgents(t *testing.T, stateDirs map[string]string, limits map[string]string) *agentSet {
+	t.Helper()
+	l, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &agentSet{t: t, addr: l.Addr().String()}
+	l.Close()
+	s.agents = []*agent{
+		{name: "primary", syncID: 1},
+		{name: "sat-a", syncID: 12, stores: []string{"a", "shared"}},
+		{name: "sat-b", syncID: 13, stores: []string{"b", "shared"}},
+	}
+	base := t.TempDir()
+	for _, a := range s.agents {
+		a.t = t
+		a.dir = filepath.Join(base, a.name)
+		if d, ok := stateDirs[a.name]; ok {
+			a.dir = d
+		}
+		a.limits = limits[a.name]
+		a.socket = filepath.Join(base, a.name+".sock")
+		a.prefs = filepath.Join(base, a.name+".toml")
+		a.client = control.NewClient(a.socket)
+		if err := os.WriteFile(a.prefs, []byte(s.prefsOf(a)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range s.agents {
+		a.start()
+	}
+	t.Cleanup(func() {
+		for _, a := range s.agents {
+			a.stop()
+		}
+		if t.Failed() {
+			for _, a := range s.agents {
+				a.logMu.Lock()
+				t.Logf("log of %s:\n%s", a.name, a.log.String())
+				a.logMu.Unlock()
+			}
+		}
+	})
+	return s
+}
+
+func (s *agentSet) get(name string) *agent {
+	for _, a := range s.agents {
+		if a.name == name {
+			return a
+		}
+	}
+	s.t.Fatalf("no agent %s", name)
+	return nil
+}
+
+func (s *agentSet) prefsOf(a *agent) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 1\n\n[site]\nsync_id = %d\ninterval_minutes = 60\n", a.syncID)
+	if len(a.stores) > 0 {
+		fmt.Fprintf(&b, "stores = %s\n", tomlStrings(a.stores))
+	}
+	fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", a.dir, a.socket)
+	if a.limits != "" {
+		fmt.Fprintf(&b, "\n[limits]\n%s\n", a.limits)
+	}
+	if a.syncID == 1 {
+		fmt.Fprintf(&b, "\n[listen]\naddress = %q\n", s.addr)
+		for _, sat := range s.agents[1:] {
+			h, err := passwd.Hash(password(sat.syncID))
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n", sat.syncID, sat.name, h, tomlStrings(sat.stores))
+		}
+	} else {
+		fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", a.name, password(a.syncID), "http://"+s.addr)
+	}
+	return b.String()
+}
+
+func tomlStrings(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// start runs the agent until stop, and waits until it serves.
+func (a *agent) start() {
+	a.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	a.cancel, a.done = cancel, make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(lockedWriter{&a.logMu, &a.log}, nil)).With("agent", a.name)
+	hwid := "hw-" + a.name
+	go func() {
+		a.done <- daemon.Run(ctx, daemon.Options{PrefsPath: a.prefs, Log: log,
+			HardwareID: func() (string, error) { return hwid, nil }, Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-a.done:
+		a.done <- err
+		a.t.Fatalf("%s did not start: %v", a.name, err)
+	case <-time.After(30 * time.Second):
+		a.t.Fatalf("%s did not start within 30s", a.name)
+	}
+}
+
+// stop ends the agent and waits for it.
+func (a *agent) stop() {
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	<-a.done
+	a.cancel = nil
+}
+
+func (a *agent) put(t *testing.T, table, id, data string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.client.PutRecord(ctx, table, id, []byte(data))
+	return err
+}
+
+func (a *agent) mustPut(t *testing.T, table, id, data string) {
+	t.Helper()
+	if err := a.put(t, table, id, data); err != nil {
+		t.Fatalf("%s: put %s/%s: %v", a.name, table, id, err)
+	}
+}
+
+// sync runs a cycle and returns it; err is the cycle's own error.
+func (a *agent) sync(t *testing.T) (control.Cycle, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := a.client.Sync(ctx, false)
+	if err != nil {
+		t.Fatalf("%s: sync request: %v", a.name, err)
+	}
+	if c.Error != "" {
+		return c, fmt.Errorf("%s", c.Error)
+	}
+	return c, nil
+}
+
+func (a *agent) mustSync(t *testing.T) control.Cycle {
+	t.Helper()
+	c, err := a.sync(t)
+	if err != nil {
+		t.Fatalf("%s: sync: %v", a.name, err)
+	}
+	return c
+}
+
+func (a *agent) status(t *testing.T) control.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := a.client.Status(ctx)
+	if err != nil {
+		t.Fatalf("%s: status: %v", a.name, err)
+	}
+	return st
+}
+
+// records lists table on the agent: id → data.
+func (a *agent) records(t *testing.T, table string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := a.client.ListRecords(ctx, table, "", 10000)
+	if err != nil {
+		t.Fatalf("%s: list %s: %v", a.name, table, err)
+	}
+	out := map[string]string{}
+	for _, r := range recs {
+		if _, dup := out[r.ID]; dup {
+			t.Errorf("%s lists %s/%s twice", a.name, table, r.ID)
+		}
+		out[r.ID] = string(r.Data)
+	}
+	return out
+}
+
+// queueOf is the primary's queue length for a satellite.
+func (s *agentSet) queueOf(t *testing.T, name string) int {
+	t.Helper()
+	for _, q := range s.get("primary").status(t).Queues {
+		if q.User == name {
+			return q.QueueLength
+		}
+	}
+	t.Fatalf("the primary has no queue for %s", name)
+	return 0
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
