@@ -109,7 +109,7 @@ func (l *Local) SetAside(e OutboxEntry, reason string) error {
 	if cleared {
 		l.outboxLen--
 	}
-	l.log.Warn("record set aside", "table", e.Record.Table, "id", e.Record.ID, "sync_out_id", e.SyncOutID, "reason", reason)
+	l.log.Debug("record set aside", "table", e.Record.Table, "id", e.Record.ID, "sync_out_id", e.SyncOutID, "reason", reason)
 	return nil
 }
 
