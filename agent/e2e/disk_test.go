@@ -151,7 +151,9 @@ func TestDiskFull_satellite(t *testing.T) {
 	}
 	// Records for sat-a arrive meanwhile; they cannot be kept, so they are
 	// not acknowledged and stay queued on the primary.
-	bigB := func(i int) string { return fmt.Sprintf(`{"store_ID":"shared","qty":%d,"note":%q}`, i, strings.Repeat("b", 8<<10)) }
+	bigB := func(i int) string {
+		return fmt.Sprintf(`{"store_ID":"shared","qty":%d,"note":%q}`, i, strings.Repeat("b", 8<<10))
+	}
 	for i := 0; i < 3; i++ {
 		b.mustPut(t, "stock", fmt.Sprintf("b%d", i), bigB(i))
 	}
