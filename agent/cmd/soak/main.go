@@ -52,7 +52,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "soak: %v\n(state and logs kept in %s)\n", err, res.Dir)
 		os.Exit(2)
 	}
-	if res.Failed() || res.OriginLost > 0 || res.SetAside > 0 {
+	if res.Failed() || res.OriginLost > 0 {
 		fmt.Fprintf(os.Stderr, "soak: FAILED (seed %d; state and logs kept in %s)\n", res.Seed, res.Dir)
 		os.Exit(1)
 	}
@@ -74,8 +74,14 @@ func printResult(r soak.Result) {
 	fmt.Printf("\nrounds %d, kills %d (%s; %d just after a sync request)\n", r.Rounds, r.Kills, strings.Join(by, ", "), r.MidSync)
 	fmt.Printf("writes %d: acknowledged %d, cut by a kill %d, no agent running %d, timed out %d, refused %d\n",
 		r.Writes, r.Acked, r.Unanswered, r.Down, r.TimedOut, r.Refused)
-	fmt.Printf("sync requests %d (%d failed while processes were being killed); settled in %s; set aside %d (must be 0)\n",
-		r.Syncs, r.SyncFailures, r.SettleTook.Round(time.Millisecond), r.SetAside)
+	fmt.Printf("sync requests %d (%d failed while processes were being killed); settled in %s\n",
+		r.Syncs, r.SyncFailures, r.SettleTook.Round(time.Millisecond))
+	if r.SetAside > 0 {
+		// The poison-record rule: a one-record push that dies with the
+		// primary three times in a row is set aside. Not a loss by itself:
+		// the comparison below says whether its change is missing anywhere.
+		fmt.Printf("set aside %d (see the satellites' logs for the reason)\n", r.SetAside)
+	}
 	fmt.Printf("records %d, checked %d record×site: lost %d, duplicated %d, wrong-value %d, unexpected %d, diverged %d, origin-lost %d\n",
 		r.Records, r.Checked, r.Lost, r.Duplicated, r.WrongValue, r.Unexpected, r.Diverged, r.OriginLost)
 	for _, d := range r.Details {
