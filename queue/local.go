@@ -36,7 +36,7 @@ type Local struct {
 	mu  sync.RWMutex
 	st  *store
 	log *slog.Logger
-	max int // OutboxMax
+	max int // OutboxMax; guarded by mu
 
 	epoch     string // random, created with the file; prefix of every SyncOutID
 	nextSeq   uint64 // next outbox seq to hand out
@@ -52,6 +52,15 @@ const (
 	// DefaultListLimit is the page size List uses when limit <= 0.
 	DefaultListLimit = 1000
 )
+
+// SetOutboxMax changes the outbox limit of a running datafile (0 means no
+// limit). Records already waiting are kept even when they are over the new
+// limit; only further writes are refused.
+func (l *Local) SetOutboxMax(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.max = max(n, 0)
+}
 
 func localIndexes(db *buntdb.DB) error {
 	return db.ReplaceIndex(outboxIndex, recPrefix+"*", lessPending)

@@ -282,3 +282,22 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestLocal_SetOutboxMax protects a live limit change: a lower limit refuses
+// further writes, a higher one accepts them again.
+func TestLocal_SetOutboxMax(t *testing.T) {
+	l := openLocal(t, tempPath(t, "sat.db"), LocalOptions{})
+	for i, id := range []string{"a", "b"} {
+		if _, err := l.Write(storeRec("t", id, "s1", 1)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	l.SetOutboxMax(2)
+	if _, err := l.Write(storeRec("t", "c", "s1", 1)); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("over the new limit: %v", err)
+	}
+	l.SetOutboxMax(3)
+	if _, err := l.Write(storeRec("t", "c", "s1", 1)); err != nil {
+		t.Fatalf("under the raised limit: %v", err)
+	}
+}

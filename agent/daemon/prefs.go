@@ -252,6 +252,9 @@ func (a *Agent) commit(next *prefs.Prefs) {
 	if a.sat != nil {
 		a.sat.Configure(satelliteConfig(next))
 	}
+	if a.local != nil {
+		a.local.SetOutboxMax(next.Limits.OutboxMaxRecords)
+	}
 	if a.loop != nil {
 		a.loop.poke(a.loop.replan)
 	}
