@@ -126,6 +126,9 @@ func (a *Agent) openRole(p *prefs.Prefs) error {
 			return fmt.Errorf("cannot open the central datafile: %w", err)
 		}
 		a.central = c
+		if why := c.Recovered(); why != "" {
+			a.log.Error("the central datafile was damaged; a copy was kept and every readable record recovered", "detail", why)
+		}
 		a.prim, err = primary.New(c, primaryConfig(p), a.log, nil)
 		return err
 	default:
