@@ -191,6 +191,7 @@ func TestHostile_badRequests(t *testing.T) {
 		{"recordData a string", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(rec("h-1", "stock", "r", "insert", `"text"`))}, 400, syncapi.CodeInvalidRecord},
 		{"unknown action", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(rec("h-1", "stock", "r", "explode", `{"store_ID":"a"}`))}, 400, syncapi.CodeInvalidRecord},
 		{"no syncOutId", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(rec("", "stock", "r", "insert", `{"store_ID":"a"}`))}, 400, syncapi.CodeInvalidRecord},
+		{"syncOutId with a control character", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(`{"syncOutId":"a\u007f","tableName":"stock","recordId":"r","action":"insert","recordData":{"store_ID":"a"}}`)}, 400, syncapi.CodeInvalidRecord},
 		{"table with a colon", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(rec("h-1", "st:ock", "r", "insert", `{"store_ID":"a"}`))}, 400, syncapi.CodeInvalidRecord},
 		{"merge without ids", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(rec("h-1", "stock", "r", "merge", `{}`))}, 400, syncapi.CodeInvalidRecord},
 		{"huge batch", call{method: "POST", path: "/sync/v5/queued_records", body: pushBody(batch21...)}, 413, syncapi.CodeBatchTooLarge},

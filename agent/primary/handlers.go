@@ -140,8 +140,10 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 			store, err = s.storeOf(rec)
 		}
 		switch {
-		case q.SyncOutID == "" || len(q.SyncOutID) > 128:
-			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId must be 1 to 128 characters")
+		case q.SyncOutID == "" || len(q.SyncOutID) > 128 || hasControl(q.SyncOutID):
+			// The datafile refuses control characters too; found there, the
+			// whole batch failed as 503 "retry later", forever.
+			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId must be 1 to 128 characters, none of them control characters")
 		case seen[q.SyncOutID]:
 			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId %q appears twice in this batch", q.SyncOutID)
 		case err != nil:

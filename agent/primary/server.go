@@ -205,16 +205,17 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 // maxHardwareID is the longest hardware ID the datafile pins.
 const maxHardwareID = 256
 
-func validHardwareID(id string) bool {
-	if len(id) > maxHardwareID {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x20 || id[i] == 0x7f {
-			return false
+func validHardwareID(id string) bool { return len(id) <= maxHardwareID && !hasControl(id) }
+
+// hasControl reports whether s holds an ASCII control character, which the
+// datafile refuses inside its keys.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func storageError(err error) *syncapi.Error {
