@@ -41,3 +41,13 @@ SOAK_ROUNDS ?= 30
 .PHONY: soak
 soak: build
 	$(GO) run ./agent/cmd/soak -bin $(BIN) -rounds $(SOAK_ROUNDS) $(SOAK_FLAGS)
+
+# Debian packages for amd64, arm64 and armhf in dist/ (nfpm at the version
+# pinned in packaging/deb/build.sh, run with `go run`; not in go.mod). Lintian
+# runs when installed (`apt-get install lintian`).
+.PHONY: deb
+deb:
+	rm -f dist/syncagent_*.deb
+	packaging/deb/build.sh -o dist
+	@for d in dist/syncagent_*.deb; do dpkg-deb --info "$$d" | sed -n 's/^ \(Package\|Version\|Architecture\|Installed-Size\):/  &/p'; done 2>/dev/null || true
+	@if command -v lintian >/dev/null; then lintian --fail-on error,warning dist/syncagent_*.deb && echo "lintian: clean"; else echo "lintian: not installed, skipped"; fi

@@ -20,24 +20,15 @@ configure | abort-upgrade | abort-remove | abort-deconfigure) ;;
 esac
 
 # The system user and group the unit runs as (User=, Group=). Its home is the
-# state directory, which systemd creates (StateDirectory=); no login.
+# state directory, which systemd creates (StateDirectory=); no login. The
+# package depends on adduser.
 if ! getent group "$user" >/dev/null 2>&1; then
-	if command -v addgroup >/dev/null 2>&1; then
-		addgroup --system --quiet "$user"
-	else
-		groupadd --system "$user"
-	fi
+	addgroup --system --quiet "$user"
 fi
 if ! getent passwd "$user" >/dev/null 2>&1; then
-	if command -v adduser >/dev/null 2>&1; then
-		adduser --system --quiet --ingroup "$user" --no-create-home \
-			--home /var/lib/syncagent --shell /usr/sbin/nologin \
-			--gecos "syncagent record synchronisation" "$user"
-	else
-		useradd --system --gid "$user" --no-create-home \
-			--home-dir /var/lib/syncagent --shell /usr/sbin/nologin \
-			--comment "syncagent record synchronisation" "$user"
-	fi
+	adduser --system --quiet --ingroup "$user" --no-create-home \
+		--home /var/lib/syncagent --shell /usr/sbin/nologin \
+		--gecos "syncagent record synchronisation" "$user"
 fi
 
 # The prefs hold a password digest: readable by the agent's group, not by
@@ -47,17 +38,15 @@ if [ "$1" = configure ] && [ -z "$2" ] && [ -f "$prefs" ] && [ ! -L "$prefs" ]; 
 	chmod 0640 "$prefs"
 fi
 
-# Enable the unit. deb-systemd-helper remembers an administrator's
-# `systemctl disable` across upgrades; it works in a chroot without systemd.
-if command -v deb-systemd-helper >/dev/null 2>&1; then
-	deb-systemd-helper unmask "$unit" >/dev/null || true
-	if deb-systemd-helper --quiet was-enabled "$unit"; then
-		deb-systemd-helper enable "$unit" >/dev/null || true
-	else
-		deb-systemd-helper update-state "$unit" >/dev/null || true
-	fi
-elif command -v systemctl >/dev/null 2>&1; then
-	systemctl enable "$unit" >/dev/null 2>&1 || true
+# Enable the unit. deb-systemd-helper (init-system-helpers, a dependency)
+# remembers an administrator's `systemctl disable` across upgrades, and works
+# in a chroot or image build without systemd. was-enabled is true on a fresh
+# install.
+deb-systemd-helper unmask "$unit" >/dev/null || true
+if deb-systemd-helper --quiet was-enabled "$unit"; then
+	deb-systemd-helper enable "$unit" >/dev/null || true
+else
+	deb-systemd-helper update-state "$unit" >/dev/null || true
 fi
 
 # Only when systemd runs (not in an image build or chroot): load the new unit
@@ -66,11 +55,7 @@ fi
 if [ -d /run/systemd/system ]; then
 	systemctl --system daemon-reload >/dev/null || true
 	if [ -n "$2" ]; then
-		if command -v deb-systemd-invoke >/dev/null 2>&1; then
-			deb-systemd-invoke try-restart "$unit" >/dev/null || true
-		else
-			systemctl try-restart "$unit" >/dev/null || true
-		fi
+		deb-systemd-invoke try-restart "$unit" >/dev/null || true
 	fi
 fi
 

@@ -11,11 +11,7 @@ set -e
 unit=syncagent.service
 
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
-	if command -v deb-systemd-invoke >/dev/null 2>&1; then
-		deb-systemd-invoke stop "$unit" >/dev/null || true
-	else
-		systemctl stop "$unit" >/dev/null || true
-	fi
+	deb-systemd-invoke stop "$unit" >/dev/null || true
 fi
 
 exit 0
