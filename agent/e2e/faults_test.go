@@ -55,6 +55,28 @@ func TestFaults_pushAnswerLostAfterCommit(t *testing.T) {
 	if n := p.central.QueueLen(3); n != 0 {
 		t.Errorf("site 3 queue = %d after its sync, want 0", n)
 	}
+
+	// The same with a TCP reset (toxiproxy's reset_peer, SO_LINGER 0) on
+	// every answer of a whole cycle: all its pushes commit, none is heard.
+	a.client.HTTP.CloseIdleConnections() // new links carry the reset
+	putN(t, a, "x", "s", 12, 0)
+	addToxic(t, px.Proxy, "rst", "reset_peer", "downstream", map[string]any{"timeout": 0})
+	if res := a.sat.Cycle(context.Background()); res.Err == nil {
+		t.Fatal("a cycle whose every answer was reset succeeded")
+	}
+	if a.store.OutboxLen() != 12 {
+		t.Fatalf("outbox = %d after reset answers, want 12", a.store.OutboxLen())
+	}
+	if n := p.central.QueueLen(3); n == 0 {
+		t.Fatal("no push reached the primary through the resets: nothing to test")
+	}
+	removeToxic(t, px.Proxy, "rst")
+	syncUntilDrained(t, a, 3)
+	b.sync(t)
+	holdsExactly(t, b, "x", 12)
+	if n := p.central.QueueLen(3); n != 0 {
+		t.Errorf("site 3 queue = %d after reset answers and its sync, want 0", n)
+	}
 	noneAside(t, a, b)
 }
 
