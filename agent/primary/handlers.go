@@ -3,6 +3,7 @@ package primary
 import (
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 
@@ -167,7 +168,7 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 		if first.Code == syncapi.CodeStoreNotActive || first.Code == syncapi.CodeCentralFromSite {
 			status = http.StatusForbidden
 		}
-		s.log.Warn("push refused whole", "site", row.SyncID, "refused", len(resp.Refused), "first", first.Message)
+		s.rate.logf(slog.LevelWarn, fmt.Sprint("refused ", row.SyncID), "push refused whole", "site", row.SyncID, "refused", len(resp.Refused), "first", first.Message)
 		syncapi.WriteJSON(w, r, status, syncapi.ErrorBody{Error: syncapi.ErrorInfo{Code: first.Code,
 			Message: fmt.Sprintf("all %d records refused; first: %s", len(resp.Refused), first.Message), Data: resp.Refused}})
 		return
@@ -181,7 +182,7 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 		s.log.Debug("push accepted", "site", row.SyncID, "accepted", res.Accepted, "duplicate", res.Duplicate, "refused", len(resp.Refused))
 	}
 	if len(resp.Refused) > 0 {
-		s.log.Warn("push records refused", "site", row.SyncID, "refused", len(resp.Refused), "first", resp.Refused[0].Error.Message)
+		s.rate.logf(slog.LevelWarn, fmt.Sprint("refused ", row.SyncID), "push records refused", "site", row.SyncID, "refused", len(resp.Refused), "first", resp.Refused[0].Error.Message)
 	}
 	resp.IntegrationStarted = true
 	syncapi.WriteJSON(w, r, http.StatusOK, resp)

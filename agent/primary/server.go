@@ -42,6 +42,7 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	auth  *authenticator
+	rate  *rateLog // for anything a client can make repeat
 
 	cfg   atomic.Pointer[Config]
 	sites atomic.Pointer[siteTable]
@@ -52,7 +53,8 @@ func New(store *queue.Central, cfg Config, log *slog.Logger, now func() time.Tim
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{store: store, log: log.With("component", "primary"), now: now, auth: newAuthenticator(now)}
+	log = log.With("component", "primary")
+	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now)}
 	if err := s.Configure(cfg); err != nil {
 		return nil, err
 	}
@@ -153,7 +155,7 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, *SiteR
 		row, e := s.admit(r)
 		if e != nil {
 			if e.Status >= 500 {
-				s.log.Error("request failed", "path", r.URL.Path, "err", e)
+				s.rate.logf(slog.LevelError, "fail "+r.URL.Path, "request failed", "path", r.URL.Path, "err", e)
 			}
 			syncapi.WriteError(w, r, e)
 			return
@@ -197,7 +199,7 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 		return nil, syncapi.Errorf(http.StatusForbidden, syncapi.CodeSiteHasNoStore, "site %d has no active store", row.SyncID)
 	}
 	if err := s.store.Touch(row.SyncID, s.now()); err != nil {
-		s.log.Warn("cannot record last contact", "site", row.SyncID, "err", err)
+		s.rate.logf(slog.LevelWarn, "touch", "cannot record last contact", "site", row.SyncID, "err", err)
 	}
 	return row, nil
 }
