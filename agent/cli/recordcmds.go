@@ -71,3 +71,39 @@ func init() {
 			return nil
 		}})
 }
+
+func init() {
+	var asJSON bool
+	register(&command{name: "aside", summary: "list records this box stopped pushing (refused by the primary, or failing on their own), and why", nargs: [2]int{0, 0},
+		flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+		run: func(e *env, _ []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			list, err := e.client().Aside(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(e.stdout, list)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(e.stdout, "nothing is set aside")
+				return nil
+			}
+			for _, a := range list {
+				fmt.Fprintf(e.stdout, "%s/%s\t%s\t%s\n", a.Table, a.ID, a.At.Local().Format("2006-01-02 15:04"), a.Reason)
+			}
+			fmt.Fprintln(e.stdout, "fix the cause, then `syncagent aside retry TABLE ID` puts a record back into the outbox")
+			return nil
+		}})
+	register(&command{name: "aside retry", args: "TABLE ID", summary: "put a set-aside record back into the outbox", nargs: [2]int{2, 2},
+		run: func(e *env, args []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			if err := e.client().RetryAside(ctx, args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s/%s is back in the outbox; it goes out with the next sync\n", args[0], args[1])
+			return nil
+		}})
+}

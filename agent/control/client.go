@@ -145,6 +145,17 @@ func (c *Client) ListRecords(ctx context.Context, table, after string, limit int
 	return out, c.call(ctx, http.MethodGet, "/v1/records/"+url.PathEscape(table)+"?"+q.Encode(), nil, &out)
 }
 
+// Aside lists the records the agent stopped pushing.
+func (c *Client) Aside(ctx context.Context) ([]Aside, error) {
+	var out []Aside
+	return out, c.call(ctx, http.MethodGet, "/v1/aside", nil, &out)
+}
+
+// RetryAside puts a set-aside record back into the outbox.
+func (c *Client) RetryAside(ctx context.Context, table, id string) error {
+	return c.call(ctx, http.MethodPost, "/v1/aside/"+url.PathEscape(table)+"/"+url.PathEscape(id)+"/retry", nil, nil)
+}
+
 // Reload re-reads the prefs file.
 func (c *Client) Reload(ctx context.Context) (Reload, error) {
 	var out Reload

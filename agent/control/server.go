@@ -26,6 +26,8 @@ type Backend interface {
 	GetRecord(table, id string) (Record, error)
 	DeleteRecord(table, id string) error
 	ListRecords(table, after string, limit int) ([]Record, error)
+	Aside() ([]Aside, error)
+	RetryAside(table, id string) error
 	Reload() (Reload, error)
 	Unlock() (Unlock, error)
 }
@@ -117,6 +119,10 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 			limit = n
 		}
 		return b.ListRecords(r.PathValue("table"), r.URL.Query().Get("after"), limit)
+	})
+	handle("GET /v1/aside", func(*http.Request) (any, error) { return b.Aside() })
+	handle("POST /v1/aside/{table}/{id}/retry", func(r *http.Request) (any, error) {
+		return struct{}{}, b.RetryAside(r.PathValue("table"), r.PathValue("id"))
 	})
 	handle("POST /v1/prefs/reload", func(*http.Request) (any, error) { return b.Reload() })
 	handle("GET /v1/unlock", func(*http.Request) (any, error) { return b.Unlock() })

@@ -92,6 +92,14 @@ type Record struct {
 	Data   json.RawMessage `json:"data,omitempty"`
 }
 
+// Aside is a record the agent stopped pushing, and why.
+type Aside struct {
+	Table  string    `json:"table"`
+	ID     string    `json:"id"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
 // Generated answers `syncagent generate`.
 type Generated struct {
 	Queued int `json:"queued"`

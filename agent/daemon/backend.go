@@ -258,3 +258,33 @@ func (a *Agent) ListRecords(table, after string, limit int) ([]control.Record, e
 func toControl(r queue.Record) control.Record {
 	return control.Record{Table: r.Table, ID: r.ID, Action: string(r.Action), Data: r.Data}
 }
+
+// Aside lists the records set aside: refused by the primary, or failing on
+// their own. They are kept until retried.
+func (a *Agent) Aside() ([]control.Aside, error) {
+	if a.local == nil {
+		return nil, control.Errorf(http.StatusConflict, "the primary sets nothing aside; run this on a satellite")
+	}
+	entries, err := a.local.Aside()
+	out := make([]control.Aside, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, control.Aside{Table: e.Record.Table, ID: e.Record.ID, Reason: e.Reason, At: e.At})
+	}
+	return out, err
+}
+
+// RetryAside puts a set-aside record back into the outbox.
+func (a *Agent) RetryAside(table, id string) error {
+	if a.local == nil {
+		return control.Errorf(http.StatusConflict, "the primary sets nothing aside; run this on a satellite")
+	}
+	if err := a.local.RetryAside(table, id); err != nil {
+		if errors.Is(err, queue.ErrNotFound) {
+			return control.Errorf(http.StatusNotFound, "no record %s/%s is set aside", table, id)
+		}
+		return err
+	}
+	a.log.Info("set-aside record re-queued", "table", table, "id", id)
+	a.updateStatus()
+	return nil
+}

@@ -105,6 +105,12 @@ func TestRecords_localAPI(t *testing.T) {
 	if st := b.status(); st.OutboxLength != 2 || st.Records != 2 {
 		t.Errorf("status outbox %d records %d, want 2 and 2", st.OutboxLength, st.Records)
 	}
+	if list, err := b.client.Aside(ctx); err != nil || len(list) != 0 {
+		t.Errorf("aside = %v, %v; want empty", list, err)
+	}
+	if err := b.client.RetryAside(ctx, "stock", "4"); !errors.As(err, &ce) || ce.Status != http.StatusNotFound {
+		t.Errorf("retry of a record not set aside: %v", err)
+	}
 	if err := b.client.DeleteRecord(ctx, "stock", "1"); err != nil {
 		t.Fatal(err)
 	}

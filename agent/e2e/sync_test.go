@@ -143,6 +143,17 @@ func TestSync_foreignStoreRefused(t *testing.T) {
 	if a.store.OutboxLen() != 0 {
 		t.Error("refused record still blocks the outbox")
 	}
+	aside, err := a.store.Aside()
+	if err != nil || len(aside) != 1 || aside[0].Record.ID != "theirs" || !strings.Contains(aside[0].Reason, syncapi.CodeStoreNotActive) {
+		t.Fatalf("aside = %+v, %v", aside, err)
+	}
+	// A technician can put it back; it is refused again (nothing else moved).
+	if err := a.store.RetryAside("stock", "theirs"); err != nil || a.store.OutboxLen() != 1 {
+		t.Fatalf("retry: %v, outbox %d", err, a.store.OutboxLen())
+	}
+	if res := a.sync(t); res.SetAside != 1 {
+		t.Errorf("retried foreign record: set aside %d, want 1", res.SetAside)
+	}
 	if _, ok, _ := w.central.Get("stock", "theirs"); ok {
 		t.Error("the primary stored a record of a foreign store")
 	}
