@@ -64,3 +64,19 @@ systemd-e2e:
 	packaging/deb/build.sh -a "$$(dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)" -t faultinject -o dist/e2e
 	SYNCAGENT_SYSTEMD_E2E=1 SYNCAGENT_E2E_DEB="$$(ls $(CURDIR)/dist/e2e/syncagent_*.deb)" \
 		$(GO) test -count=1 -v -timeout 6m ./packaging/e2e/
+
+# The link benchmark (issue 4): a primary and a satellite in one process, the
+# satellite's traffic through an in-process toxiproxy; every built-in link
+# profile, auto against fixed request sizes; a few minutes. Flags: BENCH_FLAGS.
+.PHONY: bench-links
+bench-links:
+	$(GO) run ./agent/cmd/linkbench $(BENCH_FLAGS)
+
+# What the agent costs a clinic box (packaging/footprint): binary size per
+# architecture, memory and wake-ups of a satellite idling against a primary
+# on loopback, and time to READY=1 with a 100,000-record outbox. About five
+# minutes; shorter: `make footprint FOOTPRINT_FLAGS='-idle 1m'`.
+FOOTPRINT_FLAGS ?=
+.PHONY: footprint
+footprint:
+	$(GO) run ./packaging/footprint $(FOOTPRINT_FLAGS)
