@@ -190,6 +190,7 @@ func boot(t *testing.T, deb string) *machine {
 		os.RemoveAll(m.work)
 		t.Fatalf("cannot make a cgroup for the run: %v", err)
 	}
+	m.guardHost()
 	t.Cleanup(m.teardown)
 	m.stage(deb)
 
@@ -247,6 +248,40 @@ func boot(t *testing.T, deb string) *machine {
 		t.Fatal("systemd does not see a container: refusing to go on")
 	}
 	return m
+}
+
+// guardHost leaves canary files in the host's /tmp, /var/tmp and /run and
+// notes whether the host has the package, and checks after the teardown
+// that the namespace changed none of that (cleanups run last in, first out,
+// so this one runs after teardown).
+func (m *machine) guardHost() {
+	t := m.t
+	var canaries []string
+	for _, dir := range []string{"/tmp", "/var/tmp", "/run"} {
+		f, err := os.CreateTemp(dir, runPrefix+"canary-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		canaries = append(canaries, f.Name())
+	}
+	hostHas := func() string {
+		out, _ := exec.Command("dpkg-query", "-W", "-f", "${Status} ${Version}", "syncagent").CombinedOutput()
+		_, binErr := os.Stat("/usr/bin/syncagent")
+		return fmt.Sprintf("%s; /usr/bin/syncagent exists: %v", bytes.TrimSpace(out), binErr == nil)
+	}
+	before := hostHas()
+	t.Cleanup(func() {
+		for _, c := range canaries {
+			if _, err := os.Stat(c); err != nil {
+				t.Errorf("the host's %s lost a file during the run: %v", filepath.Dir(c), err)
+			}
+			os.Remove(c)
+		}
+		if after := hostHas(); after != before {
+			t.Errorf("the host's package state changed: before %q, after %q", before, after)
+		}
+	})
 }
 
 // stage writes the test's systemd configuration and the package into the
