@@ -187,14 +187,18 @@ func (a *Agent) write(table, id string, data json.RawMessage, del bool) (control
 		}
 		return toControl(rec), nil
 	}
+	target := rec
 	if del {
-		if _, found, err := a.local.Get(table, id); err != nil {
+		held, found, err := a.local.Get(table, id)
+		if err != nil {
 			return control.Record{}, err
 		} else if !found {
 			return control.Record{}, control.Errorf(http.StatusNotFound, "no record %s/%s", table, id)
 		}
-	} else if a.role == prefs.RoleSatellite {
-		if err := a.checkStore(rec); err != nil {
+		target = held // a delete belongs to the store of the record it deletes
+	}
+	if a.role == prefs.RoleSatellite {
+		if err := a.checkStore(target); err != nil {
 			return control.Record{}, err
 		}
 	}
