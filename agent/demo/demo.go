@@ -11,25 +11,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"syncagent/agent/control"
 	"syncagent/agent/daemon"
-	"syncagent/agent/passwd"
+	"syncagent/agent/loopback"
 )
 
 // node is one agent of the demo.
 type node struct {
-	name    string
-	syncID  int
-	stores  []string
-	prefs   string
-	socket  string
+	*loopback.Site
 	client  *control.Client
 	stopped chan error
 }
@@ -45,24 +39,17 @@ func Run(ctx context.Context, out io.Writer, logTo io.Writer) error {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	addr, err := freeLoopbackAddr()
+	layout, err := loopback.Write(dir, 60,
+		&loopback.Site{Name: "primary", SyncID: 1},
+		&loopback.Site{Name: "clinic-a", SyncID: 12, Stores: []string{"store-a", "district"}},
+		&loopback.Site{Name: "clinic-b", SyncID: 13, Stores: []string{"store-b", "district"}})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "demo state in %s; primary on http://%s\n\n", dir, addr)
-	nodes := []*node{
-		{name: "primary", syncID: 1},
-		{name: "clinic-a", syncID: 12, stores: []string{"store-a", "district"}},
-		{name: "clinic-b", syncID: 13, stores: []string{"store-b", "district"}},
-	}
-	creds, err := makeCredentials(nodes[1:])
-	if err != nil {
-		return err
-	}
-	for _, n := range nodes {
-		if err := n.writePrefs(dir, addr, nodes, creds); err != nil {
-			return err
-		}
+	fmt.Fprintf(out, "demo state in %s; primary on http://%s\n\n", dir, layout.Addr)
+	var nodes []*node
+	for _, s := range layout.Sites {
+		nodes = append(nodes, &node{Site: s})
 	}
 	for _, n := range nodes {
 		if err := n.start(ctx, log); err != nil {
@@ -87,7 +74,7 @@ func Run(ctx context.Context, out io.Writer, logTo io.Writer) error {
 	}
 	byName := map[string]*node{}
 	for _, n := range nodes {
-		byName[n.name] = n
+		byName[n.Name] = n
 	}
 	fmt.Fprintln(out, "writes:")
 	for _, w := range writes {
@@ -145,78 +132,22 @@ func orCentral(s string) string {
 	return s
 }
 
-type credential struct{ sha, hash string }
-
-func makeCredentials(sats []*node) (map[string]credential, error) {
-	out := map[string]credential{}
-	for _, n := range sats {
-		sha := passwd.SHA256Hex("demo-password-" + n.name)
-		h, err := passwd.Hash(sha)
-		if err != nil {
-			return nil, err
-		}
-		out[n.name] = credential{sha, h}
-	}
-	return out, nil
-}
-
-func (n *node) writePrefs(dir, addr string, all []*node, creds map[string]credential) error {
-	state := filepath.Join(dir, n.name)
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return err
-	}
-	n.socket = filepath.Join(state, "control.sock")
-	var b strings.Builder
-	fmt.Fprintf(&b, "version = 1\n\n[site]\nsync_id = %d\ninterval_minutes = 60\n", n.syncID)
-	if len(n.stores) > 0 {
-		fmt.Fprintf(&b, "stores = %s\n", tomlList(n.stores))
-	}
-	fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", state, n.socket)
-	if n.syncID == 1 {
-		fmt.Fprintf(&b, "\n[listen]\naddress = %q\n", addr)
-		for _, s := range all[1:] {
-			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n", s.syncID, s.name, creds[s.name].hash, tomlList(s.stores))
-		}
-	} else {
-		fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", n.name, creds[n.name].sha, "http://"+addr)
-	}
-	n.prefs = filepath.Join(state, "prefs.toml")
-	return os.WriteFile(n.prefs, []byte(b.String()), 0o600)
-}
-
-func tomlList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = fmt.Sprintf("%q", x)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
 func (n *node) start(ctx context.Context, log *slog.Logger) error {
 	ready := make(chan struct{})
 	n.stopped = make(chan error, 1)
-	hwid := fmt.Sprintf("demo-box-%s", n.name)
+	hwid := fmt.Sprintf("demo-box-%s", n.Name)
 	go func() {
-		n.stopped <- daemon.Run(ctx, daemon.Options{PrefsPath: n.prefs, Log: log.With("node", n.name),
+		n.stopped <- daemon.Run(ctx, daemon.Options{PrefsPath: n.Prefs, Log: log.With("node", n.Name),
 			HardwareID: func() (string, error) { return hwid, nil }, Ready: func() { close(ready) }})
 	}()
 	select {
 	case <-ready:
 	case err := <-n.stopped:
 		n.stopped <- err
-		return fmt.Errorf("%s did not start: %w", n.name, err)
+		return fmt.Errorf("%s did not start: %w", n.Name, err)
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s did not start within 30s", n.name)
+		return fmt.Errorf("%s did not start within 30s", n.Name)
 	}
-	n.client = control.NewClient(n.socket)
+	n.client = control.NewClient(n.Socket)
 	return nil
-}
-
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("no free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

@@ -5,17 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"syncagent/agent/control"
-	"syncagent/agent/passwd"
+	"syncagent/agent/loopback"
 )
 
 // node is one `syncagent run` process with its own state directory, prefs
@@ -45,75 +43,19 @@ type cluster struct {
 // newCluster writes the prefs of a primary ("primary", sync ID 1) and of
 // two satellites: sat-a with stores a and shared, sat-b with b and shared.
 func newCluster(bin, dir string) (*cluster, error) {
-	addr, err := freeLoopbackAddr()
+	layout, err := loopback.Write(dir, 1,
+		&loopback.Site{Name: SitePrimary, SyncID: 1},
+		&loopback.Site{Name: SiteA, SyncID: 12, Stores: []string{StoreA, StoreShared}},
+		&loopback.Site{Name: SiteB, SyncID: 13, Stores: []string{StoreB, StoreShared}})
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{bin: bin, addr: addr, nodes: []*node{
-		{name: SitePrimary, syncID: 1},
-		{name: SiteA, syncID: 12, stores: []string{StoreA, StoreShared}},
-		{name: SiteB, syncID: 13, stores: []string{StoreB, StoreShared}},
-	}}
-	creds := map[string][2]string{}
-	for _, n := range c.nodes[1:] {
-		sha := passwd.SHA256Hex("soak-password-" + n.name)
-		h, err := passwd.Hash(sha)
-		if err != nil {
-			return nil, err
-		}
-		creds[n.name] = [2]string{sha, h}
-	}
-	for _, n := range c.nodes {
-		if err := c.writePrefs(n, dir, creds); err != nil {
-			return nil, err
-		}
+	c := &cluster{bin: bin, addr: layout.Addr}
+	for _, s := range layout.Sites {
+		c.nodes = append(c.nodes, &node{name: s.Name, syncID: s.SyncID, stores: s.Stores, dir: s.Dir, prefs: s.Prefs,
+			socket: s.Socket, log: filepath.Join(dir, s.Name+".log"), client: control.NewClient(s.Socket)})
 	}
 	return c, nil
-}
-
-func (c *cluster) writePrefs(n *node, dir string, creds map[string][2]string) error {
-	n.dir = filepath.Join(dir, n.name)
-	if err := os.MkdirAll(n.dir, 0o700); err != nil {
-		return err
-	}
-	n.socket = filepath.Join(n.dir, "control.sock")
-	n.log = filepath.Join(dir, n.name+".log")
-	n.client = control.NewClient(n.socket)
-	var b strings.Builder
-	fmt.Fprintf(&b, "version = 1\n\n[site]\nsync_id = %d\ninterval_minutes = 1\n", n.syncID)
-	if len(n.stores) > 0 {
-		fmt.Fprintf(&b, "stores = %s\n", tomlList(n.stores))
-	}
-	fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", n.dir, n.socket)
-	if n.syncID == 1 {
-		fmt.Fprintf(&b, "\n[listen]\naddress = %q\n", c.addr)
-		for _, s := range c.nodes[1:] {
-			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n",
-				s.syncID, s.name, creds[s.name][1], tomlList(s.stores))
-		}
-	} else {
-		fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n",
-			n.name, creds[n.name][0], "http://"+c.addr)
-	}
-	n.prefs = filepath.Join(n.dir, "prefs.toml")
-	return os.WriteFile(n.prefs, []byte(b.String()), 0o600)
-}
-
-func tomlList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = fmt.Sprintf("%q", x)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("no free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func (c *cluster) node(name string) *node {
