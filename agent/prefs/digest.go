@@ -41,7 +41,7 @@ import (
 //	listen.address              default "0.0.0.0:2048" when sync_id = 1, else ""
 //	listen.tls_cert
 //	listen.tls_key
-//	limits.outbox_max_records   default "1000000"
+//	limits.outbox_max_records   default "100000"
 //
 // then, for each [[sync_with]] row, ordered by sync_id (numerically) and rows
 // with equal sync_id by the bytes of their records:

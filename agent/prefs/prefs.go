@@ -34,7 +34,7 @@ const (
 	DefaultStateDir         = "/var/lib/syncagent"
 	DefaultControlSocket    = "/run/syncagent/control.sock"
 	DefaultListenAddress    = "0.0.0.0:2048" // on the primary only
-	DefaultOutboxMaxRecords = 1_000_000
+	DefaultOutboxMaxRecords = 100_000
 
 	MaxIntervalMinutes  = 7 * 24 * 60 // a week
 	MaxRequestSize      = 5000

@@ -72,7 +72,7 @@ var goodFixtures = []struct {
 	{"satellite-minimal.toml", RoleSatellite, "", func(t *testing.T, p *Prefs) {
 		if p.Site.IntervalMinutes != 10 || !p.Site.RequestSize.IsAuto() ||
 			p.Paths != (Paths{StateDir: "/var/lib/syncagent", ControlSocket: "/run/syncagent/control.sock"}) ||
-			p.Limits.OutboxMaxRecords != 1_000_000 || p.Listen != (Listen{}) {
+			p.Limits.OutboxMaxRecords != DefaultOutboxMaxRecords || p.Listen != (Listen{}) {
 			t.Errorf("defaults not applied: %+v", p)
 		}
 	}},
