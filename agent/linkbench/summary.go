@@ -1,0 +1,252 @@
+package linkbench
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets of issue 4.
+const (
+	// TargetAutoRatio: auto's time to drain is within this factor of the
+	// best fixed size's, on every profile.
+	TargetAutoRatio = 1.15
+	// TargetFlakySpeedup: on flaky, auto drains at least this many times
+	// faster than a fixed FlakyBaseline.
+	TargetFlakySpeedup = 2.0
+	FlakyBaseline      = 1000
+	FlakyProfile       = "flaky"
+)
+
+// Run is what one drain of one profile at one request size measured.
+type Run struct {
+	Profile        string
+	Size           int  // Auto or records per request
+	Warm           bool // auto's second round in the same state: its sizers already taught
+	Elapsed        time.Duration
+	Requests       int   // HTTP requests the satellite made
+	WireBytes      int64 // bytes delivered by the link, both directions, headers included
+	FailedRequests int   // requests that failed on the link (reset, hung, 5xx)
+	Hung           int   // of which ran out the deadline
+	FailedCycles   int   // cycles that gave up and were retried after a pause
+	SetAside       int   // records the satellite set aside instead of pushing
+	Stalled        bool
+	Remaining      int // records left when a stalled run was stopped
+}
+
+// Median returns the run with the median time of runs of the same size
+// (a run that did not finish counts as slower than any that did); the
+// upper median of an even count.
+func Median(runs []Run) Run {
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b Run) int {
+		if a.Finished() != b.Finished() {
+			if a.Finished() {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Elapsed, b.Elapsed)
+	})
+	return sorted[len(sorted)/2]
+}
+
+// Finished reports whether the run drained everything.
+func (r Run) Finished() bool { return !r.Stalled && r.Remaining == 0 }
+
+// ProfileSummary compares auto with the fixed sizes of one profile.
+type ProfileSummary struct {
+	Profile string
+	Auto    *Run // nil: auto did not run
+	Warm    *Run // auto's second round, for information; nil: none
+	Best    *Run // the fastest fixed size that finished; nil: none did
+	// Ratio is auto's time over Best's: +Inf when auto did not finish, NaN
+	// when there is nothing to compare.
+	Ratio float64
+	// Baseline is fixed FlakyBaseline, when it ran; Speedup is its time over
+	// auto's (+Inf when the baseline did not finish, NaN when either is
+	// missing or auto did not finish).
+	Baseline *Run
+	Speedup  float64
+	// WarmRatio is Warm's time over Best's (NaN when either is missing).
+	WarmRatio float64
+}
+
+// Summarise groups runs by profile, in the order profiles first appear.
+func Summarise(runs []Run) []ProfileSummary {
+	var out []ProfileSummary
+	index := map[string]int{}
+	for i := range runs {
+		r := &runs[i]
+		k, ok := index[r.Profile]
+		if !ok {
+			k = len(out)
+			index[r.Profile] = k
+			out = append(out, ProfileSummary{Profile: r.Profile})
+		}
+		s := &out[k]
+		switch {
+		case r.Warm:
+			s.Warm = r
+		case r.Size == Auto:
+			s.Auto = r
+		case r.Finished() && (s.Best == nil || r.Elapsed < s.Best.Elapsed):
+			s.Best = r
+		}
+		if r.Size == FlakyBaseline && !r.Warm {
+			s.Baseline = r
+		}
+	}
+	for i := range out {
+		s := &out[i]
+		s.Ratio, s.Speedup, s.WarmRatio = math.NaN(), math.NaN(), math.NaN()
+		if s.Warm != nil && s.Best != nil {
+			s.WarmRatio = math.Inf(1)
+			if s.Warm.Finished() {
+				s.WarmRatio = ratio(s.Warm.Elapsed, s.Best.Elapsed)
+			}
+		}
+		if s.Auto != nil && !s.Auto.Finished() {
+			s.Ratio = math.Inf(1)
+		} else if s.Auto != nil && s.Best != nil {
+			s.Ratio = ratio(s.Auto.Elapsed, s.Best.Elapsed)
+		}
+		if s.Auto != nil && s.Auto.Finished() && s.Baseline != nil {
+			if s.Baseline.Finished() {
+				s.Speedup = ratio(s.Baseline.Elapsed, s.Auto.Elapsed)
+			} else {
+				s.Speedup = math.Inf(1)
+			}
+		}
+	}
+	return out
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return math.Inf(1)
+	}
+	return float64(a) / float64(b)
+}
+
+// Worst is the largest auto/best ratio over the profiles (NaN ones
+// skipped); NaN when no profile has one.
+func Worst(sums []ProfileSummary) float64 {
+	worst := math.NaN()
+	for _, s := range sums {
+		if !math.IsNaN(s.Ratio) && (math.IsNaN(worst) || s.Ratio > worst) {
+			worst = s.Ratio
+		}
+	}
+	return worst
+}
+
+// Misses lists, one line each, the targets the summaries miss: auto slower
+// than TargetAutoRatio × the best fixed size, auto not TargetFlakySpeedup ×
+// faster than fixed FlakyBaseline on flaky, and any stalled run.
+func Misses(sums []ProfileSummary, runs []Run) []string {
+	var out []string
+	for _, s := range sums {
+		if s.Ratio > TargetAutoRatio {
+			out = append(out, fmt.Sprintf("%s: auto/best = %s > %.2f", s.Profile, FormatRatio(s.Ratio), TargetAutoRatio))
+		}
+		if s.Profile == FlakyProfile && !math.IsNaN(s.Speedup) && s.Speedup < TargetFlakySpeedup {
+			out = append(out, fmt.Sprintf("%s: auto is %s× as fast as fixed %d, want ≥ %.1f×", s.Profile, FormatRatio(s.Speedup), FlakyBaseline, TargetFlakySpeedup))
+		}
+	}
+	for _, r := range runs {
+		if r.Stalled {
+			out = append(out, fmt.Sprintf("%s size %s stalled with %d records left", r.Profile, SizeName(r.Size), r.Remaining))
+		}
+	}
+	return out
+}
+
+// FormatRatio prints a ratio with two decimals; "inf" when a run did not
+// finish, "n/a" when there was nothing to compare.
+func FormatRatio(x float64) string {
+	switch {
+	case math.IsNaN(x):
+		return "n/a"
+	case math.IsInf(x, 1):
+		return "inf"
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+// WriteReport prints the table, one summary line per profile, the targets
+// and, last, "auto/best = X.XX" (the worst ratio over the profiles).
+func WriteReport(w io.Writer, profiles []Profile, runs []Run) {
+	sums := Summarise(runs)
+	best := map[string]time.Duration{}
+	for _, s := range sums {
+		if s.Best != nil {
+			best[s.Profile] = s.Best.Elapsed
+		}
+	}
+	for _, p := range profiles {
+		fmt.Fprintf(w, "# %s\n", p.Describe())
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "profile\tsize\ttime\trequests\twire kB\tfailed req\thung\tfailed cycles\t×best\t")
+	for _, r := range runs {
+		x := math.NaN()
+		if b, ok := best[r.Profile]; ok && r.Finished() {
+			x = ratio(r.Elapsed, b)
+		}
+		var note []string
+		if r.Stalled {
+			note = append(note, fmt.Sprintf("STALLED, %d left", r.Remaining))
+		}
+		if r.SetAside > 0 {
+			note = append(note, fmt.Sprintf("%d set aside", r.SetAside))
+		}
+		size := SizeName(r.Size)
+		if r.Warm {
+			size += " (warm)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%d\t%d\t%d\t%s\t  %s\n", r.Profile, size, formatSeconds(r.Elapsed),
+			r.Requests, float64(r.WireBytes)/1000, r.FailedRequests, r.Hung, r.FailedCycles, FormatRatio(x), strings.Join(note, "; "))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, s := range sums {
+		line := s.Profile + ": "
+		switch {
+		case s.Auto == nil:
+			line += "auto not run"
+		case s.Best == nil:
+			line += "no fixed size finished"
+		default:
+			line += fmt.Sprintf("auto %s, best fixed %s %s, auto/best %s", formatSeconds(s.Auto.Elapsed), SizeName(s.Best.Size), formatSeconds(s.Best.Elapsed), FormatRatio(s.Ratio))
+		}
+		if !math.IsNaN(s.WarmRatio) {
+			line += fmt.Sprintf("; auto (warm)/best %s", FormatRatio(s.WarmRatio))
+		}
+		if !math.IsNaN(s.Speedup) {
+			line += fmt.Sprintf("; fixed %d/auto %s", FlakyBaseline, FormatRatio(s.Speedup))
+		}
+		fmt.Fprintln(w, line)
+	}
+	if m := Misses(sums, runs); len(m) > 0 {
+		fmt.Fprintf(w, "targets missed (auto ≤ %.2f× best; flaky: auto ≥ %.0f× faster than fixed %d; nothing stalls):\n", TargetAutoRatio, TargetFlakySpeedup, FlakyBaseline)
+		for _, line := range m {
+			fmt.Fprintln(w, "  "+line)
+		}
+	} else {
+		fmt.Fprintf(w, "targets met (auto ≤ %.2f× best; flaky: auto ≥ %.0f× faster than fixed %d; nothing stalls)\n", TargetAutoRatio, TargetFlakySpeedup, FlakyBaseline)
+	}
+	fmt.Fprintf(w, "auto/best = %s\n", FormatRatio(Worst(sums)))
+}
+
+func formatSeconds(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
