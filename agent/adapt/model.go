@@ -41,17 +41,22 @@ type linkFit struct {
 	Seen            bool    // at least one request fitted
 }
 
+// smallRequestBytes is the size under which a first request is taken to be
+// all round trip.
+const smallRequestBytes = 4096
+
 // add fits one successful request of b bytes that took t seconds.
 func (f *linkFit) add(b, t float64) {
 	f.W, f.B, f.T, f.BB, f.BT = f.W*fitDecay+1, f.B*fitDecay+b, f.T*fitDecay+t, f.BB*fitDecay+b*b, f.BT*fitDecay+b*t
 	if !f.Seen {
-		// One request cannot split RTT from transfer time: start halfway.
+		// One request cannot split RTT from transfer time. A small one (an
+		// empty page, a status call) is nearly all round trip: taking half
+		// of it as transfer would teach a crawl of a link and cap the next
+		// batches at a few hundred bytes. A larger one starts halfway.
 		f.Seen = true
-		f.RTT = t / 2
-		if b > 0 {
-			f.PerByte = t / 2 / b
-		} else {
-			f.RTT = t
+		f.RTT, f.PerByte = t, minSecondsPerByte
+		if b >= smallRequestBytes {
+			f.RTT, f.PerByte = t/2, t/2/b
 		}
 	}
 	if f.BB == 0 { // only empty requests so far: all of it is round trip

@@ -269,7 +269,13 @@ func (s *Sizer) Observe(o Observation) {
 		s.allHz.add(sec, false, false)
 		s.sizes.add(b, true)
 		s.maxOK = max(s.maxOK, b)
-		s.reslice, s.resliceB, s.setAside, s.failRun = 0, 0, false, failureRun{}
+		// A fixed size comes back only after a full batch at the re-sliced
+		// size worked: a short page (an empty one, the queue's tail) proves
+		// nothing, and letting it restore the size would fail the same way.
+		if s.cfg.Fixed == 0 || o.Full || (o.Records > 0 && o.Records >= limitRecords) {
+			s.reslice, s.resliceB = 0, 0
+		}
+		s.setAside, s.failRun = false, failureRun{}
 		s.adjustAfterSuccessLocked(b, o.Full, o.Records >= limitRecords)
 	case TooLarge:
 		s.hz.add(sec, false, false)

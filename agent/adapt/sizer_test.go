@@ -423,3 +423,35 @@ func TestSizer_GrowsWhenWireBytesAreCompressed(t *testing.T) {
 		t.Errorf("limit %d rec/%d B: a batch of %d records, want the 5000 cap", recs, bytes, min(recs, bytes/500))
 	}
 }
+
+// TestSizer_smallFirstRequestIsRoundTrip protects a cold start: an empty page
+// that took a round trip must not be read as a crawling link that caps the
+// next batch at a few hundred bytes.
+func TestSizer_smallFirstRequestIsRoundTrip(t *testing.T) {
+	s := NewSizer(Config{Deadline: 5 * time.Second}, NewFakeClock(time.Unix(0, 0)))
+	_, before := s.Limit()
+	s.Observe(Observation{Records: 0, Bytes: 320, Elapsed: 800 * time.Millisecond, Outcome: OK})
+	if _, after := s.Limit(); after < before {
+		t.Errorf("byte budget fell from %d to %d after one empty 800ms page", before, after)
+	}
+}
+
+// TestSizer_fixedResliceNeedsFullSuccess protects a fixed size on a link that
+// breaks large batches: a short success (an empty page) must not restore the
+// size that keeps failing; a full batch at the re-sliced size does.
+func TestSizer_fixedResliceNeedsFullSuccess(t *testing.T) {
+	s := NewSizer(Config{Fixed: 1000}, NewFakeClock(time.Unix(0, 0)))
+	s.Observe(Observation{Records: 1000, Bytes: 200000, Elapsed: time.Second, Outcome: Failed})
+	r, _ := s.Limit()
+	if r != 500 {
+		t.Fatalf("after a failed 1000: limit %d, want 500", r)
+	}
+	s.Observe(Observation{Records: 0, Bytes: 300, Elapsed: 300 * time.Millisecond, Outcome: OK})
+	if r, _ := s.Limit(); r != 500 {
+		t.Errorf("an empty page restored the fixed size: limit %d, want 500", r)
+	}
+	s.Observe(Observation{Records: 500, Bytes: 100000, Elapsed: time.Second, Outcome: OK, Full: true})
+	if r, _ := s.Limit(); r != 1000 {
+		t.Errorf("after a full 500: limit %d, want the fixed 1000 back", r)
+	}
+}

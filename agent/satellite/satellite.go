@@ -186,7 +186,13 @@ func (s *Satellite) Status() Status {
 // Refusals by the primary say nothing about the link and are not fed.
 func (s *Satellite) observe(z *adapt.Sizer, records int, full bool, err error) {
 	ex := s.lastExchange
-	o := adapt.Observation{Records: records, Bytes: ex.Sent + ex.Received, Elapsed: ex.Elapsed, Full: full}
+	// Bytes in the unit the outbox cuts batches in (JSON before gzip), so the
+	// sizer's byte budget and the batches it gets agree.
+	bytes := ex.Payload
+	if bytes == 0 {
+		bytes = ex.Sent + ex.Received
+	}
+	o := adapt.Observation{Records: records, Bytes: bytes, Elapsed: ex.Elapsed, Full: full}
 	var opErr *net.OpError
 	switch e, isAPI := syncapi.AsError(err); {
 	case err == nil:

@@ -41,6 +41,7 @@ type Exchange struct {
 	Endpoint string
 	Sent     int // request bytes on the wire (body, approximately headers)
 	Received int // response bytes on the wire
+	Payload  int // request and response bodies as JSON, before gzip: the unit batches are cut in
 	Elapsed  time.Duration
 	Status   int // 0 when no response arrived
 	Err      error
@@ -130,11 +131,11 @@ func (c *Client) do(ctx context.Context, method, endpoint string, query url.Valu
 		}
 	}()
 
-	req, err := c.newRequest(ctx, method, endpoint, query, in)
+	req, plain, err := c.newRequest(ctx, method, endpoint, query, in)
 	if err != nil {
 		return err
 	}
-	ex.Sent = requestSize(req)
+	ex.Sent, ex.Payload = requestSize(req), plain
 	hc := c.HTTP
 	if hc == nil {
 		hc = defaultHTTP
@@ -150,6 +151,7 @@ func (c *Client) do(ctx context.Context, method, endpoint string, query url.Valu
 	}
 	body, wire, err := c.readResponse(resp)
 	ex.Received = wire
+	ex.Payload += len(body)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, endpoint, err)
 	}
@@ -165,18 +167,19 @@ func (c *Client) do(ctx context.Context, method, endpoint string, query url.Valu
 	return nil
 }
 
-func (c *Client) newRequest(ctx context.Context, method, endpoint string, query url.Values, in any) (*http.Request, error) {
+func (c *Client) newRequest(ctx context.Context, method, endpoint string, query url.Values, in any) (*http.Request, int, error) {
 	u := strings.TrimRight(c.BaseURL, "/") + PathPrefix + endpoint
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
 	var body []byte
-	gzipped := false
+	plain, gzipped := 0, false
 	if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
-			return nil, fmt.Errorf("encode %s request: %w", endpoint, err)
+			return nil, 0, fmt.Errorf("encode %s request: %w", endpoint, err)
 		}
+		plain = len(body)
 		if len(body) >= gzipMinBytes && c.peerTakesGzip.Load() {
 			var buf bytes.Buffer
 			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
@@ -187,7 +190,7 @@ func (c *Client) newRequest(ctx context.Context, method, endpoint string, query 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("bad primary URL %q: %w", c.BaseURL, err)
+		return nil, 0, fmt.Errorf("bad primary URL %q: %w", c.BaseURL, err)
 	}
 	req.SetBasicAuth(c.User, c.PasswordSHA256)
 	h := req.Header
@@ -202,7 +205,7 @@ func (c *Client) newRequest(ctx context.Context, method, endpoint string, query 
 	if gzipped {
 		h.Set("Content-Encoding", "gzip")
 	}
-	return req, nil
+	return req, plain, nil
 }
 
 // readResponse reads a bounded body, undoing gzip, and returns the decoded
