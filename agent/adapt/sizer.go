@@ -107,7 +107,7 @@ const SetAsideAfter = 3
 
 const (
 	initialBytes       = 64 << 10 // first auto budget, before anything is known
-	assumedRecordBytes = 1 << 10  // bytes per record until one is measured
+	assumedRecordBytes = 512      // bytes per record until one is measured (a v5 row is a few hundred bytes of JSON)
 	perRecordSmoothing = 0.25     // weight of the newest bytes-per-record sample
 	ceilingLifetime    = 24 * time.Hour
 	// outageRun: beyond this many failures in a row, more failures say the
