@@ -279,38 +279,13 @@ func (c *Central) Get(table, id string) (Record, bool, error) {
 // List returns up to limit records of table with an id greater than after,
 // in id order. limit <= 0 means DefaultListLimit.
 func (c *Central) List(table, after string, limit int) ([]Record, error) {
-	if !validTable(table) {
-		return nil, fmt.Errorf("invalid table name %q", table)
-	}
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	prefix := recKey(table, "")
-	pivot := prefix
-	if after != "" {
-		pivot = recKey(table, after) + "\x00"
-	}
-	var out []Record
-	var derr error
-	err := c.st.view(func(tx *buntdb.Tx) error {
-		return tx.AscendGreaterOrEqual("", pivot, func(k, s string) bool {
-			if !strings.HasPrefix(k, prefix) {
-				return false
-			}
-			var v centralValue
-			if err := json.Unmarshal([]byte(s), &v); err != nil {
-				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
-				return false
-			}
-			if !v.Tomb {
-				out = append(out, Record{Table: table, ID: k[len(prefix):], Action: v.Action, Data: v.Data})
-			}
-			return len(out) < limit
-		})
+	return c.st.listTable(table, after, limit, func(s string) (Action, json.RawMessage, bool, error) {
+		var v centralValue
+		err := json.Unmarshal([]byte(s), &v)
+		return v.Action, v.Data, !v.Tomb, err
 	})
-	return out, errors.Join(err, derr)
 }
 
 // CentralSince returns up to limit central-log entries with a cursor greater

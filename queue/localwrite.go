@@ -121,38 +121,12 @@ func (l *Local) Get(table, id string) (Record, bool, error) {
 // List returns up to limit records of table with an id greater than after,
 // in id order (byte order). limit <= 0 means DefaultListLimit.
 func (l *Local) List(table string, after string, limit int) ([]Record, error) {
-	if !validTable(table) {
-		return nil, fmt.Errorf("invalid table name %q", table)
-	}
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	prefix := recKey(table, "")
-	pivot := prefix
-	if after != "" {
-		pivot = recKey(table, after) + "\x00"
-	}
-	var out []Record
-	var derr error
-	err := l.view(func(tx *buntdb.Tx) error {
-		return tx.AscendGreaterOrEqual("", pivot, func(k, s string) bool {
-			if !strings.HasPrefix(k, prefix) {
-				return false
-			}
-			v, err := decodeLocal(s)
-			if err != nil {
-				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
-				return false
-			}
-			if v.live() {
-				out = append(out, Record{Table: table, ID: k[len(prefix):], Action: v.Action, Data: v.Data})
-			}
-			return len(out) < limit
-		})
+	return l.st.listTable(table, after, limit, func(s string) (Action, json.RawMessage, bool, error) {
+		v, err := decodeLocal(s)
+		return v.Action, v.Data, v.live(), err
 	})
-	return out, errors.Join(err, derr)
 }
 
 // Tables lists the tables holding at least one record, in name order.

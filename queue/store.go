@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tidwall/buntdb"
@@ -238,4 +239,40 @@ func (s *store) compact() error {
 	s.liveBytes = nfi.Size()
 	s.compactions++
 	return nil
+}
+
+// listTable returns up to limit live records of table with an id greater
+// than after, in id order: the one scan behind Local.List and Central.List.
+// decode reads a stored value and says whether it is live (not a tombstone).
+func (s *store) listTable(table, after string, limit int, decode func(v string) (Action, json.RawMessage, bool, error)) ([]Record, error) {
+	if !validTable(table) {
+		return nil, fmt.Errorf("invalid table name %q", table)
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	prefix := recKey(table, "")
+	pivot := prefix
+	if after != "" {
+		pivot = recKey(table, after) + "\x00"
+	}
+	var out []Record
+	var derr error
+	err := s.view(func(tx *buntdb.Tx) error {
+		return tx.AscendGreaterOrEqual("", pivot, func(k, v string) bool {
+			if !strings.HasPrefix(k, prefix) {
+				return false
+			}
+			action, data, live, err := decode(v)
+			if err != nil {
+				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
+				return false
+			}
+			if live {
+				out = append(out, Record{Table: table, ID: k[len(prefix):], Action: action, Data: data})
+			}
+			return len(out) < limit
+		})
+	})
+	return out, errors.Join(err, derr)
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"syncagent/agent/adapt"
-	"syncagent/agent/passwd"
 	"syncagent/agent/primary"
 	"syncagent/agent/satellite"
 	"syncagent/agent/syncapi"
@@ -48,18 +47,7 @@ type livePrimary struct {
 
 func newLivePrimary(t *testing.T, stores map[int][]string) *livePrimary {
 	t.Helper()
-	p := &livePrimary{t: t, path: filepath.Join(t.TempDir(), "central.db")}
-	for id := 2; id < 100; id++ {
-		st, ok := stores[id]
-		if !ok {
-			continue
-		}
-		h, err := passwd.Hash(password(id))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.rows = append(p.rows, primary.SiteRow{SyncID: id, User: fmt.Sprintf("site-%d", id), PasswordHash: h, Stores: st})
-	}
+	p := &livePrimary{t: t, path: filepath.Join(t.TempDir(), "central.db"), rows: siteRows(t, stores)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -50,18 +50,7 @@ func newWorld(t *testing.T, stores map[int][]string) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	w := &world{t: t, central: c, sats: map[int]*site{}}
-	for id := 2; id < 100; id++ {
-		st, ok := stores[id]
-		if !ok {
-			continue
-		}
-		h, err := passwd.Hash(password(id))
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.rows = append(w.rows, primary.SiteRow{SyncID: id, User: fmt.Sprintf("site-%d", id), PasswordHash: h, Stores: st})
-	}
+	w := &world{t: t, central: c, sats: map[int]*site{}, rows: siteRows(t, stores)}
 	w.prim, err = primary.New(c, primary.Config{Sites: w.rows}, quiet, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +61,25 @@ func newWorld(t *testing.T, stores map[int][]string) *world {
 		w.sats[row.SyncID] = w.newSite(row.SyncID, row.Stores, w.srv.URL)
 	}
 	return w
+}
+
+// siteRows are the primary's rows for sites 2..99 with the given stores,
+// each with the password of password(id).
+func siteRows(t *testing.T, stores map[int][]string) []primary.SiteRow {
+	t.Helper()
+	var rows []primary.SiteRow
+	for id := 2; id < 100; id++ {
+		st, ok := stores[id]
+		if !ok {
+			continue
+		}
+		h, err := passwd.Hash(password(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, primary.SiteRow{SyncID: id, User: fmt.Sprintf("site-%d", id), PasswordHash: h, Stores: st})
+	}
+	return rows
 }
 
 // newSite opens a satellite datafile and points it at url.
