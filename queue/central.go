@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,6 +300,9 @@ func (c *Central) CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	if cursor == math.MaxUint64 {
+		return nil, c.visible, nil // nothing comes after it (cursor+1 would wrap to 0)
+	}
 	var out []CentralEntry
 	var derr error
 	err := c.st.view(func(tx *buntdb.Tx) error {

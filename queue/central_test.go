@@ -1,8 +1,10 @@
 package queue
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -294,5 +296,18 @@ func TestCentral_Sites(t *testing.T) {
 	c.Touch(9, t0)
 	if ss := c.Sites(); len(ss) != 2 || ss[0].SyncID != 7 || ss[1].SyncID != 9 {
 		t.Fatalf("Sites = %+v", ss)
+	}
+}
+
+// TestCentral_CentralSinceLastCursor protects the largest cursor: nothing
+// comes after it (the scan's start, cursor+1, must not wrap round to 0).
+func TestCentral_CentralSinceLastCursor(t *testing.T) {
+	c := openCentral(t, tempPath(t, "c.db"), CentralOptions{})
+	if _, err := c.Write(Record{Table: "item", ID: "i1", Action: Insert, Data: json.RawMessage(`{"n":1}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := c.CentralSince(math.MaxUint64, 10)
+	if err != nil || len(got) != 0 {
+		t.Errorf("after the largest cursor: %d entries, %v; want none", len(got), err)
 	}
 }

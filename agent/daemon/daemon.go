@@ -165,7 +165,7 @@ func primaryConfig(p *prefs.Prefs) primary.Config {
 }
 
 func satelliteConfig(p *prefs.Prefs) satellite.Config {
-	return satellite.Config{SyncID: p.Site.SyncID, Stores: p.Site.Stores, RequestSize: p.Site.RequestSize.Fixed}
+	return satellite.Config{Stores: p.Site.Stores, RequestSize: p.Site.RequestSize.Fixed}
 }
 
 func (a *Agent) close() {

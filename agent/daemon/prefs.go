@@ -47,10 +47,6 @@ func (a *Agent) loadStartupPrefs() (*prefs.Prefs, control.Prefs, error) {
 	state := control.Prefs{File: path, LoadedAt: time.Now(), State: "ok"}
 	if goodErr != nil && !errors.Is(goodErr, fs.ErrNotExist) {
 		a.log.Error("the last good prefs copy is unreadable; treating the file as the provisioning", "err", goodErr)
-		good = nil
-	}
-	if goodErr != nil {
-		good = nil
 	}
 	switch {
 	case good == nil && fileErr != nil:

@@ -242,7 +242,7 @@ func faultSite(t *testing.T, id int, stores []string, url string, size int, time
 	cl := &syncapi.Client{BaseURL: url, User: fmt.Sprintf("site-%d", id), PasswordSHA256: password(id),
 		HardwareID: fmt.Sprintf("hw-%d", id), Timeout: timeout, HTTP: hc}
 	s := &site{id: id, store: l, client: cl}
-	s.sat = satellite.New(l, cl, satellite.Config{SyncID: id, Stores: stores, RequestSize: size}, quiet, adapt.SystemClock{})
+	s.sat = satellite.New(l, cl, satellite.Config{Stores: stores, RequestSize: size}, quiet, adapt.SystemClock{})
 	return s
 }
 

@@ -92,7 +92,7 @@ func (w *world) newSite(id int, stores []string, url string) *site {
 	w.t.Cleanup(func() { l.Close() })
 	cl := &syncapi.Client{BaseURL: url, User: fmt.Sprintf("site-%d", id), PasswordSHA256: password(id), HardwareID: fmt.Sprintf("hw-%d", id)}
 	s := &site{id: id, store: l, client: cl}
-	s.sat = satellite.New(l, cl, satellite.Config{SyncID: id, Stores: stores, RequestSize: 50}, quiet, adapt.SystemClock{})
+	s.sat = satellite.New(l, cl, satellite.Config{Stores: stores, RequestSize: 50}, quiet, adapt.SystemClock{})
 	return s
 }
 

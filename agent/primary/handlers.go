@@ -56,27 +56,25 @@ func (s *Server) handleInitialise(w http.ResponseWriter, r *http.Request, row *S
 
 func (s *Server) handleCentral(w http.ResponseWriter, r *http.Request, _ *SiteRow) {
 	cursor, e := queryUint(r, "cursor", 0, 0)
-	if e == nil {
-		var limit uint64
-		limit, e = queryUint(r, "limit", defaultPull, uint64(s.cfg.Load().MaxBatch))
-		if e == nil {
-			entries, maxCursor, err := s.store.CentralSince(cursor, int(limit))
-			if err != nil {
-				e = storageError(err)
-			} else {
-				out := syncapi.CentralRecords{MaxCursor: maxCursor, Data: make([]syncapi.CentralRecord, 0, len(entries))}
-				for _, c := range entries {
-					if c.Cursor <= cursor {
-						continue // cursor = 2^64-1 wraps round in the datafile's scan
-					}
-					out.Data = append(out.Data, syncapi.FromCentral(c.Cursor, c.Record))
-				}
-				syncapi.WriteJSON(w, r, http.StatusOK, out)
-				return
-			}
-		}
+	if e != nil {
+		syncapi.WriteError(w, r, e)
+		return
 	}
-	syncapi.WriteError(w, r, e)
+	limit, e := queryUint(r, "limit", defaultPull, uint64(s.cfg.Load().MaxBatch))
+	if e != nil {
+		syncapi.WriteError(w, r, e)
+		return
+	}
+	entries, maxCursor, err := s.store.CentralSince(cursor, int(limit))
+	if err != nil {
+		syncapi.WriteError(w, r, storageError(err))
+		return
+	}
+	out := syncapi.CentralRecords{MaxCursor: maxCursor, Data: make([]syncapi.CentralRecord, 0, len(entries))}
+	for _, c := range entries {
+		out.Data = append(out.Data, syncapi.FromCentral(c.Cursor, c.Record))
+	}
+	syncapi.WriteJSON(w, r, http.StatusOK, out)
 }
 
 func (s *Server) handleQueued(w http.ResponseWriter, r *http.Request, row *SiteRow) {

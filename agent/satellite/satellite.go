@@ -39,7 +39,6 @@ const maxConsecutiveFailures = 4
 
 // Config is what the satellite needs from the prefs.
 type Config struct {
-	SyncID      int
 	Stores      []string
 	RequestSize int // 0: adaptive
 }
@@ -163,13 +162,12 @@ func (s *Satellite) finish(res Result) Result {
 
 // Status is a snapshot for `syncagent status`.
 type Status struct {
-	Last       Result
-	OutboxLen  int
-	AsideLen   int
-	PushSizer  string
-	PullSizer  string
-	Link       adapt.Estimate
-	Configured Config
+	Last      Result
+	OutboxLen int
+	AsideLen  int
+	PushSizer string
+	PullSizer string
+	Link      adapt.Estimate
 }
 
 // Status returns the satellite's state; safe from any goroutine.
@@ -178,7 +176,7 @@ func (s *Satellite) Status() Status {
 	st := Status{Last: s.last, PushSizer: s.sizing[0], PullSizer: s.sizing[1], Link: s.link}
 	s.mu.Unlock()
 	aside, _ := s.store.Aside()
-	st.OutboxLen, st.AsideLen, st.Configured = s.store.OutboxLen(), len(aside), *s.cfg.Load()
+	st.OutboxLen, st.AsideLen = s.store.OutboxLen(), len(aside)
 	return st
 }
 

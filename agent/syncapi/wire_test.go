@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"testing"
 
 	"syncagent/queue"
@@ -31,7 +30,6 @@ func shapeOf(v any) any {
 		}
 		return out
 	case []any:
-		var keys []string
 		merged := map[string]any{}
 		for _, e := range x {
 			if m, ok := shapeOf(e).(map[string]any); ok {
@@ -40,10 +38,6 @@ func shapeOf(v any) any {
 				}
 			}
 		}
-		for k := range merged {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		return merged
 	default:
 		return "value"

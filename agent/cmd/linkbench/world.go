@@ -145,7 +145,7 @@ func newWorld(cfg worldConfig) (w *world, err error) {
 		BaseURL: "http://" + w.link.Addr(), User: siteUser(benchSite), PasswordSHA256: sitePassword(benchSite),
 		HardwareID: "linkbench-box", AppVersion: "linkbench", HTTP: syncapi.NewHTTPClient(nil), Timeout: cfg.timeout,
 	}
-	w.sat = satellite.New(w.local, w.client, satellite.Config{SyncID: benchSite, Stores: []string{store}, RequestSize: cfg.size}, cfg.log, adapt.SystemClock{})
+	w.sat = satellite.New(w.local, w.client, satellite.Config{Stores: []string{store}, RequestSize: cfg.size}, cfg.log, adapt.SystemClock{})
 	// satellite.New took the client's Observe hook; count the exchanges too.
 	observe := w.client.Observe
 	w.client.Observe = func(ex syncapi.Exchange) {
@@ -167,7 +167,7 @@ func (w *world) introduce(ctx context.Context) error {
 	direct := &syncapi.Client{BaseURL: w.primaryURL, User: w.client.User, PasswordSHA256: w.client.PasswordSHA256,
 		HardwareID: w.client.HardwareID, AppVersion: w.client.AppVersion, HTTP: syncapi.NewHTTPClient(nil), Timeout: w.client.Timeout}
 	defer direct.HTTP.CloseIdleConnections()
-	sat := satellite.New(w.local, direct, satellite.Config{SyncID: benchSite, Stores: []string{store}}, w.log, adapt.SystemClock{})
+	sat := satellite.New(w.local, direct, satellite.Config{Stores: []string{store}}, w.log, adapt.SystemClock{})
 	if err := sat.Cycle(ctx).Err; err != nil {
 		return fmt.Errorf("the satellite's first contact failed: %w", err)
 	}
