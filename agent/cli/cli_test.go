@@ -152,19 +152,12 @@ func TestCommands_againstAgent(t *testing.T) {
 	text := fmt.Sprintf("version = 1\n[site]\nsync_id = 0\nstores = [\"a\"]\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", filepath.Join(dir, "state"), filepath.Join(dir, "ctl.sock"))
 	os.WriteFile(pf, []byte(text), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		done <- daemon.Run(ctx, daemon.Options{PrefsPath: pf, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			HardwareID: func() (string, error) { return "cli-box", nil }, Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
+	wait, err := daemon.Start(ctx, daemon.Options{PrefsPath: pf, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HardwareID: func() (string, error) { return "cli-box", nil }}, 20*time.Second)
+	defer func() { cancel(); wait() }()
+	if err != nil {
 		t.Fatal(err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("agent did not start")
 	}
-	defer func() { cancel(); <-done }()
 
 	steps := []struct {
 		args []string

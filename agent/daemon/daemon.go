@@ -84,6 +84,36 @@ func Run(ctx context.Context, opts Options) error {
 	return a.serve(ctx)
 }
 
+// Start runs the agent in the background and returns once it serves (the
+// demo and tests use it in place of systemd's READY=1), or with the error that
+// kept it from starting within timeout. wait blocks until the agent has
+// stopped, after ctx ends, and returns Run's result.
+func Start(ctx context.Context, opts Options, timeout time.Duration) (wait func() error, err error) {
+	ready, done := make(chan struct{}), make(chan error, 1)
+	then := opts.Ready
+	opts.Ready = func() {
+		close(ready)
+		if then != nil {
+			then()
+		}
+	}
+	go func() { done <- Run(ctx, opts) }()
+	wait = func() error {
+		err := <-done
+		done <- err // wait may be called again
+		return err
+	}
+	select {
+	case <-ready:
+		return wait, nil
+	case err := <-done:
+		done <- err
+		return wait, fmt.Errorf("the agent did not start: %w", err)
+	case <-time.After(timeout):
+		return wait, fmt.Errorf("the agent did not start within %s", timeout)
+	}
+}
+
 func open(opts Options) (*Agent, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -30,7 +30,7 @@ type box struct {
 	keys   string // vendor keyring file
 	priv   []byte // the vendor's private key for that keyring
 	cancel context.CancelFunc
-	done   chan error
+	wait   func() error
 	client *control.Client
 }
 
@@ -91,18 +91,12 @@ func (b *box) start() {
 		b.t.Skip("vendor_keys must be root-owned: run the tests as root")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	b.cancel, b.done = cancel, make(chan error, 1)
-	go func() {
-		b.done <- Run(ctx, Options{PrefsPath: b.prefs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			HardwareID: func() (string, error) { return testHWID, nil }, Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-b.done:
-		b.t.Fatalf("agent did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		b.t.Fatal("agent did not start in 20s")
+	wait, err := Start(ctx, Options{PrefsPath: b.prefs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HardwareID: func() (string, error) { return testHWID, nil }}, 20*time.Second)
+	b.cancel, b.wait = cancel, wait
+	if err != nil {
+		b.stop()
+		b.t.Fatal(err)
 	}
 	b.client = control.NewClient(b.socket)
 	b.t.Cleanup(b.stop)
@@ -113,7 +107,7 @@ func (b *box) stop() {
 		return
 	}
 	b.cancel()
-	<-b.done
+	b.wait()
 	b.cancel = nil
 }
 
@@ -164,3 +158,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func unlockSection(code string) string { return "[unlock]\ncode = \"" + code + "\"\n" }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestStart_reportsFailure protects Start's other side: an agent that cannot
+// start returns its reason at once instead of leaving the caller waiting.
+func TestStart_reportsFailure(t *testing.T) {
+	wait, err := Start(context.Background(), Options{PrefsPath: filepath.Join(t.TempDir(), "none.toml"),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HardwareID: func() (string, error) { return testHWID, nil }}, 20*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "no prefs file") {
+		t.Fatalf("err = %v, want the missing prefs file", err)
+	}
+	if werr := wait(); werr == nil {
+		t.Error("wait reported success for an agent that never started")
+	}
+}

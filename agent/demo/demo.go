@@ -24,8 +24,8 @@ import (
 // node is one agent of the demo.
 type node struct {
 	*loopback.Site
-	client  *control.Client
-	stopped chan error
+	client *control.Client
+	wait   func() error // until the agent has stopped
 }
 
 // Run starts the three agents, syncs them and prints the outcome to out.
@@ -59,7 +59,9 @@ func Run(ctx context.Context, out io.Writer, logTo io.Writer) error {
 	defer func() {
 		cancel()
 		for _, n := range nodes {
-			<-n.stopped
+			if n.wait != nil {
+				n.wait()
+			}
 		}
 	}()
 
@@ -133,20 +135,12 @@ func orCentral(s string) string {
 }
 
 func (n *node) start(ctx context.Context, log *slog.Logger) error {
-	ready := make(chan struct{})
-	n.stopped = make(chan error, 1)
 	hwid := fmt.Sprintf("demo-box-%s", n.Name)
-	go func() {
-		n.stopped <- daemon.Run(ctx, daemon.Options{PrefsPath: n.Prefs, Log: log.With("node", n.Name),
-			HardwareID: func() (string, error) { return hwid, nil }, Ready: func() { close(ready) }})
-	}()
-	select {
-	case <-ready:
-	case err := <-n.stopped:
-		n.stopped <- err
-		return fmt.Errorf("%s did not start: %w", n.Name, err)
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s did not start within 30s", n.Name)
+	wait, err := daemon.Start(ctx, daemon.Options{PrefsPath: n.Prefs, Log: log.With("node", n.Name),
+		HardwareID: func() (string, error) { return hwid, nil }}, 30*time.Second)
+	n.wait = wait
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	n.client = control.NewClient(n.Socket)
 	return nil
