@@ -128,6 +128,10 @@ func NewWatcher(path string, debounce time.Duration, log *slog.Logger) (*Watcher
 // closed.
 func (w *Watcher) Changes() <-chan struct{} { return w.changes }
 
+// Close releases a watch that Run will not be called for (Run releases its
+// own when ctx ends).
+func (w *Watcher) Close() error { return w.fsw.Close() }
+
 // Run delivers changes until ctx is done, then releases the watch and returns
 // nil. It returns an error only if fsnotify stops on its own. Call it once.
 func (w *Watcher) Run(ctx context.Context) error {

@@ -386,3 +386,19 @@ func TestNewWatcher_refusesEmptyPath(t *testing.T) {
 		t.Error("NewWatcher(\"\") succeeded")
 	}
 }
+
+// TestWatcher_Close protects a watch that is never run: Close releases it.
+func TestWatcher_Close(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "prefs.toml")
+	os.WriteFile(p, []byte("x"), 0o644)
+	w, err := NewWatcher(p, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := w.fsw.Add(filepath.Dir(p)); err == nil { // fsnotify refuses a closed watcher
+		t.Error("the watch still takes directories after Close")
+	}
+}

@@ -114,7 +114,7 @@ func Start(ctx context.Context, opts Options, timeout time.Duration) (wait func(
 	}
 }
 
-func open(opts Options) (*Agent, error) {
+func open(opts Options) (_ *Agent, err error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -122,7 +122,11 @@ func open(opts Options) (*Agent, error) {
 		opts.HardwareID = defaultHardwareID()
 	}
 	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), clock: adapt.SystemClock{}}
-	var err error
+	defer func() {
+		if err != nil && a.watcher != nil {
+			a.watcher.Close() // serve never ran to release it
+		}
+	}()
 	// Watch before the first read, so an edit in between is not lost.
 	if a.watcher, err = ops.NewWatcher(opts.PrefsPath, ops.DefaultDebounce, opts.Log); err != nil {
 		opts.Log.Warn("cannot watch the prefs file; reload with SIGHUP or `syncagent prefs reload`", "err", err)
