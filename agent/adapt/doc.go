@@ -6,7 +6,9 @@
 // and the server's size limit (HTTP 413). From these it plans the request
 // size, in bytes and in records, that maximises expected goodput: a request
 // of b bytes takes T(b) = RTT + b/throughput, survives with probability
-// exp(-hazard·T(b)), and a failure wastes T(b) (the deadline, if it hung).
+// exp(-hazard·T(b)), and a failure wastes T(b) (its timeout, if it hung).
+// Timeout gives each request a deadline of a few times T(b), so a request
+// the link swallowed costs seconds, not the whole configured deadline.
 // It never plans a request expected to take more than half the deadline, nor
 // one beyond Config.MaxBytes, Config.MaxRecords or a size the server refused.
 // It grows after clean full-size successes, cuts after failures, and honours
@@ -17,7 +19,7 @@
 //	records, bytes := sizer.Limit()
 //	batch := next records of the outbox, at most records and about bytes
 //	      (always at least one record)
-//	err := send(ctx with the deadline, batch)
+//	err := send(ctx with sizer.Timeout(bytes of batch), batch)
 //	sizer.Observe(Observation{Records: len(batch), Bytes: sent+received,
 //	      Elapsed: took, Outcome: OK/Failed/TooLarge/TimedOut,
 //	      Full: the record or the byte bound stopped the batch})

@@ -8,7 +8,7 @@ import "math"
 // RTT and throughput come from linkFit, a least-squares line through recent
 // successful requests. Failures are a hazard per second of exposure (time
 // spent in requests): a request survives with probability exp(-h·T(b)). A
-// reset wastes T(b); a request that hangs wastes the whole deadline.
+// reset wastes T(b); a request that hangs wastes its timeout (Sizer.Timeout).
 
 const (
 	// fitDecay weights the previous successful requests in linkFit: the
@@ -208,9 +208,9 @@ func (s *bandSurvival) survival(b float64) float64 {
 // when set, the size bands.
 type planner struct {
 	fit           *linkFit
-	bands         *bandSurvival // nil: the model alone
-	resets, hangs float64       // per second of exposure
-	deadline      float64       // seconds: what a hang costs
+	bands         *bandSurvival           // nil: the model alone
+	resets, hangs float64                 // per second of exposure
+	timeout       func(b float64) float64 // seconds a hung b-byte request costs
 }
 
 // modelSurvival is the hazard model's chance that a b-byte request survives.
@@ -220,7 +220,7 @@ func (p planner) modelSurvival(b float64) float64 {
 
 // goodput is the expected useful bytes per second when sending b-byte
 // requests until they succeed. A reset wastes the request's time, a hang
-// the deadline.
+// its timeout.
 func (p planner) goodput(b float64) float64 {
 	t := p.fit.seconds(b)
 	if t <= 0 {
@@ -231,18 +231,18 @@ func (p planner) goodput(b float64) float64 {
 		survive = p.bands.survival(b)
 	}
 	hang := 1 - math.Exp(-p.hangs*t)
-	cost := hang*max(p.deadline, t) + (1-hang)*t
+	cost := hang*max(p.timeout(b), t) + (1-hang)*t
 	return b * survive / cost
 }
 
 // bestBytes returns the request size in [lo, hi] that maximises goodput.
 // With no failures goodput only grows with size, so that is hi.
-func bestBytes(f *linkFit, h *hazard, z *sizeStats, deadline, lo, hi float64) float64 {
+func bestBytes(f *linkFit, h *hazard, z *sizeStats, timeout func(b float64) float64, lo, hi float64) float64 {
 	resets, hangs := h.rates()
 	if resets+hangs == 0 || hi <= lo {
 		return hi
 	}
-	model := planner{fit: f, resets: resets, hangs: hangs, deadline: deadline}
+	model := planner{fit: f, resets: resets, hangs: hangs, timeout: timeout}
 	p := model
 	p.bands = z.fit(model.modelSurvival)
 	// Candidates: a log grid, the top of every band (survival steps down

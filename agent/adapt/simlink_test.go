@@ -90,7 +90,7 @@ func drain(link simLink, s *Sizer, clock *FakeClock, records, recordBytes int, s
 	for records > 0 && res.requests < maxRequests {
 		n, full := batchOf()
 		b := n*recordBytes + simRequestOverhead
-		outcome, took := link.request(rng, b, s.cfg.Deadline)
+		outcome, took := link.request(rng, b, s.Timeout(b))
 		clock.Advance(took)
 		res.requests++
 		res.maxBytes = max(res.maxBytes, b)

@@ -69,7 +69,8 @@ type Config struct {
 	MaxRecords int // auto never goes above this
 	MaxBytes   int // byte cap of any request
 	// Deadline of each request; shorter than the watchdog interval. Auto
-	// never plans a request expected to take more than half of it.
+	// never plans a request expected to take more than half of it. Once the
+	// link is known, Timeout gives a request a shorter one.
 	Deadline time.Duration
 }
 
@@ -93,6 +94,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// initialBytes is the first auto budget, before anything is known.
+func (c Config) initialBytes() float64 {
+	return max(1, min(float64(c.MaxBytes), slowestLink*c.Deadline.Seconds()/2))
+}
+
 // Estimate is what the sizer believes about the link, and its next limit.
 type Estimate struct {
 	RTT            time.Duration // fixed cost of a request (0: not measured yet)
@@ -106,7 +112,12 @@ type Estimate struct {
 const SetAsideAfter = 3
 
 const (
-	initialBytes       = 64 << 10 // first auto budget, before anything is known
+	// slowestLink is the throughput, bytes/s, of the slowest link the agent
+	// is designed for (2G). Before anything is known, the first auto batch
+	// is what it carries in half the deadline, uncompressed: 125 kB with
+	// the default 25 s, which a faster link then grows from.
+	slowestLink = 10e3
+	maxGrowth          = 4        // most a clean full batch multiplies the budget by
 	assumedRecordBytes = 512      // bytes per record until one is measured (a v5 row is a few hundred bytes of JSON)
 	perRecordSmoothing = 0.25     // weight of the newest bytes-per-record sample
 	ceilingLifetime    = 24 * time.Hour
@@ -156,10 +167,11 @@ type failureRun struct {
 	hung  []bool // and whether each hung
 }
 
-// NewSizer returns a Sizer that starts small (64 KiB) in auto mode.
+// NewSizer returns a Sizer that starts, in auto mode, at what the slowest
+// link carries in half the deadline (125 kB with the default deadline).
 func NewSizer(cfg Config, clock Clock) *Sizer {
 	cfg = cfg.withDefaults()
-	return &Sizer{cfg: cfg, clock: clock, budget: min(initialBytes, float64(cfg.MaxBytes))}
+	return &Sizer{cfg: cfg, clock: clock, budget: cfg.initialBytes()}
 }
 
 // Limit returns the next batch's bounds: at most records records and about
@@ -169,6 +181,30 @@ func (s *Sizer) Limit() (records, bytes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.limitLocked()
+}
+
+// LimitFor is Limit for a queue known to hold queued records. When they are
+// at most a quarter more than Limit allows, in records and in bytes at the
+// bytes per record seen, an auto sizer takes them all: the runt batch left
+// over would cost a whole round trip for little. Never while re-slicing
+// after a failure, never beyond MaxRecords, MaxBytes or a 413 ceiling, and
+// a fixed size is honoured as it is.
+func (s *Sizer) LimitFor(queued int) (records, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	records, bytes = s.limitLocked()
+	if s.cfg.Fixed > 0 || s.reslice > 0 || queued <= records || queued*4 > records*5 || queued > s.cfg.MaxRecords {
+		return records, bytes
+	}
+	b := float64(bytes) * float64(queued) / float64(records)
+	hi := float64(s.cfg.MaxBytes)
+	if c := s.ceilingLocked(); c > 0 {
+		hi = min(hi, c)
+	}
+	if b > hi {
+		return records, bytes
+	}
+	return queued, int(b)
 }
 
 func (s *Sizer) limitLocked() (records, bytes int) {
@@ -226,7 +262,35 @@ func (s *Sizer) targetLocked() float64 {
 	if !s.fit.Seen {
 		return hi
 	}
-	return bestBytes(&s.fit, &s.hz, &s.sizes, s.cfg.Deadline.Seconds(), lo, hi)
+	return bestBytes(&s.fit, &s.hz, &s.sizes, s.timeoutSeconds, lo, hi)
+}
+
+// Timeout is the deadline for a request of about bytes bytes: TimeoutFactor
+// times what the link has shown such a request takes, at least MinTimeout,
+// at most Config.Deadline (the whole Deadline while the link is unknown).
+// A request the link swallowed is given up after seconds instead of the
+// whole deadline, like TCP's retransmission timeout; the planning bound
+// (half the Deadline) leaves room for the factor.
+func (s *Sizer) Timeout(bytes int) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Duration(s.timeoutSeconds(float64(bytes)) * float64(time.Second))
+}
+
+// Per-request deadlines once the link is known.
+const (
+	TimeoutFactor = 4
+	// MinTimeout leaves room for the server: a batch's commit waits for
+	// its disk, which a fast link does not make faster.
+	MinTimeout = 5 * time.Second
+)
+
+func (s *Sizer) timeoutSeconds(b float64) float64 {
+	d := s.cfg.Deadline.Seconds()
+	if !s.fit.Seen {
+		return d
+	}
+	return min(d, max(MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b)))
 }
 
 // Observe learns from one request. After a failure the next Limit is
@@ -246,8 +310,8 @@ func (s *Sizer) Observe(o Observation) {
 	limitRecords, _ := s.limitLocked() // what this batch was sliced at
 	b := float64(max(0, o.Bytes))
 	sec := max(0, o.Elapsed.Seconds())
-	if o.Outcome == TimedOut {
-		sec = max(sec, s.cfg.Deadline.Seconds())
+	if o.Outcome == TimedOut && sec == 0 {
+		sec = s.timeoutSeconds(b)
 	}
 	if o.Records > 0 && b > 0 && (o.Outcome == OK || s.perRecord == 0) {
 		sample := b / float64(o.Records)
@@ -343,18 +407,51 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full, recordBound bool) {
 	target := s.targetLocked()
 	switch {
 	case full && s.budget < target:
-		factor := 2.0
-		if s.hz.Resets+s.hz.Hangs > 0 {
-			factor = max(1, min(2, math.Sqrt(target/s.budget)))
-		}
 		base := s.budget
 		if recordBound {
 			base = b
 		}
-		s.budget = max(s.budget, min(target, base*factor))
+		grown := base * 2
+		if s.hz.Resets+s.hz.Hangs > 0 {
+			grown = base * max(1, min(2, math.Sqrt(target/s.budget)))
+		} else if s.fit.Seen && s.fit.PerByte > 0 {
+			// A clean link: double the time a request is exposed, not its
+			// bytes (failures strike per second of exposure), so a link
+			// where the round trip dominates grows faster; at most ×4 on
+			// what a fit of few requests says.
+			grown = min(base*maxGrowth, max(grown, (2*s.fit.seconds(base)-s.fit.RTT)/s.fit.PerByte))
+		}
+		s.budget = max(s.budget, min(target, grown))
 	case s.budget > target:
 		s.budget = max(target, s.budget/2)
 	}
+}
+
+// StartFrom lets an auto sizer that has not carried a batch yet start where
+// o, the other direction over the same link, has grown to: o's budget when
+// it is larger, within this sizer's bounds, and o's bytes per record if this
+// one has none. Without it a cycle's pull would ramp up from its first budget again
+// right after the push had shown larger requests work. Only growth carries
+// over: what o learned of failures or of its deadline is about its own
+// direction. A sizer that has carried a batch, seen a failure or a 413 of
+// its own, or a fixed one, is left alone.
+func (s *Sizer) StartFrom(o *Sizer) {
+	if s == o {
+		return
+	}
+	o.mu.Lock()
+	budget, perRecord, oFixed := o.budget, o.perRecord, o.cfg.Fixed > 0
+	o.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	learned := s.maxOK >= smallRequestBytes || s.allHz.Resets+s.allHz.Hangs > 0 || s.ceiling > 0
+	if s.cfg.Fixed > 0 || oFixed || learned {
+		return
+	}
+	if s.perRecord == 0 {
+		s.perRecord = perRecord // the same tables both ways: a better guess than assumedRecordBytes
+	}
+	s.budget = max(s.budget, s.clampLocked(budget))
 }
 
 // cutLocked re-slices after a failed batch: at most half its records, and

@@ -226,20 +226,65 @@ func TestSizer_ShortBatchDoesNotGrow(t *testing.T) {
 	}
 	// The byte budget neither grows nor shrinks; the record count follows
 	// the measured bytes per record.
-	if _, bytes := s.Limit(); bytes != initialBytes {
-		t.Errorf("budget moved to %d B on clean short batches, want %d", bytes, initialBytes)
+	if _, bytes := s.Limit(); bytes != int(s.cfg.initialBytes()) {
+		t.Errorf("budget moved to %d B on clean short batches, want %v", bytes, s.cfg.initialBytes())
 	}
 }
 
 // Protects the exposure rule for timeouts: a request that hung counts the
-// whole deadline as exposure, whatever elapsed time the caller reports.
-func TestSizer_TimeoutExposureIsDeadline(t *testing.T) {
-	s, _ := newTestSizer(simConfig(0))
-	s.Observe(Observation{Records: 10, Bytes: 5000, Outcome: TimedOut, Full: true})
-	got := s.Estimate().FailuresPerSec
-	want := 1 / (simDeadline.Seconds() + hazardPriorExposure)
-	if math.Abs(got-want) > 1e-9 {
-		t.Errorf("failures/s %v, want %v", got, want)
+// time it was given (the caller's elapsed time, or its timeout when the
+// caller reports none) as exposure.
+func TestSizer_TimeoutExposure(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		elapsed time.Duration
+		want    float64 // seconds of exposure
+	}{
+		{"no elapsed reported: the whole deadline of an unknown link", 0, simDeadline.Seconds()},
+		{"elapsed reported", 7 * time.Second, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newTestSizer(simConfig(0))
+			s.Observe(Observation{Records: 10, Bytes: 5000, Elapsed: tc.elapsed, Outcome: TimedOut, Full: true})
+			got := s.Estimate().FailuresPerSec
+			if want := 1 / (tc.want + hazardPriorExposure); math.Abs(got-want) > 1e-9 {
+				t.Errorf("failures/s %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// Protects the per-request deadline: the whole Deadline while the link is
+// unknown, then TimeoutFactor × the expected time, never under MinTimeout
+// nor over the Deadline.
+func TestSizer_Timeout(t *testing.T) {
+	learn := func(rtt time.Duration, bytesPerSec float64) *Sizer {
+		s, _ := newTestSizer(simConfig(0))
+		for _, b := range []int{2000, 20000, 8000, 40000} {
+			s.Observe(Observation{Records: b / 500, Bytes: b, Elapsed: rtt + time.Duration(float64(b)/bytesPerSec*float64(time.Second)), Outcome: OK})
+		}
+		return s
+	}
+	unknown, _ := newTestSizer(simConfig(0))
+	threeG, twoG := learn(300*time.Millisecond, 100e3), learn(800*time.Millisecond, 10e3)
+	for _, tc := range []struct {
+		name  string
+		s     *Sizer
+		bytes int
+		want  time.Duration
+	}{
+		{"unknown link: the whole deadline", unknown, 10000, simDeadline},
+		{"3g, small request: the floor", threeG, 10000, MinTimeout},
+		{"3g, 1 MB: 4 × (0.3 s + 10 s), capped", threeG, 1000000, simDeadline},
+		{"3g, 300 kB: 4 × 3.3 s", threeG, 300000, 13200 * time.Millisecond},
+		{"2g, 40 kB: 4 × 4.8 s", twoG, 40000, 19200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.s.Timeout(tc.bytes)
+			if d := got - tc.want; d < -50*time.Millisecond || d > 50*time.Millisecond {
+				t.Errorf("Timeout(%d) = %v, want %v", tc.bytes, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -263,7 +308,7 @@ func TestSizer_EstimateRecoversLink(t *testing.T) {
 // Protects the status line's shape.
 func TestSizer_String(t *testing.T) {
 	s, _ := newTestSizer(simConfig(0))
-	if got := s.String(); got != "auto 128 rec/64KiB · no link estimate yet" {
+	if got := s.String(); got != "auto 244 rec/122KiB · no link estimate yet" {
 		t.Errorf("fresh: %q", got)
 	}
 	for _, n := range []int{10, 40, 20, 80, 160, 5, 300} {

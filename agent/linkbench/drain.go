@@ -9,7 +9,8 @@ import (
 // Drainer runs sync cycles until nothing remains, as the daemon would: a
 // cycle that fails (the satellite gives up after a few link failures in a
 // row) is followed, after Pause, by another. A run whose remaining count
-// has not fallen for StallAfter is stopped and reported as stalled.
+// has not fallen for StallAfter is stopped and reported as stalled; one
+// still running after Cutoff is stopped and reported as cut.
 type Drainer struct {
 	// Cycle runs one sync cycle and returns its error.
 	Cycle func(ctx context.Context) error
@@ -21,6 +22,9 @@ type Drainer struct {
 	Pause time.Duration
 	// StallAfter: no progress for this long ends the run as stalled.
 	StallAfter time.Duration
+	// Cutoff, when > 0, stops a run that has taken this long: it is already
+	// too slow to matter, and the benchmark need not wait for it.
+	Cutoff time.Duration
 	// Poll is how often Remaining is checked; 0 means 200ms.
 	Poll time.Duration
 	// Progress, when set, is called every ProgressEvery (and once at the
@@ -35,6 +39,7 @@ type Drained struct {
 	Cycles       int
 	FailedCycles int
 	Stalled      bool
+	Cut          bool // stopped at Cutoff with records left
 	Remaining    int
 	LastErr      error // of the last failed cycle
 }
@@ -50,7 +55,7 @@ func (d Drainer) Run(ctx context.Context) Drained {
 	start := time.Now()
 
 	var mu sync.Mutex
-	stalled := false
+	stalled, cut := false, false
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
@@ -69,9 +74,10 @@ func (d Drainer) Run(ctx context.Context) Drained {
 					lastReport = now
 					d.Progress(best, now.Sub(start))
 				}
-				if now.Sub(lastDrop) >= d.StallAfter {
+				overdue := d.Cutoff > 0 && now.Sub(start) >= d.Cutoff
+				if overdue || now.Sub(lastDrop) >= d.StallAfter {
 					mu.Lock()
-					stalled = true
+					stalled, cut = !overdue, overdue
 					mu.Unlock()
 					cancel()
 					return
@@ -88,7 +94,7 @@ func (d Drainer) Run(ctx context.Context) Drained {
 		out.Cycles++
 		if err := d.Cycle(ctx); err != nil {
 			if ctx.Err() != nil {
-				continue // stalled or stopped: the loop ends above
+				continue // stalled, cut or stopped: the loop ends above
 			}
 			out.FailedCycles++
 			out.LastErr = err
@@ -103,6 +109,7 @@ func (d Drainer) Run(ctx context.Context) Drained {
 	<-watchDone
 	mu.Lock()
 	out.Stalled = stalled && out.Remaining > 0
+	out.Cut = cut && out.Remaining > 0
 	mu.Unlock()
 	if d.Progress != nil {
 		d.Progress(out.Remaining, out.Elapsed)

@@ -80,7 +80,7 @@ const DefaultRecordBytes = 256
 // minutes on two cores: a slow link moves fewer records.
 func Builtin() []Profile {
 	return []Profile{
-		{Name: "lan", Records: 2000, RecordBytes: DefaultRecordBytes, Repeat: 3},
+		{Name: "lan", Records: 10000, RecordBytes: DefaultRecordBytes, Repeat: 5},
 		{Name: "3g", Latency: 300 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 100, Records: 300, RecordBytes: DefaultRecordBytes, Repeat: 1},
 		{Name: "2g", Latency: 800 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 10, Records: 100, RecordBytes: DefaultRecordBytes, Repeat: 1},
 		{Name: "flaky", Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 50, ResetAfter: 16 << 10,

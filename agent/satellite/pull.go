@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"syncagent/agent/syncapi"
 	"syncagent/queue"
 )
 
@@ -13,6 +14,7 @@ func (s *Satellite) pullAll(ctx context.Context, res *Result) error {
 	if err := s.initialise(ctx); err != nil {
 		return err
 	}
+	s.pull.StartFrom(s.push)
 	if err := s.pullCentral(ctx, res); err != nil {
 		return err
 	}
@@ -45,8 +47,10 @@ func (s *Satellite) pullCentral(ctx context.Context, res *Result) error {
 	}
 	failures := 0
 	for round := 0; round < maxRounds; round++ {
-		limit, _ := s.pull.Limit()
-		page, err := s.client.CentralRecords(ctx, cursor, limit)
+		limit, bytes := s.pull.Limit()
+		page, err := within(ctx, s.pull, bytes, func(ctx context.Context) (syncapi.CentralRecords, error) {
+			return s.client.CentralRecords(ctx, cursor, limit)
+		})
 		s.observe(s.pull, len(page.Data), len(page.Data) >= limit, err)
 		if err != nil {
 			if failures++; linkFailure(ctx, err) && failures < maxConsecutiveFailures {
@@ -85,10 +89,12 @@ func (s *Satellite) pullCentral(ctx context.Context, res *Result) error {
 }
 
 func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
-	failures := 0
+	failures, queued := 0, 0 // queued: records left on the primary, as its last page said (0 unknown)
 	for round := 0; round < maxRounds; round++ {
-		limit, _ := s.pull.Limit()
-		page, err := s.client.QueuedRecords(ctx, limit)
+		limit, bytes := s.pull.LimitFor(queued)
+		page, err := within(ctx, s.pull, bytes, func(ctx context.Context) (syncapi.QueuedRecords, error) {
+			return s.client.QueuedRecords(ctx, limit)
+		})
 		s.observe(s.pull, len(page.Data), len(page.Data) >= limit, err)
 		if err != nil {
 			if failures++; linkFailure(ctx, err) && failures < maxConsecutiveFailures {
@@ -119,6 +125,7 @@ func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
 		if page.QueueLength <= len(page.Data) {
 			return nil
 		}
+		queued = page.QueueLength - len(page.Data)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func (s *Satellite) pushAll(ctx context.Context, res *Result) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		maxRecords, maxBytes := s.push.Limit()
+		maxRecords, maxBytes := s.push.LimitFor(s.store.OutboxLen())
 		batch, err := s.store.Outbox(maxRecords, maxBytes)
 		if err != nil {
 			return fmt.Errorf("cannot read the outbox: %w", err)
@@ -35,7 +35,9 @@ func (s *Satellite) pushAll(ctx context.Context, res *Result) error {
 			push.Data[i] = syncapi.FromRecord(e.SyncOutID, e.Record)
 			size += e.Size
 		}
-		resp, err := s.client.Push(ctx, push)
+		resp, err := within(ctx, s.push, size, func(ctx context.Context) (syncapi.PushResponse, error) {
+			return s.client.Push(ctx, push)
+		})
 		// A batch is full when either bound stopped it: only full batches
 		// tell the sizer that a larger one might have worked.
 		s.observe(s.push, len(batch), len(batch) >= maxRecords || size >= maxBytes*9/10, err)

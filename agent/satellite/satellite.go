@@ -180,6 +180,15 @@ func (s *Satellite) Status() Status {
 	return st
 }
 
+// within runs call under the deadline z gives a request of about bytes:
+// a request the link swallowed is given up after a few times what such a
+// request takes, not the client's whole deadline.
+func within[T any](ctx context.Context, z *adapt.Sizer, bytes int, call func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, z.Timeout(bytes))
+	defer cancel()
+	return call(ctx)
+}
+
 // observe feeds a sizer with what the last call showed about the link.
 // Refusals by the primary say nothing about the link and are not fed.
 func (s *Satellite) observe(z *adapt.Sizer, records int, full bool, err error) {

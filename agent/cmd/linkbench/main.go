@@ -78,9 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		sizes       = fs.String("sizes", "auto,10,50,200,1000,5000", "request sizes to compare: auto and numbers of records")
 		o           options
 	)
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline of each request (the sizer plans requests within half of it)")
+	fs.DurationVar(&o.timeout, "timeout", syncapi.DefaultTimeout, "deadline of each request, the daemon's (once the link is known a request gets a few times its expected time, at least 5s, within this; the sizer plans requests within half of it)")
 	fs.DurationVar(&o.pause, "pause", 500*time.Millisecond, "pause after a failed cycle before the next (the daemon's first backoff averages this)")
-	fs.DurationVar(&o.stall, "stall", 30*time.Second, "a run that drains nothing for this long is stopped and reported as stalled")
+	fs.DurationVar(&o.stall, "stall", 60*time.Second, "a run that drains nothing for this long is stopped and reported as stalled")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the data and of the link's random resets and hangs (toxiproxy's jitter has its own)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the state directories")
 	fs.BoolVar(&o.warm, "warm", true, "after auto's drain, drain a second round in the same state: auto (warm), for information, not in auto/best")
@@ -157,15 +157,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var runs []linkbench.Run
 	for _, p := range o.profiles {
 		fmt.Fprintf(stderr, "linkbench: %s\n", p.Describe())
+		var fastest time.Duration // of the finished runs of this profile so far
 		for _, size := range o.sizes {
+			var cutoff time.Duration
+			// The flaky baseline runs to the end: the target is that it does
+			// not stall.
+			if fastest > 0 && (p.Name != linkbench.FlakyProfile || size != linkbench.FlakyBaseline) {
+				cutoff = linkbench.CutoffFactor * fastest
+			}
 			var cold, warm []linkbench.Run
 			for range p.Repeat {
-				rs, err := runSize(ctx, o, p, size, base, log, stderr)
+				rs, err := runSize(ctx, o, p, size, base, cutoff, log, stderr)
 				if err != nil {
 					fmt.Fprintf(stderr, "linkbench: %s size %s: %v\n", p.Name, linkbench.SizeName(size), err)
 					return 1
 				}
 				for _, r := range rs {
+					if r.Finished() && (fastest == 0 || r.Elapsed < fastest) {
+						fastest = r.Elapsed
+					}
 					if r.Warm {
 						warm = append(warm, r)
 					} else {
@@ -187,7 +197,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runSize drains one profile at one request size in a fresh world. With
 // --warm, auto drains a second round in the same world: its sizers start
 // from what the first round taught them.
-func runSize(ctx context.Context, o options, p linkbench.Profile, size int, base string, log *slog.Logger, stderr io.Writer) ([]linkbench.Run, error) {
+func runSize(ctx context.Context, o options, p linkbench.Profile, size int, base string, cutoff time.Duration, log *slog.Logger, stderr io.Writer) ([]linkbench.Run, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -219,7 +229,7 @@ func runSize(ctx context.Context, o options, p linkbench.Profile, size int, base
 		if round > 0 {
 			label = fmt.Sprintf("%s size auto (warm)", p.Name)
 		}
-		r, err := drain(ctx, o, w, p, round, label, stderr)
+		r, err := drain(ctx, o, w, p, round, label, cutoff, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +243,7 @@ func runSize(ctx context.Context, o options, p linkbench.Profile, size int, base
 }
 
 // drain fills the world with one round of records and times their drain.
-func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round int, label string, stderr io.Writer) (linkbench.Run, error) {
+func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round int, label string, cutoff time.Duration, stderr io.Writer) (linkbench.Run, error) {
 	if err := w.fill(p.Records, p.RecordBytes, profileSeed(o.seed, p.Name), round); err != nil {
 		return linkbench.Run{}, err
 	}
@@ -263,6 +273,7 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 		Remaining:  w.remaining,
 		Pause:      o.pause,
 		StallAfter: o.stall,
+		Cutoff:     cutoff,
 		Progress: func(left int, elapsed time.Duration) {
 			fmt.Fprintf(stderr, "linkbench: %-24s %5d/%d left  %4d requests  %3d failed  %5.1fs\n",
 				label, left, total, w.stats.requests.Load(), w.stats.failed.Load(), elapsed.Seconds())
@@ -276,11 +287,14 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 	if res.Stalled {
 		fmt.Fprintf(stderr, "linkbench: %s stalled: nothing drained for %s; last error: %v\n", label, o.stall, res.LastErr)
 	}
+	if res.Cut {
+		fmt.Fprintf(stderr, "linkbench: %s cut at %s (%d× the fastest run so far), %d left\n", label, cutoff, linkbench.CutoffFactor, res.Remaining)
+	}
 	return linkbench.Run{
 		Profile: p.Name, Elapsed: res.Elapsed,
 		Requests: int(w.stats.requests.Load()), WireBytes: w.link.state.delivered.Load(),
 		FailedRequests: int(w.stats.failed.Load()), Hung: int(w.stats.hung.Load()),
-		FailedCycles: res.FailedCycles, SetAside: setAside, Stalled: res.Stalled, Remaining: res.Remaining,
+		FailedCycles: res.FailedCycles, SetAside: setAside, Stalled: res.Stalled, Cut: res.Cut, Remaining: res.Remaining,
 	}, nil
 }
 
