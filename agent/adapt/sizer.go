@@ -116,10 +116,10 @@ const (
 	// is designed for (2G). Before anything is known, the first auto batch
 	// is what it carries in half the deadline, uncompressed: 125 kB with
 	// the default 25 s, which a faster link then grows from.
-	slowestLink = 10e3
-	maxGrowth          = 4        // most a clean full batch multiplies the budget by
-	assumedRecordBytes = 512      // bytes per record until one is measured (a v5 row is a few hundred bytes of JSON)
-	perRecordSmoothing = 0.25     // weight of the newest bytes-per-record sample
+	slowestLink        = 10e3
+	maxGrowth          = 4    // most a clean full batch multiplies the budget by
+	assumedRecordBytes = 512  // bytes per record until one is measured (a v5 row is a few hundred bytes of JSON)
+	perRecordSmoothing = 0.25 // weight of the newest bytes-per-record sample
 	ceilingLifetime    = 24 * time.Hour
 	// outageRun: beyond this many failures in a row, more failures say the
 	// link is down, not how large a request may be: they still re-slice,
