@@ -427,14 +427,13 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full, recordBound bool) {
 	}
 }
 
-// StartFrom lets an auto sizer that has not carried a batch yet start where
-// o, the other direction over the same link, has grown to: o's budget when
-// it is larger, within this sizer's bounds, and o's bytes per record if this
-// one has none. Without it a cycle's pull would ramp up from its first budget again
-// right after the push had shown larger requests work. Only growth carries
-// over: what o learned of failures or of its deadline is about its own
-// direction. A sizer that has carried a batch, seen a failure or a 413 of
-// its own, or a fixed one, is left alone.
+// StartFrom starts an auto sizer that has not carried a batch yet where o,
+// the other direction over the same link, has got to: o's budget, within
+// this sizer's bounds, and o's bytes per record if this one has none.
+// Without it a cycle's pull would start from scratch right after the push
+// had learned the link: ramp up again on a good one, fail its way down
+// again on a bad one. A sizer that has carried a batch, seen a failure or a
+// 413 of its own, or a fixed one, is left alone.
 func (s *Sizer) StartFrom(o *Sizer) {
 	if s == o {
 		return
@@ -451,7 +450,7 @@ func (s *Sizer) StartFrom(o *Sizer) {
 	if s.perRecord == 0 {
 		s.perRecord = perRecord // the same tables both ways: a better guess than assumedRecordBytes
 	}
-	s.budget = max(s.budget, s.clampLocked(budget))
+	s.budget = s.clampLocked(budget)
 }
 
 // cutLocked re-slices after a failed batch: at most half its records, and

@@ -84,7 +84,7 @@ func Builtin() []Profile {
 		{Name: "3g", Latency: 300 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 100, Records: 300, RecordBytes: DefaultRecordBytes, Repeat: 1},
 		{Name: "2g", Latency: 800 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 10, Records: 100, RecordBytes: DefaultRecordBytes, Repeat: 1},
 		{Name: "flaky", Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 50, ResetAfter: 16 << 10,
-			TimeoutProb: 0.05, Records: 150, RecordBytes: DefaultRecordBytes, Repeat: 1},
+			TimeoutProb: 0.05, Records: 300, RecordBytes: DefaultRecordBytes, Repeat: 1},
 	}
 }
 

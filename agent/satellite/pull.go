@@ -119,7 +119,7 @@ func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
 		}
 		// Acknowledge only what is durable; a lost acknowledgement means the
 		// records come again, and applying them again changes nothing.
-		if err := s.client.Acknowledge(ctx, ids); err != nil {
+		if err := s.acknowledge(ctx, ids); err != nil {
 			return fmt.Errorf("acknowledge: %w", err)
 		}
 		if page.QueueLength <= len(page.Data) {
@@ -128,6 +128,25 @@ func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
 		queued = page.QueueLength - len(page.Data)
 	}
 	return nil
+}
+
+// acknowledge tells the primary that ids are applied, retrying a link
+// failure at once: a small request, and a page pulled again would cost more.
+func (s *Satellite) acknowledge(ctx context.Context, ids []string) error {
+	bytes := 0
+	for _, id := range ids {
+		bytes += len(id) + 3 // "id",
+	}
+	var err error
+	for range maxConsecutiveFailures {
+		_, err = within(ctx, s.pull, bytes, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.client.Acknowledge(ctx, ids)
+		})
+		if !linkFailure(ctx, err) {
+			return err
+		}
+	}
+	return err
 }
 
 func (s *Satellite) convert(conv func() (queue.Record, error), res *Result) (queue.Record, bool) {
