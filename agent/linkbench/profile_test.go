@@ -1,6 +1,7 @@
 package linkbench
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -129,12 +130,13 @@ func TestParseSizes(t *testing.T) {
 func TestProfile_describe(t *testing.T) {
 	p := Builtin()[3]
 	got := p.Describe()
-	for _, want := range []string{"flaky:", "rtt +200ms ±50ms", "50 kB/s each way", "reset after ~16 KiB", "5% of requests hang", "150 records × 256 B"} {
+	for _, want := range []string{"flaky:", "rtt +200ms ±50ms", "50 kB/s each way", "reset after ~16 KiB", "5% of requests hang", fmt.Sprintf("%d records × 256 B", p.Records)} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Describe() = %q, lacks %q", got, want)
 		}
 	}
-	if got := Builtin()[0].Describe(); !strings.Contains(got, "no impairment") || !strings.Contains(got, "median of 3") {
+	lan := Builtin()[0]
+	if got := lan.Describe(); !strings.Contains(got, "no impairment") || !strings.Contains(got, fmt.Sprintf("median of %d", lan.Repeat)) {
 		t.Errorf("lan: Describe() = %q", got)
 	}
 }
