@@ -498,3 +498,125 @@ func TestSizer_fixedResliceNeedsFullSuccess(t *testing.T) {
 		t.Errorf("after a full 500: limit %d, want the fixed 1000 back", r)
 	}
 }
+
+// Protects the runt rule: a queue at most a quarter over the limit goes in
+// one batch; not a larger one, not while re-slicing, not past MaxRecords or
+// a 413 ceiling, and never for a fixed size.
+func TestSizer_LimitFor(t *testing.T) {
+	fresh := func(cfg Config) *Sizer { s, _ := newTestSizer(cfg); return s }
+	auto := fresh(simConfig(0))
+	recs, bytes := auto.Limit()
+	resliced := fresh(simConfig(0))
+	resliced.Observe(Observation{Records: recs, Bytes: bytes, Elapsed: time.Second, Outcome: Failed, Full: true})
+	rRecs, _ := resliced.Limit()
+	ceiling := fresh(simConfig(0))
+	ceiling.Observe(Observation{Records: 2 * recs, Bytes: 2 * bytes, Elapsed: time.Second, Outcome: TooLarge, Full: true})
+	cRecs, cBytes := ceiling.Limit()
+	small := fresh(Config{MaxRecords: recs, Deadline: simDeadline})
+	for _, tc := range []struct {
+		name                 string
+		s                    *Sizer
+		queued               int
+		wantRecs, wantBytesX int // wantBytesX: bytes × 100 / the limit's bytes
+	}{
+		{"unknown queue", auto, 0, recs, 100},
+		{"queue under the limit", auto, recs / 2, recs, 100},
+		{"a quarter over: all of it", auto, recs * 5 / 4, recs * 5 / 4, 125},
+		{"more than a quarter over", auto, recs*5/4 + 1, recs, 100},
+		{"re-slicing after a failure", resliced, rRecs + 1, rRecs, 100},
+		{"past MaxRecords", small, recs + 1, recs, 100},
+		{"fixed size honoured", fresh(simConfig(1000)), 1100, 1000, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, limitBytes := tc.s.Limit()
+			gotRecs, gotBytes := tc.s.LimitFor(tc.queued)
+			if gotRecs != tc.wantRecs || gotBytes*100/limitBytes != tc.wantBytesX {
+				t.Errorf("LimitFor(%d) = %d rec/%d B, want %d rec and %d%% of %d B", tc.queued, gotRecs, gotBytes, tc.wantRecs, tc.wantBytesX, limitBytes)
+			}
+		})
+	}
+	if r, b := ceiling.LimitFor(cRecs + 1); b > cBytes*5/4 || r > cRecs+1 {
+		t.Errorf("under a 413 ceiling of %d B: LimitFor = %d rec/%d B", cBytes, r, b)
+	}
+	if _, b := ceiling.LimitFor(cRecs + 1); float64(b) > ceiling.ceiling {
+		t.Errorf("LimitFor planned %d B over the %v B ceiling", b, ceiling.ceiling)
+	}
+}
+
+// Protects the hand-over between directions: a pull sizer that has carried
+// nothing starts at the push sizer's budget and bytes per record, up or
+// down; one that has learned on its own, or a fixed one, is left alone.
+func TestSizer_StartFrom(t *testing.T) {
+	grown, _ := newTestSizer(simConfig(0))
+	for range 3 { // a clean fast link: the push grows
+		recs, _ := grown.Limit()
+		grown.Observe(Observation{Records: recs, Bytes: recs * 300, Elapsed: 300 * time.Millisecond, Outcome: OK, Full: true})
+	}
+	shrunk, _ := newTestSizer(simConfig(0))
+	recs, bytes := shrunk.Limit()
+	shrunk.Observe(Observation{Records: recs, Bytes: bytes, Elapsed: time.Second, Outcome: Failed, Full: true})
+
+	for _, tc := range []struct {
+		name    string
+		from    *Sizer
+		prepare func(s *Sizer)
+		cfg     Config
+		adopt   bool
+	}{
+		{"fresh pull after a grown push", grown, func(*Sizer) {}, simConfig(0), true},
+		{"fresh pull after a failing push", shrunk, func(*Sizer) {}, simConfig(0), true},
+		{"pull that saw only an empty page", grown, func(s *Sizer) {
+			s.Observe(Observation{Bytes: 300, Elapsed: 300 * time.Millisecond, Outcome: OK})
+		}, simConfig(0), true},
+		{"pull that carried a batch", grown, func(s *Sizer) { ok(s, 40, 400*time.Millisecond, false) }, simConfig(0), false},
+		{"pull that failed", grown, func(s *Sizer) {
+			s.Observe(Observation{Elapsed: time.Second, Outcome: Failed})
+		}, simConfig(0), false},
+		{"fixed pull", grown, func(*Sizer) {}, simConfig(200), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newTestSizer(tc.cfg)
+			tc.prepare(s)
+			beforeRecs, beforeBytes := s.Limit()
+			s.StartFrom(tc.from)
+			gotRecs, gotBytes := s.Limit()
+			fromRecs, fromBytes := tc.from.Limit()
+			if tc.adopt && (gotRecs != fromRecs || gotBytes != fromBytes) {
+				t.Errorf("limit %d rec/%d B, want the push's %d rec/%d B", gotRecs, gotBytes, fromRecs, fromBytes)
+			}
+			if !tc.adopt && (gotRecs != beforeRecs || gotBytes != beforeBytes) {
+				t.Errorf("limit moved from %d rec/%d B to %d rec/%d B", beforeRecs, beforeBytes, gotRecs, gotBytes)
+			}
+		})
+	}
+}
+
+// Protects the growth rule on a clean link: a full batch doubles the time a
+// request is exposed, so where the round trip dominates the budget grows up
+// to 4×, and where the transfer dominates about 2×.
+func TestSizer_GrowthDoublesExposure(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		rtt      time.Duration
+		lo, hi   float64 // growth factor of the budget
+		linkRate float64 // bytes/s
+	}{
+		{"round trip dominates", 800 * time.Millisecond, 3.9, 4.01, 1e6},
+		{"transfer dominates", 10 * time.Millisecond, 1.9, 2.2, 100e3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := newTestSizer(simConfig(0))
+			// Teach the split with two small requests of different sizes.
+			for _, b := range []int{1000, 3000} {
+				s.Observe(Observation{Records: 1, Bytes: b, Elapsed: tc.rtt + time.Duration(float64(b)/tc.linkRate*float64(time.Second)), Outcome: OK})
+			}
+			recs, before := s.Limit()
+			b := before // the byte bound stopped the batch
+			s.Observe(Observation{Records: recs - 1, Bytes: b, Elapsed: tc.rtt + time.Duration(float64(b)/tc.linkRate*float64(time.Second)), Outcome: OK, Full: true})
+			_, after := s.Limit()
+			if g := float64(after) / float64(before); g < tc.lo || g > tc.hi {
+				t.Errorf("budget %d → %d B: ×%.2f, want ×%.1f..%.1f", before, after, g, tc.lo, tc.hi)
+			}
+		})
+	}
+}
