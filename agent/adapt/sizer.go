@@ -72,6 +72,9 @@ type Config struct {
 	// never plans a request expected to take more than half of it. Once the
 	// link is known, Timeout gives a request a shorter one.
 	Deadline time.Duration
+	// MinTimeout is the shortest deadline Timeout gives once the link is
+	// known (it leaves room for the server's disk).
+	MinTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -87,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Deadline <= 0 {
 		c.Deadline = DefaultDeadline
+	}
+	if c.MinTimeout <= 0 {
+		c.MinTimeout = DefaultMinTimeout
 	}
 	if c.Fixed > 0 {
 		c.Fixed = min(c.Fixed, c.MaxRecords)
@@ -266,8 +272,8 @@ func (s *Sizer) targetLocked() float64 {
 }
 
 // Timeout is the deadline for a request of about bytes bytes: TimeoutFactor
-// times what the link has shown such a request takes, at least MinTimeout,
-// at most Config.Deadline (the whole Deadline while the link is unknown).
+// times what the link has shown such a request takes, at least
+// Config.MinTimeout, at most Config.Deadline (the whole Deadline while the link is unknown).
 // A request the link swallowed is given up after seconds instead of the
 // whole deadline, like TCP's retransmission timeout; the planning bound
 // (half the Deadline) leaves room for the factor.
@@ -280,9 +286,9 @@ func (s *Sizer) Timeout(bytes int) time.Duration {
 // Per-request deadlines once the link is known.
 const (
 	TimeoutFactor = 4
-	// MinTimeout leaves room for the server: a batch's commit waits for
-	// its disk, which a fast link does not make faster.
-	MinTimeout = 5 * time.Second
+	// DefaultMinTimeout leaves room for the server: a batch's commit waits
+	// for its disk, which a fast link does not make faster.
+	DefaultMinTimeout = 5 * time.Second
 )
 
 func (s *Sizer) timeoutSeconds(b float64) float64 {
@@ -290,7 +296,7 @@ func (s *Sizer) timeoutSeconds(b float64) float64 {
 	if !s.fit.Seen {
 		return d
 	}
-	return min(d, max(MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b)))
+	return min(d, max(s.cfg.MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b)))
 }
 
 // Observe learns from one request. After a failure the next Limit is

@@ -22,7 +22,7 @@ func ok(s *Sizer, n int, t time.Duration, full bool) {
 // deadline) and the cap of a fixed size at MaxRecords.
 func TestConfig_Defaults(t *testing.T) {
 	got := Config{Fixed: 9000}.withDefaults()
-	want := Config{Fixed: DefaultMaxRecords, MinRecords: 1, MaxRecords: DefaultMaxRecords, MaxBytes: DefaultMaxBytes, Deadline: DefaultDeadline}
+	want := Config{Fixed: DefaultMaxRecords, MinRecords: 1, MaxRecords: DefaultMaxRecords, MaxBytes: DefaultMaxBytes, Deadline: DefaultDeadline, MinTimeout: DefaultMinTimeout}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -274,7 +274,7 @@ func TestSizer_Timeout(t *testing.T) {
 		want  time.Duration
 	}{
 		{"unknown link: the whole deadline", unknown, 10000, simDeadline},
-		{"3g, small request: the floor", threeG, 10000, MinTimeout},
+		{"3g, small request: the floor", threeG, 10000, DefaultMinTimeout},
 		{"3g, 1 MB: 4 × (0.3 s + 10 s), capped", threeG, 1000000, simDeadline},
 		{"3g, 300 kB: 4 × 3.3 s", threeG, 300000, 13200 * time.Millisecond},
 		{"2g, 40 kB: 4 × 4.8 s", twoG, 40000, 19200 * time.Millisecond},

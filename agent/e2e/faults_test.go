@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"syncagent/agent/satellite"
 	"syncagent/queue"
 )
 
@@ -183,6 +184,39 @@ func TestFaults_hangingPrimary(t *testing.T) {
 			noneAside(t, a, b)
 		})
 	}
+}
+
+// TestFaults_hungRequestGivenUpEarly protects the per-request deadline:
+// once the satellite has seen that the link answers in milliseconds, a
+// request the link swallows is given up after the floor of a few times
+// that, not after the client's whole deadline; the records arrive once,
+// when the link is back.
+func TestFaults_hungRequestGivenUpEarly(t *testing.T) {
+	const deadline, floor = 20 * time.Second, 200 * time.Millisecond
+	p, px, a, b := faultSetup(t, 0, deadline)
+	a.sat.Configure(satellite.Config{Stores: []string{"s"}, MinTimeout: floor})
+	putN(t, a, "r", "s", 12, 0)
+	syncUntilDrained(t, a, 3) // the sizers learn the link: loopback
+	putN(t, a, "q", "s", 12, 0)
+	addToxic(t, px.Proxy, "hang", "timeout", "downstream", map[string]any{"timeout": 0})
+	start := time.Now()
+	res := a.sat.Cycle(context.Background())
+	took := time.Since(start)
+	if res.Err == nil || !isTimeout(res.Err) {
+		t.Fatalf("cycle over a link that swallows answers: %v, want a timeout", res.Err)
+	}
+	// A few requests, each given up after about the floor.
+	if took > 20*floor {
+		t.Errorf("hung requests held the cycle for %v; the floor is %v, the client's deadline %v", took, floor, deadline)
+	}
+	removeToxic(t, px.Proxy, "hang")
+	syncUntilDrained(t, a, 5)
+	if n := p.central.QueueLen(3); n != 24 {
+		t.Fatalf("site 3 queue = %d, want 24", n)
+	}
+	b.sync(t)
+	holdsExactly(t, b, "q", 12)
+	noneAside(t, a, b)
 }
 
 // TestFaults_slowBodies protects progress on a slow link: request and

@@ -41,6 +41,9 @@ const maxConsecutiveFailures = 4
 type Config struct {
 	Stores      []string
 	RequestSize int // 0: adaptive
+	// MinTimeout is the shortest deadline a request gets once the link is
+	// known; 0: adapt.DefaultMinTimeout.
+	MinTimeout time.Duration
 }
 
 // Satellite runs sync cycles against one primary. Cycle, Push, Pull and
@@ -98,14 +101,14 @@ func (s *Satellite) OnProgress(f func()) { s.progress = f }
 // request size stays adaptive.
 func (s *Satellite) Configure(cfg Config) {
 	old := s.cfg.Swap(&cfg)
-	if old != nil && old.RequestSize == cfg.RequestSize && s.push != nil {
+	if old != nil && old.RequestSize == cfg.RequestSize && old.MinTimeout == cfg.MinTimeout && s.push != nil {
 		return
 	}
 	deadline := s.client.Timeout
 	if deadline <= 0 {
 		deadline = syncapi.DefaultTimeout
 	}
-	sc := adapt.Config{Fixed: cfg.RequestSize, MinRecords: 1, MaxRecords: 5000, MaxBytes: 4 << 20, Deadline: deadline}
+	sc := adapt.Config{Fixed: cfg.RequestSize, MinRecords: 1, MaxRecords: 5000, MaxBytes: 4 << 20, Deadline: deadline, MinTimeout: cfg.MinTimeout}
 	s.push, s.pull = adapt.NewSizer(sc, s.clock), adapt.NewSizer(sc, s.clock)
 	s.restoreSizer(s.push, metaPushSizer)
 	s.restoreSizer(s.pull, metaPullSizer)
