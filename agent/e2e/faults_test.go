@@ -112,17 +112,19 @@ func TestFaults_pullAnswerLost(t *testing.T) {
 }
 
 // TestFaults_acknowledgementLost protects the acknowledgement both ways: an
-// acknowledgement lost before the primary saw it redelivers (applied again,
-// no change); one whose answer is lost after the primary committed it
+// acknowledgement lost before the primary saw it, every time the cycle
+// tries it, redelivers (applied again, no change); one lost once is retried
+// at once; one whose answer is lost after the primary committed it
 // redelivers nothing.
 func TestFaults_acknowledgementLost(t *testing.T) {
+	const tries = 4 // the satellite's maxConsecutiveFailures
 	p, px, a, b := faultSetup(t, 50, 5*time.Second)
 	putN(t, a, "r", "s", 20, 0)
 	a.sync(t)
 
-	before := loseRequest(t, px.Proxy, "POST", "acknowledged_records", 1)
-	if res := b.sat.Cycle(context.Background()); res.Err == nil || before.done.Load() != 1 {
-		t.Fatalf("lost acknowledgement: cycle err %v, %d lost", res.Err, before.done.Load())
+	before := loseRequest(t, px.Proxy, "POST", "acknowledged_records", tries)
+	if res := b.sat.Cycle(context.Background()); res.Err == nil || before.done.Load() != tries {
+		t.Fatalf("lost acknowledgements: cycle err %v, %d lost", res.Err, before.done.Load())
 	}
 	holdsExactly(t, b, "r", 20)
 	if n := p.central.QueueLen(3); n != 20 {
@@ -133,11 +135,22 @@ func TestFaults_acknowledgementLost(t *testing.T) {
 	}
 	holdsExactly(t, b, "r", 20)
 
+	putN(t, a, "o", "s", 10, 0)
+	a.sync(t)
+	once := loseRequest(t, px.Proxy, "POST", "acknowledged_records", 1)
+	if res := b.sat.Cycle(context.Background()); res.Err != nil || once.done.Load() != 1 {
+		t.Fatalf("one lost acknowledgement: cycle err %v, %d lost; want it retried at once", res.Err, once.done.Load())
+	}
+	if n := p.central.QueueLen(3); n != 0 {
+		t.Fatalf("queue = %d after a retried acknowledgement, want 0", n)
+	}
+	holdsExactly(t, b, "o", 10)
+
 	putN(t, a, "q", "s", 10, 0)
 	a.sync(t)
 	after := cutAfterCommit(t, px.Proxy, "POST", "acknowledged_records", 1)
-	if res := b.sat.Cycle(context.Background()); res.Err == nil || after.done.Load() != 1 {
-		t.Fatalf("lost acknowledgement answer: cycle err %v, %d lost", res.Err, after.done.Load())
+	if res := b.sat.Cycle(context.Background()); res.Err != nil || after.done.Load() != 1 {
+		t.Fatalf("lost acknowledgement answer: cycle err %v, %d lost; want it retried at once", res.Err, after.done.Load())
 	}
 	if n := p.central.QueueLen(3); n != 0 {
 		t.Fatalf("queue = %d after a committed acknowledgement, want 0", n)
@@ -228,20 +241,22 @@ func TestFaults_slowBodies(t *testing.T) {
 		t.Skip("slow link: several seconds")
 	}
 	p, px, a, b := faultSetup(t, 0, time.Second)
-	putN(t, a, "r", "s", 40, 600)
-	addToxic(t, px.Proxy, "slow-up", "bandwidth", "upstream", map[string]any{"rate": 8})     // KB/s
-	addToxic(t, px.Proxy, "slow-down", "bandwidth", "downstream", map[string]any{"rate": 8}) // KB/s
+	putN(t, a, "r", "s", 8, 600)
+	// Far slower than the slowest link the first batch is sized for (10 kB/s
+	// in half the deadline), so the first batches time out.
+	addToxic(t, px.Proxy, "slow-up", "bandwidth", "upstream", map[string]any{"rate": 2})     // KB/s
+	addToxic(t, px.Proxy, "slow-down", "bandwidth", "downstream", map[string]any{"rate": 2}) // KB/s
 	syncUntilDrained(t, a, 30)
 	if callTimeouts(a) == 0 {
 		t.Error("no push timed out: the link was not slow enough to test anything")
 	}
-	if n := p.central.QueueLen(3); n != 40 {
-		t.Fatalf("site 3 queue = %d, want 40", n)
+	if n := p.central.QueueLen(3); n != 8 {
+		t.Fatalf("site 3 queue = %d, want 8", n)
 	}
 	for i := 0; i < 30 && p.central.QueueLen(3) > 0; i++ {
 		b.sat.Cycle(context.Background())
 	}
-	holdsExactly(t, b, "r", 40)
+	holdsExactly(t, b, "r", 8)
 	if n := p.central.QueueLen(3); n != 0 {
 		t.Fatalf("site 3 queue = %d on a slow link, want 0", n)
 	}

@@ -227,11 +227,13 @@ func TestSync_lostResponses(t *testing.T) {
 	if n := w.central.QueueLen(3); n != 2 {
 		t.Fatalf("site 3 queue = %d after a lost push response, want 2", n)
 	}
-	lossyAck := dropper(t, w.srv.URL, "POST", "acknowledged_records", 1, false)
+	// Every try of the acknowledgement in the cycle is lost (it is retried
+	// at once, maxConsecutiveFailures = 4 times).
+	lossyAck := dropper(t, w.srv.URL, "POST", "acknowledged_records", 4, false)
 	b.client.BaseURL = lossyAck.URL
 	res := b.sat.Cycle(context.Background())
 	if res.Err == nil {
-		t.Fatal("the acknowledgement was dropped, the cycle should report it")
+		t.Fatal("every acknowledgement was dropped, the cycle should report it")
 	}
 	if got, ok := b.has(t, "stock", "r2"); !ok || got["qty"] != 2.0 {
 		t.Fatalf("records not applied before the acknowledgement: %v", got)
@@ -252,7 +254,9 @@ func TestSync_lostResponses(t *testing.T) {
 	a.put(t, "stock", "r3", "s", map[string]any{"qty": 3})
 	a.sync(t)
 	b.client.BaseURL = dropper(t, w.srv.URL, "POST", "acknowledged_records", 1, true).URL
-	b.sat.Cycle(context.Background())
+	if res := b.sat.Cycle(context.Background()); res.Err != nil {
+		t.Errorf("a lost acknowledgement answer is retried at once; the cycle failed: %v", res.Err)
+	}
 	if got, ok := b.has(t, "stock", "r3"); !ok || got["qty"] != 3.0 || w.central.QueueLen(3) != 0 {
 		t.Errorf("after a lost ack answer: r3 = %v %v, queue %d", got, ok, w.central.QueueLen(3))
 	}
