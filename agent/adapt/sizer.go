@@ -203,11 +203,7 @@ func (s *Sizer) LimitFor(queued int) (records, bytes int) {
 		return records, bytes
 	}
 	b := float64(bytes) * float64(queued) / float64(records)
-	hi := float64(s.cfg.MaxBytes)
-	if c := s.ceilingLocked(); c > 0 {
-		hi = min(hi, c)
-	}
-	if b > hi {
+	if b > s.byteCapLocked() {
 		return records, bytes
 	}
 	return queued, int(b)
@@ -216,10 +212,7 @@ func (s *Sizer) LimitFor(queued int) (records, bytes int) {
 func (s *Sizer) limitLocked() (records, bytes int) {
 	var b float64
 	if s.cfg.Fixed > 0 {
-		records, b = s.cfg.Fixed, float64(s.cfg.MaxBytes)
-		if c := s.ceilingLocked(); c > 0 {
-			b = min(b, c)
-		}
+		records, b = s.cfg.Fixed, s.byteCapLocked()
 		if s.resliceB > 0 {
 			b = min(b, s.resliceB)
 		}
@@ -247,15 +240,21 @@ func (s *Sizer) ceilingLocked() float64 {
 	return s.ceiling
 }
 
+// byteCapLocked is the most any request may carry: MaxBytes, or the 413
+// ceiling in force when lower.
+func (s *Sizer) byteCapLocked() float64 {
+	if c := s.ceilingLocked(); c > 0 {
+		return min(float64(s.cfg.MaxBytes), c)
+	}
+	return float64(s.cfg.MaxBytes)
+}
+
 // boundsLocked returns the smallest and largest byte budget auto may plan:
 // at least MinRecords records, at most MaxBytes, the 413 ceiling, and what
 // the link is expected to carry in half the deadline.
 func (s *Sizer) boundsLocked() (lo, hi float64) {
 	lo = max(1, s.perRecord*float64(s.cfg.MinRecords))
-	hi = float64(s.cfg.MaxBytes)
-	if c := s.ceilingLocked(); c > 0 {
-		hi = min(hi, c)
-	}
+	hi = s.byteCapLocked()
 	if s.fit.Seen && s.fit.PerByte > 0 {
 		hi = min(hi, (s.cfg.Deadline.Seconds()/2-s.fit.RTT)/s.fit.PerByte)
 	}
