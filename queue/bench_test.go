@@ -35,16 +35,16 @@ func BenchmarkLocal_WriteMany100(b *testing.B) {
 }
 
 // BenchmarkCentral_Accept is one pushed batch of 100 records routed to two
-// sites: three commits (intent, apply, delete intent).
+// sites: two commits (intent, apply; the intent is deleted by the next).
 func BenchmarkCentral_Accept(b *testing.B) {
 	c := openCentral(b, tempPath(b, "pri.db"), CentralOptions{})
 	batch := make([]Inbound, 100)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		for j := range batch {
-			batch[j] = inbound(fmt.Sprintf("e-%d-%d", i, j), storeRec("item", fmt.Sprintf("r%d", j), "s1", i), 3, 4)
+			batch[j] = inbound(fmt.Sprintf("e-%d-%d", i, j), storeRec("item", fmt.Sprintf("r%d", j), "s1", i))
 		}
-		if _, err := c.Accept(2, batch); err != nil {
+		if _, err := c.Accept(2, batch, sites); err != nil {
 			b.Fatal(err)
 		}
 		if q, _, _ := c.Queued(3, 100); len(q) > 0 && i%2 == 0 {

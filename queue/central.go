@@ -18,35 +18,51 @@ import (
 // CentralOptions configures the primary's datafile.
 type CentralOptions struct {
 	// QueueMax refuses a push or write that would grow a site's queue past
-	// this many records. 0 means unlimited. Fill ignores it.
+	// this many records. 0 means unlimited. Fill and membership changes
+	// ignore it (a queue holds each record at most once, so it stays
+	// bounded by the number of records).
 	QueueMax int
 	// Logger receives recovery and compaction events; nil discards them.
 	Logger *slog.Logger
 }
 
-// Central is the primary's durable state in one BuntDB file: the central
-// datafile (latest version of every record), the central log (central data
-// by cursor, one entry per record), the per-site queues, the dedup markers
-// of accepted pushes and the site registry. Central is safe for concurrent
-// use.
+// Central is the primary's durable state in one BuntDB file, and the one
+// order of changes of the whole deployment (docs/replication.md):
 //
-// Every change that touches several keys (Accept, Write) first writes one
-// intent key in its own commit, then applies it with deterministic keys,
-// then deletes the intent; an intent found on open is applied again before
-// anything is served, so a power cut never leaves half a push.
+//   - every change the primary accepts gets the next version; a record's
+//     value is its last accepted change, a delete included;
+//   - rec:<table>:<id> holds the current copy with its owner store, the
+//     sites that hold it, its parent (child rows), and per site the last
+//     change accepted from it (duplicate detection bounded by sites ×
+//     records, not by history);
+//   - each site's queue holds at most one entry per record
+//     (q:<site>:<table>:<id>), ordered by the version that queued it, and
+//     delivers the record's current copy: a newer change replaces the entry,
+//     a site's own accepted change removes it, so a queue never carries a
+//     value older than what its site has pushed;
+//   - central data is read by cursor from the central log (clog:<version>),
+//     one entry per record.
+//
+// A change that touches several keys is first written as one intent key,
+// then applied with writes that never go back in version, so an intent
+// found on open (a power cut in between) is applied again safely. Central is
+// safe for concurrent use.
 type Central struct {
 	mu       sync.RWMutex
 	st       *store
 	log      *slog.Logger
 	queueMax int
 
-	qlen      map[int]int // records queued per site
-	maxCursor uint64      // highest cursor handed out
-	visible   uint64      // highest cursor a site may skip to (no intent below it pending)
-	lastGseq  uint64      // highest intent / fill seq handed out
-	pending   bool        // an intent may be left: apply it before the next change
-	sites     map[int]*siteEntry
-	recovered string
+	qlen       map[int]int // records queued per site
+	version    uint64      // last version handed out
+	maxCentral uint64      // highest central log cursor
+	visible    uint64      // highest cursor a site may skip to (no intent below it pending)
+	pending    bool        // an intent may be left unapplied: apply it before the next change
+	applied    []uint64    // intents applied but not yet deleted (deleted by the next commit)
+	sites      map[int]*siteEntry
+	filling    map[int]bool // sites whose queue is being filled
+	members    string       // the site membership the stored holders reflect (membership.go)
+	recovered  string
 }
 
 // CentralEntry is one record of the central log.
@@ -56,19 +72,15 @@ type CentralEntry struct {
 }
 
 const (
-	gseqKey   = sysPrefix + "gseq"
-	cursorKey = sysPrefix + "cursor"
-	// seenTTL is how long a pushed SyncOutID is remembered for dedup.
-	seenTTL = 30 * 24 * time.Hour
+	versionKey = sysPrefix + "version"
+	membersKey = sysPrefix + "members"
+	queueIndex = "queue"
 )
 
-// centralValue is the value of the primary's rec:<table>:<id> key.
-type centralValue struct {
-	Cursor uint64          `json:"cursor,omitempty"` // its clog entry, for central data
-	Store  string          `json:"store,omitempty"`
-	Action Action          `json:"action"`
-	Tomb   bool            `json:"tomb,omitempty"` // a deleted central record (keeps its cursor)
-	Data   json.RawMessage `json:"data,omitempty"`
+// centralIndexes orders every queue entry by site, then by the version
+// that queued it (the fixed-width prefix of its value).
+func centralIndexes(db *buntdb.DB) error {
+	return db.ReplaceIndex(queueIndex, queuePrefix+"*", lessQueued)
 }
 
 func getCentral(tx *buntdb.Tx, key string) (centralValue, bool, error) {
@@ -96,7 +108,7 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 	recovered := ""
 	// The second pass opens the file the first one rebuilt.
 	for range 2 {
-		st, rep, err := openStore(path, log, nil)
+		st, rep, err := openStore(path, log, centralIndexes)
 		if err != nil {
 			return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 		}
@@ -104,12 +116,9 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 			c := &Central{st: st, log: log, queueMax: opts.QueueMax}
 			bad, err := c.load()
 			if err == nil && len(bad) == 0 {
-				if err = c.drainLocked(); err == nil {
-					c.st.maybeCompact()
-					if err = c.st.usable(); err == nil {
-						c.recovered = recovered
-						return c, nil
-					}
+				if err = c.openFinish(); err == nil {
+					c.recovered = recovered
+					return c, nil
 				}
 			}
 			st.close()
@@ -131,11 +140,32 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 	return nil, fmt.Errorf("cannot open primary queue %s: still corrupt after a rebuild", path)
 }
 
+// openFinish applies leftover intents, and lets a fill that a restart
+// interrupted be asked for again: a site left "started" would wait for an
+// initialisation nobody runs.
+func (c *Central) openFinish() error {
+	if err := c.drainLocked(); err != nil {
+		return err
+	}
+	for id, e := range c.sites {
+		if e.state.Initialisation == InitStarted {
+			s := e.state
+			s.Initialisation = InitNew
+			if err := c.saveSiteLocked(s); err != nil {
+				return err
+			}
+			c.log.Warn("an initialisation was interrupted by a restart; the site will ask again", "site", id)
+		}
+	}
+	c.st.maybeCompact()
+	return c.st.usable()
+}
+
 // load walks the whole file: derives the queue lengths, counters and site
 // registry, notes leftover intents, and returns undecodable keys.
 func (c *Central) load() (bad []string, err error) {
-	c.qlen, c.sites = map[int]int{}, map[int]*siteEntry{}
-	c.maxCursor, c.lastGseq, c.pending = 0, 0, false
+	c.qlen, c.sites, c.filling = map[int]int{}, map[int]*siteEntry{}, map[int]bool{}
+	c.version, c.maxCentral, c.pending, c.members = 0, 0, false, ""
 	err = c.st.view(func(tx *buntdb.Tx) error {
 		var live int64
 		bad, live, err = c.st.verify(tx)
@@ -150,39 +180,43 @@ func (c *Central) load() (bad []string, err error) {
 			return true
 		})
 	})
-	c.visible = c.maxCursor // any intent left is applied before anything is served
+	c.visible = c.maxCentral // any intent left is applied before anything is served
 	slices.Sort(bad)
 	return slices.Compact(bad), err
 }
 
 // loadKey folds one key into the derived state; false if it is unreadable.
 func (c *Central) loadKey(k, v string) bool {
-	var n uint64
 	switch {
-	case strings.HasPrefix(k, queuePrefix):
-		site, id, ok := strings.Cut(k[len(queuePrefix):], ":")
-		s, err := strconv.Atoi(site)
-		g, _, ok2 := parseQueueID(id)
-		if !ok || err != nil || !ok2 {
+	case strings.HasPrefix(k, recPrefix):
+		var cv centralValue
+		if json.Unmarshal([]byte(v), &cv) != nil {
 			return false
 		}
-		c.qlen[s]++
-		c.lastGseq = max(c.lastGseq, g)
+		c.version = max(c.version, cv.Version)
+	case strings.HasPrefix(k, queuePrefix):
+		site, ord, _, ok := parseQueueValue(v)
+		if !ok || !strings.HasPrefix(k, queueKeyPrefix(site)) {
+			return false
+		}
+		c.qlen[site]++
+		c.version = max(c.version, ord)
 	case strings.HasPrefix(k, clogPrefix):
 		cur, err := parseUint(k[len(clogPrefix):])
 		if err != nil {
 			return false
 		}
-		c.maxCursor = max(c.maxCursor, cur)
+		c.maxCentral = max(c.maxCentral, cur)
+		c.version = max(c.version, cur)
 	case strings.HasPrefix(k, inboxPrefix):
 		in, err := decodeIntent(v)
 		if err != nil {
 			return false
 		}
 		c.pending = true
-		c.lastGseq = max(c.lastGseq, in.Gseq)
-		for _, e := range in.Entries {
-			c.maxCursor = max(c.maxCursor, e.Cursor)
+		c.version = max(c.version, in.maxVersion())
+		for _, l := range in.Logs {
+			c.maxCentral = max(c.maxCentral, l.Cursor)
 		}
 	case strings.HasPrefix(k, sitePrefix):
 		var s SiteState
@@ -190,16 +224,16 @@ func (c *Central) loadKey(k, v string) bool {
 			return false
 		}
 		c.sites[s.SyncID] = &siteEntry{state: s, saved: s.LastContact}
-	case k == gseqKey:
+	case k == versionKey:
+		var n uint64
 		if json.Unmarshal([]byte(v), &n) != nil {
 			return false
 		}
-		c.lastGseq = max(c.lastGseq, n)
-	case k == cursorKey:
-		if json.Unmarshal([]byte(v), &n) != nil {
+		c.version = max(c.version, n)
+	case k == membersKey:
+		if json.Unmarshal([]byte(v), &c.members) != nil {
 			return false
 		}
-		c.maxCursor = max(c.maxCursor, n)
 	}
 	return true
 }
@@ -207,7 +241,7 @@ func (c *Central) loadKey(k, v string) bool {
 // buildCentral writes at tmp a fresh datafile holding every readable item
 // of a corrupt one (intents included: they are applied on open).
 func buildCentral(tmp string, rep repair, log *slog.Logger) (string, error) {
-	st, _, err := openStore(tmp, log, nil)
+	st, _, err := openStore(tmp, log, centralIndexes)
 	if err != nil {
 		return "", err
 	}
@@ -257,43 +291,75 @@ func (c *Central) Close() error {
 	return c.st.close()
 }
 
-// Get returns the latest version of a record; a deleted one reads as not found.
+// updateLocked commits fn and, in the same commit, deletes the intents
+// already applied (their deletion rides on the next commit instead of
+// costing one of its own; applying one again would change nothing).
+func (c *Central) updateLocked(what string, fn func(tx *buntdb.Tx) error) error {
+	done := c.applied
+	err := c.st.update(what, func(tx *buntdb.Tx) error {
+		for _, id := range done {
+			if err := deleteKey(tx, inboxKey(id)); err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	})
+	if err == nil {
+		c.applied = c.applied[len(done):]
+	}
+	return err
+}
+
+// nextVersion hands out the next version of the primary's order.
+func (c *Central) nextVersion() uint64 {
+	c.version++
+	return c.version
+}
+
+// Get returns the current copy of a record; a deleted one reads as not found.
 func (c *Central) Get(table, id string) (Record, bool, error) {
+	cur, err := c.Current(table, id)
+	if err != nil || !cur.Exists || cur.Deleted {
+		return Record{}, false, err
+	}
+	return cur.Record, true, nil
+}
+
+// Current returns everything the primary knows of a record.
+func (c *Central) Current(table, id string) (Current, error) {
 	if !validTable(table) {
-		return Record{}, false, nil
+		return Current{}, nil
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var v centralValue
-	var ok bool
+	var cur Current
 	err := c.st.view(func(tx *buntdb.Tx) error {
-		var err error
-		v, ok, err = getCentral(tx, recKey(table, id))
+		v, ok, err := getCentral(tx, recKey(table, id))
+		if ok {
+			cur = v.current(table, id)
+		}
 		return err
 	})
-	if err != nil || !ok || v.Tomb {
-		return Record{}, false, err
-	}
-	return Record{Table: table, ID: id, Action: v.Action, Data: v.Data}, true, nil
+	return cur, err
 }
 
-// List returns up to limit records of table with an id greater than after,
-// in id order. limit <= 0 means DefaultListLimit.
+// List returns up to limit live records of table with an id greater than
+// after, in id order. limit <= 0 means DefaultListLimit.
 func (c *Central) List(table, after string, limit int) ([]Record, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.st.listTable(table, after, limit, func(s string) (Action, json.RawMessage, bool, error) {
 		var v centralValue
 		err := json.Unmarshal([]byte(s), &v)
-		return v.Action, v.Data, !v.Tomb, err
+		return v.Action, v.Data, !v.Deleted, err
 	})
 }
 
 // CentralSince returns up to limit central-log entries with a cursor greater
-// than cursor, ascending, and the highest cursor a site may advance to when
-// no entry is returned. The log keeps
-// one entry per record (its latest change), so a site that reads it to the
-// end holds every central record. limit <= 0 means DefaultListLimit.
+// than cursor, ascending, and the highest cursor a site may advance to. The
+// log keeps one entry per record (its latest change), so a site that reads
+// it to the end holds every central record. limit <= 0 means
+// DefaultListLimit.
 func (c *Central) CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64, error) {
 	if limit <= 0 {
 		limit = DefaultListLimit
@@ -311,14 +377,61 @@ func (c *Central) CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64
 				return false
 			}
 			cur, err := parseUint(k[len(clogPrefix):])
-			r, derr2 := decodeRecord(s)
-			if err != nil || derr2 != nil {
-				derr = fmt.Errorf("central log entry %s is unreadable: %w", k, errors.Join(err, derr2))
+			var ref Ref
+			if err == nil {
+				err = json.Unmarshal([]byte(s), &ref)
+			}
+			var v centralValue
+			var ok bool
+			if err == nil {
+				v, ok, err = getCentral(tx, recKey(ref.Table, ref.ID))
+			}
+			if err != nil {
+				derr = fmt.Errorf("central log entry %s is unreadable: %w", k, err)
 				return false
 			}
-			out = append(out, CentralEntry{Cursor: cur, Record: r})
+			if ok && v.Version == cur {
+				out = append(out, CentralEntry{Cursor: cur, Record: v.current(ref.Table, ref.ID).Record})
+			}
 			return len(out) < limit
 		})
 	})
 	return out, c.visible, errors.Join(err, derr)
+}
+
+// Version is the last version of the primary's order handed out.
+func (c *Central) Version() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.version
+}
+
+func inboxKey(id uint64) string { return inboxPrefix + pad(id) }
+
+func clogKey(cursor uint64) string { return clogPrefix + pad(cursor) }
+
+func setJSONKey(tx *buntdb.Tx, key string, v any, opts *buntdb.SetOptions) error {
+	b, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	_, _, err = tx.Set(key, string(b), opts)
+	return err
+}
+
+func deleteKey(tx *buntdb.Tx, key string) error {
+	_, err := tx.Delete(key)
+	if errors.Is(err, buntdb.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// kidKey is the index entry saying child belongs to parent. The parent's id
+// is length-prefixed, so one parent's entries are a prefix no other
+// parent's share (ids may hold ':').
+func kidKey(parent, child Ref) string { return kidParentPrefix(parent) + child.Table + ":" + child.ID }
+
+func kidParentPrefix(parent Ref) string {
+	return kidPrefix + parent.Table + ":" + strconv.Itoa(len(parent.ID)) + ":" + parent.ID + ":"
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +24,90 @@ func openCentral(t testing.TB, path string, opts CentralOptions) *Central {
 	return c
 }
 
-func inbound(sid string, r Record, dests ...int) Inbound {
-	return Inbound{SyncOutID: sid, Record: r, Dests: dests}
+// testRouter routes by store_ID: a store's records are held by the sites
+// listed for it; a record without a store is central data; a "line" belongs
+// to the "head" named in head_ID; a record naming "to" also goes to that
+// store's sites (a transfer). A site may change only records of its stores.
+type testRouter map[string][]int
+
+func (tr testRouter) Route(origin int, r Record, cur Current, look Lookup) Route {
+	if cur.Exists && cur.Central && origin > 0 {
+		return Route{Refuse: &Refusal{Code: "central_data_refused", Message: "central"}}
+	}
+	if origin > 0 && cur.Exists && !cur.Deleted && cur.Owner != "" && !slices.Contains(tr[cur.Owner], origin) {
+		return Route{Refuse: &Refusal{Code: "store_not_active", Message: "not yours"}}
+	}
+	if r.Action == Delete || r.Action == Merge {
+		if !cur.Exists {
+			return Route{Holders: []int{origin}}
+		}
+		return Route{Owner: cur.Owner, Central: cur.Central, Holders: cur.Holders, Parent: cur.Parent}
+	}
+	f := map[string]string{}
+	json.Unmarshal(r.Data, &f)
+	if r.Table == "line" {
+		ref := &Ref{"head", f["head_ID"]}
+		p := look(ref.Table, ref.ID)
+		if !p.Exists || p.Deleted || p.Held {
+			return Route{Parent: ref, Held: true}
+		}
+		return Route{Owner: p.Owner, Holders: p.Holders, Parent: ref}
+	}
+	store := f[StoreField]
+	switch {
+	case store == "" && origin > 0:
+		return Route{Refuse: &Refusal{Code: "central_data_refused", Message: "central"}}
+	case store == "":
+		return Route{Central: true}
+	case origin > 0 && !slices.Contains(tr[store], origin):
+		return Route{Refuse: &Refusal{Code: "store_not_active", Message: "not yours"}}
+	}
+	return Route{Owner: store, Holders: tr.holders(store, f["to"])}
 }
 
-func queuedIDs(t testing.TB, c *Central, site int) []string {
+func (tr testRouter) holders(store, to string) []int {
+	return append(slices.Clone(tr[store]), tr[to]...)
+}
+
+func (tr testRouter) Holders(cur Current, look Lookup) []int {
+	if cur.Parent != nil {
+		if p := look(cur.Parent.Table, cur.Parent.ID); p.Exists && !p.Deleted {
+			return tr.Holders(p, look)
+		}
+		return cur.Holders
+	}
+	f := map[string]string{}
+	json.Unmarshal(cur.Record.Data, &f)
+	return tr.holders(cur.Owner, f["to"])
+}
+
+func (tr testRouter) members() Membership {
+	m := Membership{}
+	for store, sites := range tr {
+		for _, s := range sites {
+			m[s] = append(m[s], store)
+		}
+	}
+	return m
+}
+
+// s1 is on sites 2, 3 and 4; s2 on 5.
+var sites = testRouter{"s1": {2, 3, 4}, "s2": {5}}
+
+func inbound(sid string, r Record) Inbound { return Inbound{SyncOutID: sid, Record: r} }
+
+func accept(t testing.TB, c *Central, origin int, in ...Inbound) AcceptResult {
+	t.Helper()
+	res, err := c.Accept(origin, in, sites)
+	if err != nil {
+		t.Fatalf("Accept from %d: %v", origin, err)
+	}
+	return res
+}
+
+// queued returns site's queue as "id=n" (n from the data, "del" for a
+// delete), in order.
+func queued(t testing.TB, c *Central, site int) string {
 	t.Helper()
 	q, n, err := c.Queued(site, 0)
 	if err != nil || n != len(q) {
@@ -35,189 +115,342 @@ func queuedIDs(t testing.TB, c *Central, site int) []string {
 	}
 	var out []string
 	for _, e := range q {
-		out = append(out, e.Record.ID)
+		if e.Record.Action == Delete {
+			out = append(out, e.Record.ID+"=del")
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%d", e.Record.ID, dataN(t, e.Record)))
 	}
-	return out
+	return strings.Join(out, ",")
+}
+
+func ackAll(t testing.TB, c *Central, site int) {
+	t.Helper()
+	q, _, _ := c.Queued(site, 0)
+	var ids []string
+	for _, e := range q {
+		ids = append(ids, e.SyncOutID)
+	}
+	if _, err := c.Ack(site, ids); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestCentral_AcceptRoutes(t *testing.T) {
 	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
-	res, err := c.Accept(2, []Inbound{
-		inbound("e-1", storeRec("item", "a", "s1", 1), 3, 4),
-		inbound("e-2", storeRec("item", "b", "s1", 1), 3),
-	})
-	if err != nil || res.Accepted != 2 || res.Duplicate != 0 {
-		t.Fatalf("Accept = %+v, %v", res, err)
+	res := accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)), inbound("e-2", storeRec("item", "b", "s1", 1)))
+	if res.Accepted != 2 || res.Duplicate != 0 || res.Refused != 0 {
+		t.Fatalf("Accept = %+v", res)
 	}
-	if got := strings.Join(queuedIDs(t, c, 3), ","); got != "a,b" {
-		t.Fatalf("site 3 queue = %s", got)
-	}
-	if got := strings.Join(queuedIDs(t, c, 4), ","); got != "a" {
-		t.Fatalf("site 4 queue = %s", got)
+	for site, want := range map[int]string{2: "", 3: "a=1,b=1", 4: "a=1,b=1", 5: ""} {
+		if got := queued(t, c, site); got != want {
+			t.Errorf("site %d queue = %q, want %q", site, got, want)
+		}
 	}
 	if r, ok, _ := c.Get("item", "a"); !ok || dataN(t, r) != 1 {
 		t.Fatal("central datafile lacks the pushed record")
 	}
 }
 
-// A pushed batch sent twice (the response was lost) changes nothing.
+// A pushed batch sent twice (the response was lost) changes nothing; the
+// same syncOutId with other content (a restored or reinstalled site numbering
+// again) is a new change.
 func TestCentral_AcceptTwice(t *testing.T) {
 	path := tempPath(t, "pri.db")
 	c := openCentral(t, path, CentralOptions{})
-	batch := []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 3), inbound("e-2", storeRec("item", "b", "s1", 1), 3)}
-	if _, err := c.Accept(2, batch); err != nil {
-		t.Fatal(err)
+	batch := []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1)), inbound("e-2", storeRec("item", "b", "s1", 1))}
+	accept(t, c, 2, batch...)
+	if res := accept(t, c, 2, batch...); res.Accepted != 0 || res.Duplicate != 2 {
+		t.Fatalf("second Accept = %+v", res)
 	}
-	res, err := c.Accept(2, batch)
-	if err != nil || res.Accepted != 0 || res.Duplicate != 2 {
-		t.Fatalf("second Accept = %+v, %v", res, err)
-	}
-	// Also after a restart, and with a repeat inside one batch.
 	c.Close()
 	c = openCentral(t, path, CentralOptions{})
-	res, err = c.Accept(2, append(batch, inbound("e-3", storeRec("item", "c", "s1", 1), 3), inbound("e-3", storeRec("item", "c", "s1", 1), 3)))
-	if err != nil || res.Accepted != 1 || res.Duplicate != 3 {
-		t.Fatalf("Accept after reopen = %+v, %v", res, err)
+	if res := accept(t, c, 2, batch...); res.Duplicate != 2 {
+		t.Fatalf("Accept after reopen = %+v", res)
 	}
-	if got := c.QueueLen(3); got != 3 {
-		t.Fatalf("QueueLen(3) = %d, want 3", got)
+	if res := accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 7))); res.Accepted != 1 {
+		t.Fatalf("same syncOutId, new content = %+v", res)
 	}
-	// The same SyncOutID from another site is another record.
-	if res, _ := c.Accept(5, batch[:1]); res.Accepted != 1 {
+	if got := queued(t, c, 3); got != "b=1,a=7" {
+		t.Fatalf("site 3 queue = %q", got)
+	}
+	// The same syncOutId from another site is another change.
+	if res := accept(t, c, 3, batch[1]); res.Accepted != 1 {
 		t.Fatalf("Accept from another origin = %+v", res)
 	}
 }
 
-// Accept never queues a record back to the site that pushed it, nor twice to one site.
-func TestCentral_AcceptNeverEchoes(t *testing.T) {
+// A queue holds a record once, with its newest value, and never echoes a
+// change to the site that made it.
+func TestCentral_OneEntryPerRecord(t *testing.T) {
 	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
-	if _, err := c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 2, 3, 3, 0, -1)}); err != nil {
-		t.Fatal(err)
-	}
-	if c.QueueLen(2) != 0 || c.QueueLen(3) != 1 || c.QueueLen(0) != 0 {
-		t.Fatalf("queue lengths: site2 %d site3 %d", c.QueueLen(2), c.QueueLen(3))
-	}
-}
-
-func TestCentral_AcceptInvalidChangesNothing(t *testing.T) {
-	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
-	_, err := c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 3), inbound("e-2", Record{Table: "item", ID: "b", Action: "nope"}, 3)})
-	if err == nil || c.QueueLen(3) != 0 {
-		t.Fatalf("Accept with a bad record: %v, queue %d", err, c.QueueLen(3))
-	}
-	if _, err := c.Accept(2, []Inbound{inbound("", storeRec("item", "a", "s1", 1), 3)}); err == nil {
-		t.Fatal("Accept without a syncOutId succeeded")
-	}
-}
-
-func TestCentral_AckThenReopen(t *testing.T) {
-	path := tempPath(t, "pri.db")
-	c := openCentral(t, path, CentralOptions{})
 	for i := range 5 {
-		c.Accept(2, []Inbound{inbound(fmt.Sprintf("e-%d", i), storeRec("item", fmt.Sprintf("r%d", i), "s1", i), 3)})
+		accept(t, c, 2, inbound(fmt.Sprint("e-", i), storeRec("item", "a", "s1", i)))
 	}
-	q, n, _ := c.Queued(3, 3)
-	if len(q) != 3 || n != 5 || q[0].Record.ID != "r0" {
-		t.Fatalf("Queued = %+v, %d", q, n)
+	if got := queued(t, c, 3); got != "a=4" || c.QueueLen(3) != 1 || c.QueueLen(2) != 0 {
+		t.Fatalf("site 3 queue = %q (len %d), site 2 len %d", got, c.QueueLen(3), c.QueueLen(2))
 	}
-	got, err := c.Ack(3, []string{q[0].SyncOutID, q[1].SyncOutID, "bogus", "00000000000000000099-000000", q[0].SyncOutID})
-	if err != nil || got != 2 {
-		t.Fatalf("Ack = %d, %v", got, err)
+}
+
+// LOST ACK: site 3 pulled a=1 but its acknowledgement was lost; then it
+// changed a itself. Its own accepted change removes the older entry, so it
+// never pulls its old value back.
+func TestCentral_OwnPushSupersedesQueuedEntry(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)))
+	accept(t, c, 3, inbound("f-1", storeRec("item", "a", "s1", 2)))
+	if got := queued(t, c, 3); got != "" {
+		t.Fatalf("site 3 queue = %q, want empty", got)
+	}
+	if got := queued(t, c, 2); got != "a=2" {
+		t.Fatalf("site 2 queue = %q", got)
+	}
+}
+
+// An acknowledgement of an entry replaced since (a newer change) keeps the
+// newer one, and an entry delivers the record as it is now.
+func TestCentral_AckOfReplacedEntry(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)))
+	old, _, _ := c.Queued(3, 0)
+	accept(t, c, 2, inbound("e-2", storeRec("item", "a", "s1", 2)))
+	if n, err := c.Ack(3, []string{old[0].SyncOutID, "bogus", "99999999999999999999999"}); err != nil || n != 0 {
+		t.Fatalf("Ack of the replaced entry removed %d, %v", n, err)
+	}
+	if got := queued(t, c, 3); got != "a=2" {
+		t.Fatalf("site 3 queue = %q", got)
+	}
+	ackAll(t, c, 3)
+	if c.QueueLen(3) != 0 {
+		t.Fatalf("QueueLen after ack = %d", c.QueueLen(3))
 	}
 	// Another site's ack of these ids touches nothing.
-	if got, _ := c.Ack(4, []string{q[2].SyncOutID}); got != 0 {
-		t.Fatalf("foreign Ack removed %d", got)
-	}
-	c.Close()
-	c = openCentral(t, path, CentralOptions{})
-	if ids := strings.Join(queuedIDs(t, c, 3), ","); ids != "r2,r3,r4" || c.QueueLen(3) != 3 {
-		t.Fatalf("queue after reopen = %s (len %d)", ids, c.QueueLen(3))
+	accept(t, c, 2, inbound("e-3", storeRec("item", "a", "s1", 3)))
+	q, _, _ := c.Queued(3, 0)
+	if n, _ := c.Ack(5, []string{q[0].SyncOutID}); n != 0 {
+		t.Fatalf("foreign Ack removed %d", n)
 	}
 }
 
-// An intent written but not applied (power cut) is applied exactly once on open.
-func TestCentral_InboxReplay(t *testing.T) {
+// LOST ANSWER: site 2's push of a=1 was taken but the answer lost; site 3
+// changed a since. The repeat is a duplicate, and site 2 is sent a=2 (it
+// would otherwise keep showing its own superseded value).
+func TestCentral_DuplicateAfterSupersedeSendsCurrent(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	first := inbound("e-1", storeRec("item", "a", "s1", 1))
+	accept(t, c, 2, first)
+	accept(t, c, 3, inbound("f-1", storeRec("item", "a", "s1", 2)))
+	ackAll(t, c, 2)
+	if res := accept(t, c, 2, first); res.Duplicate != 1 {
+		t.Fatalf("repeat = %+v", res)
+	}
+	if got := queued(t, c, 2); got != "a=2" {
+		t.Fatalf("site 2 queue = %q, want a=2", got)
+	}
+	if r, _, _ := c.Get("item", "a"); dataN(t, r) != 2 {
+		t.Fatalf("primary holds %s", r.Data)
+	}
+}
+
+// OWNERSHIP: a refused change is answered with the primary's copy — the
+// record as held, or a delete where the site must not hold it — and the
+// rest of the batch is applied.
+func TestCentral_RefusalAnsweredWithPrimaryCopy(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	if _, err := c.Write(rec("unit", "kg", map[string]any{"n": 1}), sites); err != nil {
+		t.Fatal(err)
+	}
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)))
+	res := accept(t, c, 5,
+		inbound("x-1", rec("unit", "kg", map[string]any{"n": 9})),  // central data
+		inbound("x-2", storeRec("item", "a", "s2", 9)),             // another store's record, moved to s2
+		inbound("x-3", rec("unit", "new", map[string]any{"n": 9})), // central data nobody has
+		inbound("x-4", storeRec("item", "mine", "s2", 1)))
+	if res.Refused != 3 || res.Accepted != 1 || res.Outcomes[0].Refused.Code != "central_data_refused" || res.Outcomes[1].Refused.Code != "store_not_active" {
+		t.Fatalf("Accept = %+v", res)
+	}
+	if got := queued(t, c, 5); got != "kg=1,a=del,new=del" {
+		t.Fatalf("site 5 queue = %q", got)
+	}
+	if r, _, _ := c.Get("item", "a"); dataN(t, r) != 1 || r.StoreID() != "s1" {
+		t.Fatalf("refused change reached the primary: %s", r.Data)
+	}
+	// Deleting what it does not own is refused too.
+	if res := accept(t, c, 5, inbound("x-5", del("item", "a")), inbound("x-6", del("unit", "kg"))); res.Refused != 2 {
+		t.Fatalf("foreign deletes = %+v", res)
+	}
+	if _, ok, _ := c.Get("unit", "kg"); !ok {
+		t.Fatal("a site deleted central data")
+	}
+}
+
+// A record moved to another store leaves the sites that no longer hold it.
+func TestCentral_StoreMoveDeletesFromFormerHolders(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	r := testRouter{"s1": {2, 3}, "s2": {2, 5}}
+	if _, err := c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1))}, r); err != nil {
+		t.Fatal(err)
+	}
+	ackAll(t, c, 3)
+	if _, err := c.Accept(2, []Inbound{inbound("e-2", storeRec("item", "a", "s2", 2))}, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := queued(t, c, 3); got != "a=del" {
+		t.Fatalf("former holder's queue = %q", got)
+	}
+	if got := queued(t, c, 5); got != "a=2" {
+		t.Fatalf("new holder's queue = %q", got)
+	}
+}
+
+// A child row that arrives before its parent is held, then routed with the
+// parent's holders; a parent that gains a holder (a transfer) takes its
+// children along.
+func TestCentral_ChildBeforeParent(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	line := func(id, head string, n int) Record { return rec("line", id, map[string]any{"head_ID": head, "n": n}) }
+	// Children first in one push, another child in a later push.
+	res := accept(t, c, 2, inbound("e-1", line("l1", "h", 1)), inbound("e-2", line("l2", "h", 2)))
+	if res.Accepted != 2 || c.QueueLen(3) != 0 {
+		t.Fatalf("held children = %+v, queued %d", res, c.QueueLen(3))
+	}
+	accept(t, c, 2, inbound("e-3", storeRec("head", "h", "s1", 0)), inbound("e-4", line("l3", "h", 3)))
+	if got := queued(t, c, 3); got != "h=0,l1=1,l2=2,l3=3" {
+		t.Fatalf("site 3 queue = %q", got)
+	}
+	if got := queued(t, c, 5); got != "" {
+		t.Fatalf("site 5 queue = %q", got)
+	}
+	// The head is transferred to s2's site: it and its lines go there.
+	accept(t, c, 2, inbound("e-5", rec("head", "h", map[string]any{StoreField: "s1", "to": "s2", "n": 1})))
+	if got := queued(t, c, 5); got != "h=1,l1=1,l2=2,l3=3" {
+		t.Fatalf("receiver's queue = %q", got)
+	}
+	// The receiver may not change the sender's lines.
+	if res := accept(t, c, 5, inbound("z-1", line("l1", "h", 9))); res.Refused != 1 {
+		t.Fatalf("receiver changed a line: %+v", res)
+	}
+}
+
+// Initialise is idempotent: a site's queue holds each record once however
+// often it is filled, and a fill never brings back an older value.
+func TestCentral_FillIdempotent(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	for i := range 30 {
+		store := "s1"
+		if i%3 == 0 {
+			store = "s2"
+		}
+		r := storeRec("item", fmt.Sprintf("r%02d", i), store, i)
+		if _, err := c.Write(r, sites); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Write(rec("unit", "kg", map[string]any{"n": 1}), sites)
+	c.Write(del("item", "r01"), sites)
+	ackAll(t, c, 3)
+	for range 3 {
+		if _, err := c.Fill(3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.QueueLen(3) != 19 || strings.Count(queued(t, c, 3), "=") != 19 {
+		t.Fatalf("after three fills site 3 has %d entries: %s", c.QueueLen(3), queued(t, c, 3))
+	}
+	// A change after the fill replaces the entry, and a fill keeps it.
+	if _, err := c.Write(storeRec("item", "r02", "s1", 200), sites); err != nil {
+		t.Fatal(err)
+	}
+	c.Fill(3)
+	if c.QueueLen(3) != 19 || !strings.HasSuffix(queued(t, c, 3), "r02=200") {
+		t.Fatalf("queue = %s", queued(t, c, 3))
+	}
+}
+
+// MEMBERSHIP: a store added to a site fills its queue with the store's
+// records; one removed sends deletes; a removed site's queue is emptied and
+// it must initialise again; the same rows again change nothing.
+func TestCentral_Reconcile(t *testing.T) {
 	path := tempPath(t, "pri.db")
 	c := openCentral(t, path, CentralOptions{})
-	batch := []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 3, 4), inbound("e-2", rec("unit", "kg", map[string]any{"n": 1}), 3, 4)}
-	c.mu.Lock()
-	it, err := c.planLocked(2, batch)
-	if err == nil {
-		err = c.writeIntentLocked(it)
+	before := testRouter{"s1": {2, 3}, "s2": {5}}
+	if _, err := c.Reconcile(before.members(), before); err != nil {
+		t.Fatal(err)
 	}
-	c.mu.Unlock()
+	for i := range 4 {
+		store := []string{"s1", "s2"}[i%2]
+		if _, err := c.Write(storeRec("item", fmt.Sprint("r", i), store, i), before); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ackAll(t, c, 3)
+	ackAll(t, c, 5)
+	c.SetInitialisation(5, InitCompleted)
+	// s2 moves from site 5 to site 3; site 4 is new with s1; site 5 goes.
+	after := testRouter{"s1": {2, 3, 4}, "s2": {3}}
+	res, err := c.Reconcile(after.members(), after)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close() // "crash" before apply
+	if got := queued(t, c, 3); got != "r1=1,r3=3" {
+		t.Errorf("site 3 (gained s2) = %q", got)
+	}
+	if got := queued(t, c, 4); got != "r0=0,r2=2" {
+		t.Errorf("site 4 (new) = %q", got)
+	}
+	if s, _ := c.Site(5); c.QueueLen(5) != 0 || s.Initialisation != InitNew || !slices.Equal(res.Removed, []int{5}) {
+		t.Errorf("removed site: queue %d, status %s, removed %v", c.QueueLen(5), s.Initialisation, res.Removed)
+	}
+	// s2 leaves site 3 again: its records are deleted there.
+	ackAll(t, c, 3)
+	again := testRouter{"s1": {2, 3, 4}, "s2": {4}}
+	c.Reconcile(again.members(), again)
+	if got := queued(t, c, 3); got != "r1=del,r3=del" {
+		t.Errorf("site 3 (lost s2) = %q", got)
+	}
+	// The same membership after a restart changes nothing.
+	c.Close()
 	c = openCentral(t, path, CentralOptions{})
-	for _, site := range []int{3, 4} {
-		if ids := strings.Join(queuedIDs(t, c, site), ","); ids != "a,kg" {
-			t.Fatalf("site %d queue = %s, want a,kg", site, ids)
-		}
-	}
-	entries, maxCur, _ := c.CentralSince(0, 0)
-	if len(entries) != 1 || entries[0].Record.ID != "kg" || maxCur != entries[0].Cursor {
-		t.Fatalf("central log = %+v, max %d", entries, maxCur)
-	}
-	// The push is known: sending it again is a duplicate.
-	if res, err := c.Accept(2, batch); err != nil || res.Duplicate != 2 {
-		t.Fatalf("Accept after replay = %+v, %v", res, err)
-	}
-	var inbox int
-	c.st.view(func(tx *buntTx) error {
-		return tx.AscendKeys(inboxPrefix+"*", func(k, v string) bool { inbox++; return true })
-	})
-	if inbox != 0 {
-		t.Fatalf("%d intents left after replay", inbox)
+	if res, err := c.Reconcile(again.members(), again); err != nil || res.Records != 0 {
+		t.Fatalf("second Reconcile = %+v, %v", res, err)
 	}
 }
 
 func TestCentral_QueueMax(t *testing.T) {
 	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{QueueMax: 2})
-	if _, err := c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 3), inbound("e-2", storeRec("item", "b", "s1", 1), 3)}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := c.Accept(2, []Inbound{inbound("e-3", storeRec("item", "c", "s1", 1), 3, 4)})
-	if !errors.Is(err, ErrQueueFull) || !strings.Contains(err.Error(), "site 3") {
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)), inbound("e-2", storeRec("item", "b", "s1", 1)))
+	_, err := c.Accept(2, []Inbound{inbound("e-3", storeRec("item", "c", "s1", 1))}, sites)
+	if !errors.Is(err, ErrQueueFull) || !strings.Contains(err.Error(), "has 2 records waiting") {
 		t.Fatalf("Accept over QueueMax: %v", err)
 	}
-	if _, ok, _ := c.Get("item", "c"); ok || c.QueueLen(4) != 0 {
+	if _, ok, _ := c.Get("item", "c"); ok {
 		t.Fatal("refused push changed the datafile")
 	}
-	if _, err := c.Write(storeRec("item", "d", "s1", 1), []int{3}); !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("Write over QueueMax: %v", err)
-	}
-	// After the site pulls, pushes are accepted again.
-	q, _, _ := c.Queued(3, 10)
-	c.Ack(3, []string{q[0].SyncOutID})
-	if _, err := c.Accept(2, []Inbound{inbound("e-3", storeRec("item", "c", "s1", 1), 3, 4)}); err != nil {
-		t.Fatal(err)
-	}
+	ackAll(t, c, 3)
+	ackAll(t, c, 4)
+	accept(t, c, 2, inbound("e-3", storeRec("item", "c", "s1", 1)))
 }
 
 // The central log keeps one entry per record: its latest change.
 func TestCentral_CentralLog(t *testing.T) {
 	path := tempPath(t, "pri.db")
 	c := openCentral(t, path, CentralOptions{})
-	c1, _ := c.Write(rec("unit", "kg", map[string]any{"n": 1}), nil)
-	c2, _ := c.Write(rec("unit", "g", map[string]any{"n": 1}), nil)
-	c3, _ := c.Write(rec("unit", "kg", map[string]any{"n": 2}), nil)
+	c1, _ := c.Write(rec("unit", "kg", map[string]any{"n": 1}), sites)
+	c2, _ := c.Write(rec("unit", "g", map[string]any{"n": 1}), sites)
+	c3, _ := c.Write(rec("unit", "kg", map[string]any{"n": 2}), sites)
 	if c1 == 0 || c2 <= c1 || c3 <= c2 {
 		t.Fatalf("cursors %d %d %d", c1, c2, c3)
 	}
-	if cur, _ := c.Write(storeRec("item", "a", "s1", 1), []int{3}); cur != 0 {
-		t.Fatalf("store record got cursor %d", cur)
-	}
+	c.Write(storeRec("item", "a", "s1", 1), sites)
 	es, maxCur, _ := c.CentralSince(0, 0)
-	if len(es) != 2 || es[0].Record.ID != "g" || es[1].Record.ID != "kg" || es[1].Cursor != c3 || maxCur != c3 {
+	if len(es) != 2 || es[0].Record.ID != "g" || es[1].Record.ID != "kg" || es[1].Cursor != c3 || maxCur != c3 || dataN(t, es[1].Record) != 2 {
 		t.Fatalf("CentralSince(0) = %+v, %d", es, maxCur)
 	}
 	if es, _, _ := c.CentralSince(c2, 0); len(es) != 1 || es[0].Cursor != c3 {
 		t.Fatalf("CentralSince(%d) = %+v", c2, es)
 	}
 	// A central delete is logged (sites must see it) and replaces the record's entry.
-	c4, _ := c.Write(del("unit", "kg"), nil)
+	c4, _ := c.Write(del("unit", "kg"), sites)
 	es, _, _ = c.CentralSince(0, 0)
 	if len(es) != 2 || es[1].Cursor != c4 || es[1].Record.Action != Delete {
 		t.Fatalf("after delete: %+v", es)
@@ -225,31 +458,10 @@ func TestCentral_CentralLog(t *testing.T) {
 	if _, ok, _ := c.Get("unit", "kg"); ok {
 		t.Fatal("deleted central record readable")
 	}
-	// A delete of a store record is routed, not logged.
-	if cur, _ := c.Write(del("item", "a"), []int{3}); cur != 0 {
-		t.Fatalf("store delete got cursor %d", cur)
-	}
 	c.Close()
 	c = openCentral(t, path, CentralOptions{})
-	if c5, _ := c.Write(rec("unit", "lb", map[string]any{"n": 1}), nil); c5 <= c4 {
+	if c5, _ := c.Write(rec("unit", "lb", map[string]any{"n": 1}), sites); c5 <= c4 {
 		t.Fatalf("cursor after reopen %d, want > %d", c5, c4)
-	}
-}
-
-func TestCentral_Fill(t *testing.T) {
-	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{QueueMax: 10})
-	for i := range 30 {
-		store := "s1"
-		if i%3 == 0 {
-			store = "s2"
-		}
-		c.Accept(2, []Inbound{inbound(fmt.Sprintf("e-%d", i), storeRec("item", fmt.Sprintf("r%02d", i), store, i))})
-	}
-	c.Write(rec("unit", "kg", nil), nil)
-	c.Write(del("item", "r01"), nil)
-	n, err := c.Fill(5, func(r Record) bool { return r.StoreID() == "s1" })
-	if err != nil || n != 19 || c.QueueLen(5) != 19 {
-		t.Fatalf("Fill = %d, %v; QueueLen %d", n, err, c.QueueLen(5))
 	}
 }
 
@@ -269,7 +481,7 @@ func TestCentral_Sites(t *testing.T) {
 	if !errors.Is(err, ErrHardwareMismatch) || strings.Contains(err.Error(), "hw-A") || !strings.Contains(err.Error(), "clear the pin") {
 		t.Fatalf("other Pin: %v", err)
 	}
-	if err := c.SetInitialisation(7, InitStarted); err != nil {
+	if err := c.SetInitialisation(7, InitCompleted); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.SetInitialisation(7, "bogus"); err == nil {
@@ -284,14 +496,8 @@ func TestCentral_Sites(t *testing.T) {
 	c.Close()
 	c = openCentral(t, path, CentralOptions{})
 	s, _ := c.Site(7)
-	if s.HardwareID != "hw-A" || s.Initialisation != InitStarted || !s.LastContact.Equal(t0.UTC()) {
+	if s.HardwareID != "hw-A" || s.Initialisation != InitCompleted || !s.LastContact.Equal(t0.UTC()) {
 		t.Fatalf("Site after reopen = %+v", s)
-	}
-	if err := c.ClearPin(7); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Pin(7, "hw-B"); err != nil {
-		t.Fatalf("Pin after ClearPin: %v", err)
 	}
 	c.Touch(9, t0)
 	if ss := c.Sites(); len(ss) != 2 || ss[0].SyncID != 7 || ss[1].SyncID != 9 {
@@ -299,11 +505,55 @@ func TestCentral_Sites(t *testing.T) {
 	}
 }
 
+// A sync_id given to another box after clear-hwid starts empty (never the
+// previous box's queue) and must initialise; the same box pinned again
+// keeps its queue.
+func TestCentral_NewBoxAfterClearPin(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	c.Pin(3, "old-box")
+	c.SetInitialisation(3, InitCompleted)
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)))
+	c.ClearPin(3)
+	c.Pin(3, "old-box")
+	if c.QueueLen(3) != 1 {
+		t.Fatalf("same box lost its queue: %d", c.QueueLen(3))
+	}
+	c.ClearPin(3)
+	s, err := c.Pin(3, "new-box")
+	if err != nil || c.QueueLen(3) != 0 || s.Initialisation != InitNew {
+		t.Fatalf("new box: queue %d, status %s, %v", c.QueueLen(3), s.Initialisation, err)
+	}
+}
+
+// RESTORE: changes numbered at or below what the site sent before are
+// taken (not dropped as duplicates), reported, and the site must refill.
+func TestCentral_RewoundOutbox(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	c.SetInitialisation(2, InitCompleted)
+	for i := 1; i <= 3; i++ {
+		if res := accept(t, c, 2, inbound(fmt.Sprintf("ep-%020d", i), storeRec("item", fmt.Sprint("r", i), "s1", i))); res.Rewound {
+			t.Fatalf("push %d reported rewound", i)
+		}
+	}
+	res := accept(t, c, 2, inbound(fmt.Sprintf("ep-%020d", 2), storeRec("item", "new", "s1", 5)))
+	if res.Accepted != 1 || !res.Rewound {
+		t.Fatalf("rewound push = %+v", res)
+	}
+	if s, _ := c.Site(2); s.Rewinds != 1 || s.RewoundAt.IsZero() || s.Initialisation != InitNew {
+		t.Fatalf("site state = %+v", s)
+	}
+	// The reference client numbers with plain change-log cursors.
+	accept(t, c, 3, inbound("101", storeRec("item", "x", "s1", 1)))
+	if res := accept(t, c, 3, inbound("101", storeRec("item", "y", "s1", 1))); !res.Rewound || res.Accepted != 1 {
+		t.Fatalf("reinstalled client = %+v", res)
+	}
+}
+
 // TestCentral_CentralSinceLastCursor protects the largest cursor: nothing
 // comes after it (the scan's start, cursor+1, must not wrap round to 0).
 func TestCentral_CentralSinceLastCursor(t *testing.T) {
 	c := openCentral(t, tempPath(t, "c.db"), CentralOptions{})
-	if _, err := c.Write(Record{Table: "item", ID: "i1", Action: Insert, Data: json.RawMessage(`{"n":1}`)}, nil); err != nil {
+	if _, err := c.Write(Record{Table: "item", ID: "i1", Action: Insert, Data: json.RawMessage(`{"n":1}`)}, sites); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err := c.CentralSince(math.MaxUint64, 10)

@@ -16,15 +16,13 @@ const (
 	metaPrefix   = "meta:"  // caller's small blobs
 	cursorPrefix = "cur:"   // caller's named cursors
 	asidePrefix  = "aside:" // aside:<table>:<id> — satellite's poison records
-	clogPrefix   = "clog:"  // clog:<cursor> — primary's central log
-	queuePrefix  = "q:"     // q:<site>:<gseq>-<idx> — primary's per-site queues
-	inboxPrefix  = "inbox:" // inbox:<gseq> — primary's intent keys
-	seenPrefix   = "seen:"  // seen:<origin>:<syncOutId> — primary's dedup markers
+	clogPrefix   = "clog:"  // clog:<version> — primary's central log
+	queuePrefix  = "q:"     // q:<site>:<table>:<id> — primary's per-site queues, one entry per record
+	inboxPrefix  = "inbox:" // inbox:<id> — primary's intent keys
+	kidPrefix    = "kid:"   // kid:<table>:<len>:<id>:<child table>:<child id> — primary's child rows
 	sitePrefix   = "site:"  // site:<id> — primary's site registry
 	seqWidth     = 20       // digits of a zero-padded uint64
 	siteWidth    = 10       // digits of a zero-padded site id
-	idxWidth     = 6        // digits of an entry index inside one intent
-	maxIntentLen = 999999   // entries per intent, so idx fits idxWidth
 )
 
 func recKey(table, id string) string { return recPrefix + table + ":" + id }

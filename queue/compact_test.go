@@ -128,8 +128,7 @@ func TestCentral_Concurrent(t *testing.T) {
 	for site := 2; site <= 4; site++ {
 		wg.Go(func() { // each site pushes and pulls
 			for i := range 60 {
-				dests := []int{2, 3, 4}
-				if _, err := c.Accept(site, []Inbound{inbound(fmt.Sprintf("%d-%d", site, i), storeRec("item", fmt.Sprintf("s%d-%d", site, i%10), "s1", i), dests...)}); err != nil {
+				if _, err := c.Accept(site, []Inbound{inbound(fmt.Sprintf("%d-%d", site, i), storeRec("item", fmt.Sprintf("s%d-%d", site, i%10), "s1", i))}, sites); err != nil {
 					t.Error(err)
 					return
 				}
@@ -152,7 +151,7 @@ func TestCentral_Concurrent(t *testing.T) {
 	}
 	wg.Go(func() {
 		for i := range 60 {
-			if _, err := c.Write(rec("unit", fmt.Sprint(i%7), map[string]any{"n": i}), nil); err != nil {
+			if _, err := c.Write(rec("unit", fmt.Sprint(i%7), map[string]any{"n": i}), sites); err != nil {
 				t.Error(err)
 			}
 			c.CentralSince(0, 3)
@@ -162,7 +161,7 @@ func TestCentral_Concurrent(t *testing.T) {
 	if c.st.compactions == 0 {
 		t.Error("no compaction ran")
 	}
-	st := snapshot(t, c.st)
+	st := centralSnapshot(t, c)
 	checkCentralConsistent(t, c, st, checkpoint{}, "after concurrent use")
 	total := c.QueueLen(2) + c.QueueLen(3) + c.QueueLen(4)
 	c.Close()

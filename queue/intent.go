@@ -4,27 +4,54 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/tidwall/buntdb"
 )
 
-// intent is the value of inbox:<gseq>: everything a push or write changes,
-// with every key and cursor already decided, so applying it twice gives
-// the same state as applying it once.
+// intent is the value of inbox:<id>: every key a change writes, decided in
+// full before anything is written. Applying never moves a key back in
+// version (a record is written only over an older or equal version, a
+// queue entry only over an older one), so an intent applied again — after
+// a power cut, even after later changes — changes nothing it should not.
 type intent struct {
-	Origin  int           `json:"origin"` // pushing site; 0 for the primary's own write
-	Gseq    uint64        `json:"gseq"`
-	Entries []intentEntry `json:"entries"`
+	ID    uint64      `json:"id"`
+	Recs  []intentRec `json:"r,omitempty"`
+	Queue []intentQ   `json:"q,omitempty"`
+	Logs  []intentLog `json:"l,omitempty"`
+	Kids  []intentKid `json:"k,omitempty"`
+	// Site is the pushing site's new state (its syncOutId high-water mark).
+	Site *SiteState `json:"s,omitempty"`
 }
 
-type intentEntry struct {
-	SyncOutID string     `json:"sid,omitempty"`
-	Record    recordJSON `json:"rec"`
-	Dests     []int      `json:"dests,omitempty"`
-	Store     string     `json:"store,omitempty"`
-	Cursor    uint64     `json:"cursor,omitempty"` // its clog entry, central data only
-	Prev      uint64     `json:"prev,omitempty"`   // the record's previous clog entry, to remove
+// intentRec writes a record's new value.
+type intentRec struct {
+	Key string       `json:"k"`
+	Val centralValue `json:"v"`
+}
+
+// intentQ queues a record for a site at Ord (Del: an entry that deletes it
+// there), or with Remove takes out the site's entry if older than Ord.
+type intentQ struct {
+	Site   int    `json:"s"`
+	Table  string `json:"t"`
+	ID     string `json:"i"`
+	Ord    uint64 `json:"o"`
+	Del    bool   `json:"x,omitempty"`
+	Remove bool   `json:"rm,omitempty"`
+}
+
+// intentLog puts a central record at Cursor in the central log, removing
+// its previous entry.
+type intentLog struct {
+	Cursor uint64 `json:"c"`
+	Prev   uint64 `json:"p,omitempty"`
+	Ref    Ref    `json:"r"`
+}
+
+// intentKid adds (or with Del removes) a child row's index entry.
+type intentKid struct {
+	Key string `json:"k"`
+	Del bool   `json:"x,omitempty"`
 }
 
 func decodeIntent(s string) (intent, error) {
@@ -33,108 +60,136 @@ func decodeIntent(s string) (intent, error) {
 	return in, err
 }
 
-func inboxKey(gseq uint64) string { return inboxPrefix + pad(gseq) }
-
-func seenKey(origin int, sid string) string { return fmt.Sprintf("%s%d:%s", seenPrefix, origin, sid) }
-
-// queueID is the SyncOutID a site sees for a queued record: "<gseq>-<idx>".
-func queueID(gseq uint64, idx int) string {
-	return fmt.Sprintf("%0*d-%0*d", seqWidth, gseq, idxWidth, idx)
+func (it intent) empty() bool {
+	return len(it.Recs) == 0 && len(it.Queue) == 0 && len(it.Logs) == 0 && len(it.Kids) == 0
 }
 
-func queueKey(site int, id string) string { return queuePrefix + padSite(site) + ":" + id }
-
-// parseQueueID accepts exactly the ids queueID makes.
-func parseQueueID(id string) (gseq uint64, idx int, ok bool) {
-	g, i, found := strings.Cut(id, "-")
-	if !found || len(g) != seqWidth || len(i) != idxWidth || !digits(g) || !digits(i) {
-		return 0, 0, false
+// maxVersion is the highest version the intent uses.
+func (it intent) maxVersion() uint64 {
+	m := it.ID
+	for _, r := range it.Recs {
+		m = max(m, r.Val.Version)
 	}
-	gseq, _ = parseUint(g)
-	n, _ := parseUint(i)
-	return gseq, int(n), true
+	for _, q := range it.Queue {
+		m = max(m, q.Ord)
+	}
+	for _, l := range it.Logs {
+		m = max(m, l.Cursor)
+	}
+	return m
 }
 
-func digits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
+// runIntentLocked writes the intent (commit 1) and applies it (commit 2).
+// The intent key itself is deleted by the next commit.
+func (c *Central) runIntentLocked(it intent) error {
+	if it.empty() {
+		return nil
+	}
+	it.ID = c.nextVersion()
+	b, err := marshal(it)
+	if err != nil {
+		return err
+	}
+	if err := c.updateLocked("record incoming change", func(tx *buntdb.Tx) error {
+		if _, _, err := tx.Set(inboxKey(it.ID), string(b), nil); err != nil {
+			return err
 		}
+		return setJSONKey(tx, versionKey, c.version, nil)
+	}); err != nil {
+		return err
 	}
-	return s != ""
+	c.pending = true
+	if err := c.applyLocked(it); err != nil {
+		return err
+	}
+	c.pending = false
+	c.visible = c.maxCentral
+	return nil
 }
 
-// applyLocked applies an intent in one commit. Every key it writes is
-// decided by the intent, so applying it again after a power cut (or after a
-// failed commit) gives the same state.
+// applyLocked applies an intent in one commit.
 func (c *Central) applyLocked(it intent) error {
 	delta := map[int]int{}
-	err := c.st.update("apply incoming batch", func(tx *buntdb.Tx) error {
+	maxCentral := c.maxCentral
+	err := c.updateLocked("apply incoming change", func(tx *buntdb.Tx) error {
 		clear(delta)
-		seenOpts := &buntdb.SetOptions{Expires: true, TTL: seenTTL}
-		for idx, e := range it.Entries {
-			r := e.Record.record()
-			key := recKey(r.Table, targetID(r))
+		maxCentral = c.maxCentral
+		versions := map[string]uint64{}
+		for _, r := range it.Recs {
+			old, ok, err := getCentral(tx, r.Key)
+			if err != nil {
+				return err
+			}
+			if ok && old.Version > r.Val.Version {
+				versions[r.Key] = old.Version
+				continue // a later change is there already
+			}
+			if err := setJSONKey(tx, r.Key, r.Val, nil); err != nil {
+				return err
+			}
+			versions[r.Key] = r.Val.Version
+		}
+		for _, l := range it.Logs {
+			if l.Prev != 0 && l.Prev != l.Cursor {
+				if err := deleteKey(tx, clogKey(l.Prev)); err != nil {
+					return err
+				}
+			}
+			if versions[recKey(l.Ref.Table, l.Ref.ID)] != l.Cursor {
+				continue
+			}
+			if err := setJSONKey(tx, clogKey(l.Cursor), l.Ref, nil); err != nil {
+				return err
+			}
+			maxCentral = max(maxCentral, l.Cursor)
+		}
+		for _, q := range it.Queue {
+			var n int
 			var err error
-			switch {
-			case r.Action != Delete && r.Action != Merge:
-				err = setJSONKey(tx, key, centralValue{Cursor: e.Cursor, Store: e.Store, Action: r.Action, Data: r.Data}, nil)
-			case e.Cursor != 0:
-				err = setJSONKey(tx, key, centralValue{Cursor: e.Cursor, Action: r.Action, Tomb: true}, nil)
-			default:
-				err = deleteKey(tx, key)
+			if q.Remove {
+				n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord)
+			} else {
+				n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del)
 			}
 			if err != nil {
 				return err
 			}
-			if e.Prev != 0 && e.Prev != e.Cursor {
-				if err := deleteKey(tx, clogPrefix+pad(e.Prev)); err != nil {
-					return err
-				}
+			delta[q.Site] += n
+		}
+		for _, k := range it.Kids {
+			var err error
+			if k.Del {
+				err = deleteKey(tx, k.Key)
+			} else {
+				_, _, err = tx.Set(k.Key, "1", nil)
 			}
-			if e.Cursor != 0 {
-				if err := setJSONKey(tx, clogPrefix+pad(e.Cursor), e.Record, nil); err != nil {
-					return err
-				}
-			}
-			qv, err := marshal(e.Record)
 			if err != nil {
 				return err
 			}
-			for _, d := range e.Dests {
-				_, replaced, err := tx.Set(queueKey(d, queueID(it.Gseq, idx)), string(qv), nil)
-				if err != nil {
-					return err
-				}
-				if !replaced {
-					delta[d]++
-				}
-			}
-			if e.SyncOutID != "" {
-				if _, _, err := tx.Set(seenKey(it.Origin, e.SyncOutID), "1", seenOpts); err != nil {
-					return err
-				}
-			}
+		}
+		if it.Site != nil {
+			return setJSONKey(tx, siteKey(it.Site.SyncID), *it.Site, nil)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if it.Site != nil {
+		e := c.siteLocked(it.Site.SyncID)
+		e.state, e.saved = *it.Site, it.Site.LastContact
+	}
 	for site, n := range delta {
 		c.qlen[site] += n
 	}
+	c.maxCentral = maxCentral
+	c.applied = append(c.applied, it.ID)
 	return nil
 }
 
-func (c *Central) finishLocked(gseq uint64) error {
-	return c.st.update("remove applied intent", func(tx *buntdb.Tx) error { return deleteKey(tx, inboxKey(gseq)) })
-}
-
-// drainLocked applies and removes every intent left by a power cut or a
-// failed commit. Every change calls it first, so no acknowledgement can
-// happen before an older intent is applied (which would resurrect the
-// acknowledged queue entry).
+// drainLocked applies every intent left by a power cut or a failed commit.
+// Every change calls it first, so nothing is acknowledged or decided on top
+// of a change that is only half written.
 func (c *Central) drainLocked() error {
 	if err := c.st.usable(); err != nil {
 		return err
@@ -158,35 +213,19 @@ func (c *Central) drainLocked() error {
 	}); err != nil {
 		return err
 	}
-	for _, it := range its {
+	for _, it := range its { // in key order: the order they were decided in
 		if err := c.applyLocked(it); err != nil {
-			return fmt.Errorf("cannot apply a pending incoming batch: %w", err)
-		}
-		if err := c.finishLocked(it.Gseq); err != nil {
-			return fmt.Errorf("cannot remove an applied incoming batch: %w", err)
+			return fmt.Errorf("cannot apply a pending change: %w", err)
 		}
 	}
 	if len(its) > 0 {
-		c.log.Info("applied incoming batches left by a restart or a failed commit", "count", len(its))
+		// One commit removes them all (applying them again would be harmless).
+		if err := c.updateLocked("remove applied changes", func(*buntdb.Tx) error { return nil }); err != nil {
+			return fmt.Errorf("cannot remove applied changes: %w", err)
+		}
+		c.log.Info("applied changes left by a restart or a failed commit", "count", len(its))
 	}
 	c.pending = false
-	c.visible = c.maxCursor
+	c.visible = c.maxCentral
 	return nil
-}
-
-func setJSONKey(tx *buntdb.Tx, key string, v any, opts *buntdb.SetOptions) error {
-	b, err := marshal(v)
-	if err != nil {
-		return err
-	}
-	_, _, err = tx.Set(key, string(b), opts)
-	return err
-}
-
-func deleteKey(tx *buntdb.Tx, key string) error {
-	_, err := tx.Delete(key)
-	if errors.Is(err, buntdb.ErrNotFound) {
-		return nil
-	}
-	return err
 }

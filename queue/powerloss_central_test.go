@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,43 +23,58 @@ func buildCentralHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	c := openCentral(t, path, CentralOptions{})
 	c.Pin(2, "hw-2")
 	c.Pin(3, "hw-3")
-	c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1), 3, 4), inbound("e-2", storeRec("item", "b", "s1", 1), 3, 4)})
-	c.Write(rec("unit", "kg", map[string]any{"n": 1}), nil)
+	c.Reconcile(sites.members(), sites)
+	c.Accept(2, []Inbound{inbound("e-1", storeRec("item", "a", "s1", 1)), inbound("e-2", storeRec("item", "b", "s1", 1))}, sites)
+	c.Write(rec("unit", "kg", map[string]any{"n": 1}), sites)
 	var cps []checkpoint
 	mark := func(name string) {
-		cps = append(cps, checkpoint{name: name, end: fileSize(t, path), state: snapshot(t, c.st), cur: c.maxCursor, gseq: c.lastGseq})
+		cps = append(cps, checkpoint{name: name, end: fileSize(t, path), state: centralSnapshot(t, c), cur: c.maxCentral, gseq: c.version})
 	}
 	mark("base")
+	line := func(id, head string, n int) Record { return rec("line", id, map[string]any{"head_ID": head, "n": n}) }
 	push := []Inbound{
-		inbound("e-3", storeRec("item", "c", "s1", 1), 3, 4),
-		inbound("e-4", storeRec("item", "a", "s1", 2), 3, 4),
-		inbound("e-5", rec("unit", "g", map[string]any{"n": 1}), 3, 4),
+		inbound("e-3", storeRec("item", "c", "s1", 1)),
+		inbound("e-4", storeRec("item", "a", "s1", 2)),
+		inbound("e-5", line("l1", "h", 1)),
+		inbound("e-6", storeRec("head", "h", "s1", 1)),
 	}
+	moved := testRouter{"s1": {2, 3}, "s2": {4, 5}}
 	ops := []centralOp{
-		{"accept", true, func(c *Central) error { _, err := c.Accept(2, push); return err }},
-		{"accept again", true, func(c *Central) error { _, err := c.Accept(2, push); return err }},
-		{"write central", true, func(c *Central) error { _, err := c.Write(rec("unit", "kg", map[string]any{"n": 2}), nil); return err }},
-		{"write delete", true, func(c *Central) error { _, err := c.Write(del("item", "b"), []int{3, 4}); return err }},
-		{"ack", false, func(c *Central) error {
-			q, _, _ := c.Queued(3, 3)
-			_, err := c.Ack(3, []string{q[0].SyncOutID, q[2].SyncOutID})
+		{"accept", true, func(c *Central) error { _, err := c.Accept(2, push, sites); return err }},
+		{"accept again", true, func(c *Central) error { _, err := c.Accept(2, push, sites); return err }},
+		{"own push supersedes", true, func(c *Central) error {
+			_, err := c.Accept(3, []Inbound{inbound("f-1", storeRec("item", "a", "s1", 3))}, sites)
 			return err
 		}},
-		{"fill", false, func(c *Central) error { _, err := c.Fill(5, func(Record) bool { return true }); return err }},
+		{"write central", true, func(c *Central) error {
+			_, err := c.Write(rec("unit", "kg", map[string]any{"n": 2}), sites)
+			return err
+		}},
+		{"write delete", true, func(c *Central) error { _, err := c.Write(del("item", "b"), sites); return err }},
+		{"refused", true, func(c *Central) error {
+			_, err := c.Accept(5, []Inbound{inbound("z-1", storeRec("item", "c", "s2", 9)), inbound("z-2", storeRec("item", "z", "s2", 1))}, sites)
+			return err
+		}},
+		{"ack", false, func(c *Central) error {
+			q, _, _ := c.Queued(4, 3)
+			_, err := c.Ack(4, []string{q[0].SyncOutID, q[2].SyncOutID})
+			return err
+		}},
+		{"fill", false, func(c *Central) error { _, err := c.Fill(4); return err }},
 		{"site", false, func(c *Central) error { _, err := c.Pin(5, "hw-5"); return err }},
 		{"accept merge", true, func(c *Central) error {
 			_, err := c.Accept(4, []Inbound{inbound("m-1", Record{Table: "item", ID: "a", Action: Merge,
-				Data: []byte(`{"mergeIdToKeep":"a","mergeIdToDelete":"c"}`)}, 2, 3)})
+				Data: []byte(`{"mergeIdToKeep":"a","mergeIdToDelete":"c"}`)})}, sites)
 			return err
 		}},
-		{"delete central", true, func(c *Central) error { _, err := c.Write(del("unit", "g"), nil); return err }},
+		{"delete central", true, func(c *Central) error { _, err := c.Write(del("unit", "kg"), sites); return err }},
+		{"membership", false, func(c *Central) error { _, err := c.Reconcile(moved.members(), moved); return err }},
 	}
 	for _, op := range ops {
 		if err := op.run(c); err != nil {
 			t.Fatalf("%s: %v", op.name, err)
 		}
 		mark(op.name)
-		cps[len(cps)-1].gseq = c.lastGseq
 	}
 	c.Close()
 	for i := range cps[1:] {
@@ -69,24 +85,38 @@ func buildCentralHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	return cps, must(os.ReadFile(path))
 }
 
+// centralSnapshot is the datafile's state without the intents (bookkeeping
+// of a change in progress, deleted by the next commit).
+func centralSnapshot(t testing.TB, c *Central) rawState {
+	st := snapshot(t, c.st)
+	for k := range st {
+		if strings.HasPrefix(k, inboxPrefix) {
+			delete(st, k)
+		}
+	}
+	return st
+}
+
 // checkCentralConsistent checks what must hold in any primary datafile.
 func checkCentralConsistent(t testing.TB, c *Central, st rawState, cp checkpoint, where string) {
 	t.Helper()
 	qlen := map[int]int{}
-	var maxClog, maxGseq uint64
-	for k := range st {
+	var maxClog, maxVer uint64
+	for k, v := range st {
 		switch {
 		case strings.HasPrefix(k, inboxPrefix):
 			t.Fatalf("%s: intent %s left after open", where, k)
 		case strings.HasPrefix(k, queuePrefix):
-			site, id, _ := strings.Cut(k[len(queuePrefix):], ":")
-			var s int
-			fmt.Sscan(site, &s)
-			qlen[s]++
-			g, _, _ := parseQueueID(id)
-			maxGseq = max(maxGseq, g)
+			site, ord, _, ok := parseQueueValue(v)
+			if !ok || !strings.HasPrefix(k, queueKeyPrefix(site)) {
+				t.Fatalf("%s: queue entry %s = %q", where, k, v)
+			}
+			qlen[site]++
+			maxVer = max(maxVer, ord)
 		case strings.HasPrefix(k, clogPrefix):
 			maxClog = max(maxClog, must(parseUint(k[len(clogPrefix):])))
+		case strings.HasPrefix(k, recPrefix):
+			maxVer = max(maxVer, must(decodeCentralValue(v)).Version)
 		}
 	}
 	for _, s := range []int{2, 3, 4, 5} {
@@ -94,28 +124,37 @@ func checkCentralConsistent(t testing.TB, c *Central, st rawState, cp checkpoint
 			t.Fatalf("%s: QueueLen(%d) = %d, file holds %d", where, s, c.QueueLen(s), qlen[s])
 		}
 	}
-	if c.maxCursor < maxClog || c.maxCursor < cp.cur || c.lastGseq < maxGseq || c.lastGseq < cp.gseq {
-		t.Fatalf("%s: counters would reuse an id: cursor %d (log max %d, issued %d), gseq %d (queue max %d, issued %d)",
-			where, c.maxCursor, maxClog, cp.cur, c.lastGseq, maxGseq, cp.gseq)
+	if c.maxCentral < maxClog || c.maxCentral < cp.cur || c.version < maxVer || c.version < cp.gseq {
+		t.Fatalf("%s: counters would reuse a version: cursor %d (log max %d, issued %d), version %d (file max %d, issued %d)",
+			where, c.maxCentral, maxClog, cp.cur, c.version, maxVer, cp.gseq)
 	}
-	// One log entry per record, pointing back at it.
-	seen := map[string]bool{}
+	// One log entry per central record, and it points at the record's version.
 	for k, v := range st {
 		if !strings.HasPrefix(k, clogPrefix) {
 			continue
 		}
-		r := must(decodeRecord(v))
-		key := recKey(r.Table, targetID(r))
-		if seen[key] {
-			t.Fatalf("%s: two central log entries for %s", where, key)
+		var ref Ref
+		if err := json.Unmarshal([]byte(v), &ref); err != nil {
+			t.Fatalf("%s: log entry %s = %q", where, k, v)
 		}
-		seen[key] = true
-		var cv centralValue
-		if s, ok := st[key]; ok {
-			cv = must(decodeCentralValue(s))
+		cv := must(decodeCentralValue(st[recKey(ref.Table, ref.ID)]))
+		if !cv.Central || cv.Version != must(parseUint(k[len(clogPrefix):])) {
+			t.Fatalf("%s: log entry %s but %s/%s is at version %d", where, k, ref.Table, ref.ID, cv.Version)
 		}
-		if cv.Cursor != must(parseUint(k[len(clogPrefix):])) {
-			t.Fatalf("%s: log entry %s but %s has cursor %d", where, k, key, cv.Cursor)
+	}
+	// Every entry of a site's queue is for a record it holds or must delete.
+	for k, v := range st {
+		if !strings.HasPrefix(k, queuePrefix) {
+			continue
+		}
+		site, _, del, _ := parseQueueValue(v)
+		table, id, _ := strings.Cut(strings.TrimPrefix(k, queueKeyPrefix(site)), ":")
+		cv, err := decodeCentralValue(st[recKey(table, id)])
+		if err != nil {
+			t.Fatalf("%s: queue entry %s for a record the primary lacks", where, k)
+		}
+		if !del && !cv.holds(site) {
+			t.Fatalf("%s: queue entry %s for a record site %d does not hold (holders %v)", where, k, site, cv.Holders)
 		}
 	}
 }
@@ -143,7 +182,7 @@ func TestCentral_PowerLossEveryOffset(t *testing.T) {
 			t.Fatalf("cut at %d: open: %v", o, err)
 		}
 		defer c.Close()
-		got := snapshot(t, c.st)
+		got := centralSnapshot(t, c)
 		i := h.checkPrefix(t, o, got)
 		where := fmt.Sprintf("cut at %d (after %q)", o, cps[i].name)
 		checkCentralConsistent(t, c, got, cps[i], where)
@@ -151,13 +190,9 @@ func TestCentral_PowerLossEveryOffset(t *testing.T) {
 			checkAllOrNothing(t, cps[i].state, cps[i+1].state, got, where)
 		}
 		if o%11 == 0 || o == int64(len(full)) {
-			cur, err := c.Write(rec("unit", "after", map[string]any{"n": 1}), []int{3})
-			if err != nil || cur <= cps[i].cur {
-				t.Fatalf("%s: write after reopen: cursor %d (issued before %d), %v", where, cur, cps[i].cur, err)
-			}
-			q, _, _ := c.Queued(3, 0)
-			if g, _, _ := parseQueueID(q[len(q)-1].SyncOutID); g <= cps[i].gseq {
-				t.Fatalf("%s: queue id %s reuses a gseq (issued before %d)", where, q[len(q)-1].SyncOutID, cps[i].gseq)
+			cur, err := c.Write(rec("unit", "after", map[string]any{"n": 1}), sites)
+			if err != nil || cur <= cps[i].cur || cur <= cps[i].gseq {
+				t.Fatalf("%s: write after reopen: version %d (issued before %d), %v", where, cur, cps[i].gseq, err)
 			}
 		}
 	})
@@ -216,7 +251,7 @@ func TestCentral_GarbageTailAndMiddle(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: open: %v", name, err)
 		}
-		if got := snapshot(t, c.st); !mapsEqual(got, last.state) || c.Recovered() != "" {
+		if got := centralSnapshot(t, c); !mapsEqual(got, last.state) || c.Recovered() != "" {
 			t.Fatalf("%s: state changed by a garbage tail (recovered %q)", name, c.Recovered())
 		}
 		c.Close()

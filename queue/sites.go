@@ -3,6 +3,7 @@ package queue
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tidwall/buntdb"
@@ -14,11 +15,23 @@ type SiteState struct {
 	// HardwareID is the ID pinned on the site's first contact ("" = none).
 	HardwareID string
 	PinnedAt   time.Time
+	// ClearedHardwareID is the ID a clear-hwid removed: a different box
+	// pinned next is a new box, whose queue starts empty.
+	ClearedHardwareID string `json:",omitempty"`
 	// LastContact is the last authenticated request (kept in memory at
 	// every call, written to the file at most once a minute).
 	LastContact time.Time
 	// Initialisation is "new", "started", "completed" or "error".
 	Initialisation string
+	// SyncOutEpoch and SyncOutHigh are the highest syncOutId number taken
+	// from the site (per numbering epoch), to notice an outbox that went
+	// back (a restored backup).
+	SyncOutEpoch string `json:",omitempty"`
+	SyncOutHigh  uint64 `json:",omitempty"`
+	// RewoundAt is when the site last sent new changes under numbers it had
+	// used before; Rewinds counts such pushes.
+	RewoundAt time.Time `json:",omitempty"`
+	Rewinds   int       `json:",omitempty"`
 }
 
 // The initialisation statuses of sync API v5.
@@ -51,7 +64,7 @@ func (c *Central) siteLocked(id int) *siteEntry {
 
 // saveSiteLocked writes s as site id's state; on success it becomes current.
 func (c *Central) saveSiteLocked(s SiteState) error {
-	if err := c.st.update(fmt.Sprintf("save site %d", s.SyncID), func(tx *buntdb.Tx) error {
+	if err := c.updateLocked(fmt.Sprintf("save site %d", s.SyncID), func(tx *buntdb.Tx) error {
 		return setJSONKey(tx, siteKey(s.SyncID), s, nil)
 	}); err != nil {
 		return err
@@ -87,7 +100,9 @@ func (c *Central) Site(id int) (SiteState, error) {
 
 // Pin pins hwid as site id's hardware ID on its first contact and returns
 // the site's state. A different hardware ID is refused with
-// ErrHardwareMismatch; the error never reveals the pinned ID.
+// ErrHardwareMismatch; the error never reveals the pinned ID. A box other
+// than the one whose pin was cleared starts as a new site: its queue is
+// emptied (never another box's leftovers) and it must initialise.
 func (c *Central) Pin(id int, hwid string) (SiteState, error) {
 	if err := checkSiteID(id); err != nil {
 		return SiteState{}, err
@@ -95,9 +110,20 @@ func (c *Central) Pin(id int, hwid string) (SiteState, error) {
 	if hwid == "" || len(hwid) > 256 || hasControl(hwid) {
 		return SiteState{}, fmt.Errorf("site %d presented an invalid hardware ID", id)
 	}
+	c.mu.RLock()
+	if err := c.st.usable(); err != nil {
+		c.mu.RUnlock()
+		return SiteState{}, err
+	}
+	if e, ok := c.sites[id]; ok && e.state.HardwareID == hwid {
+		s := e.state
+		c.mu.RUnlock()
+		return s, nil
+	}
+	c.mu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.st.usable(); err != nil {
+	if err := c.drainLocked(); err != nil {
 		return SiteState{}, err
 	}
 	s := c.siteLocked(id).state
@@ -105,7 +131,15 @@ func (c *Central) Pin(id int, hwid string) (SiteState, error) {
 	case hwid:
 		return s, nil
 	case "":
-		s.HardwareID, s.PinnedAt = hwid, time.Now().UTC()
+		if s.ClearedHardwareID != "" && s.ClearedHardwareID != hwid {
+			n, err := c.purgeQueueLocked(id)
+			if err != nil {
+				return SiteState{}, err
+			}
+			s.Initialisation = InitNew
+			c.log.Warn("another box took over a site whose pin was cleared; its queue was emptied and it starts as a new site", "site", id, "dropped", n)
+		}
+		s.HardwareID, s.PinnedAt, s.ClearedHardwareID = hwid, time.Now().UTC(), ""
 		if err := c.saveSiteLocked(s); err != nil {
 			return SiteState{}, err
 		}
@@ -123,6 +157,9 @@ func (c *Central) ClearPin(id int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.siteLocked(id).state
+	if s.HardwareID != "" {
+		s.ClearedHardwareID = s.HardwareID
+	}
 	s.HardwareID, s.PinnedAt = "", time.Time{}
 	if err := c.saveSiteLocked(s); err != nil {
 		return err
@@ -181,4 +218,60 @@ func (c *Central) Sites() []SiteState {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SyncID < out[j].SyncID })
 	return out
+}
+
+// noteSyncOutIDs raises site's syncOutId high-water mark by the accepted
+// records and reports whether any of them was numbered at or below it in
+// the same numbering (a rewound outbox: a restored backup, a reinstalled
+// client counting from 1 again). It returns the site's new state (to be
+// saved with the batch) and whether it changed.
+func noteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (SiteState, bool, bool) {
+	before, rewound := s, false
+	for i, x := range in {
+		if outs[i].Refused != nil || outs[i].Duplicate {
+			continue
+		}
+		epoch, n, ok := syncOutNumber(x.SyncOutID)
+		if !ok {
+			continue
+		}
+		switch {
+		case epoch != s.SyncOutEpoch || s.SyncOutHigh == 0:
+			s.SyncOutEpoch, s.SyncOutHigh = epoch, n
+		case n <= s.SyncOutHigh:
+			rewound = true
+		default:
+			s.SyncOutHigh = n
+		}
+	}
+	if rewound {
+		s.RewoundAt = now.UTC()
+		s.Rewinds++
+		s.Initialisation = InitNew // it may have lost what it pulled since its backup: it must refill
+	}
+	return s, s != before, rewound
+}
+
+// syncOutNumber splits a syncOutId into its numbering epoch and number:
+// "<epoch>-<digits>" (syncagent's outbox) or "<digits>" (the reference
+// client's change-log cursor).
+func syncOutNumber(sid string) (epoch string, n uint64, ok bool) {
+	num := sid
+	if i := strings.LastIndexByte(sid, '-'); i >= 0 {
+		epoch, num = sid[:i], sid[i+1:]
+	}
+	if !digits(num) || len(num) > seqWidth {
+		return "", 0, false
+	}
+	n, err := parseUint(num)
+	return epoch, n, err == nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -41,6 +41,10 @@ type agent struct {
 	done   chan error
 }
 
+// storeRows is how many central store rows the primary of newAgents
+// publishes (stores a, b and shared): every satellite holds them too.
+const storeRows = 3
+
 // agentSet is a primary and its satellites on loopback.
 type agentSet struct {
 	t      *testing.T

@@ -161,11 +161,16 @@ func TestSync_foreignStoreRefused(t *testing.T) {
 	if _, ok := w.sats[3].has(t, "stock", "theirs"); ok {
 		t.Error("a foreign-store record was routed")
 	}
-	// A batch refused whole answers 403 with the v5 error body.
+	// A batch whose every record is refused still answers 200 (a v5 client
+	// that does not read "refused" would otherwise push it for ever), lists
+	// the refusal, and the site is sent a delete of what it must not hold.
 	body := `{"queueLength":0,"data":[{"syncOutId":"x1","tableName":"stock","recordId":"z","action":"insert","recordData":{"store_ID":"b"}}]}`
 	status, b := w.raw("POST", "/sync/v5/queued_records", 2, "hw-2", body)
-	if status != 403 || !strings.Contains(string(b), syncapi.CodeStoreNotActive) {
-		t.Errorf("whole batch refused: %d %s", status, b)
+	if status != 200 || !strings.Contains(string(b), syncapi.CodeStoreNotActive) {
+		t.Errorf("batch of refused records: %d %s", status, b)
+	}
+	if q, _, _ := w.central.Queued(2, 10); len(q) != 1 || q[0].Record.ID != "z" || q[0].Record.Action != queue.Delete {
+		t.Errorf("site 2 was not answered with a delete: %+v", q)
 	}
 }
 

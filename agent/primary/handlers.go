@@ -17,31 +17,49 @@ func (s *Server) handleSite(w http.ResponseWriter, r *http.Request, row *SiteRow
 		syncapi.WriteError(w, r, storageError(err))
 		return
 	}
+	status := orDefault(st.Initialisation, syncapi.InitNew)
+	if s.store.Filling(row.SyncID) {
+		status = syncapi.InitStarted
+	}
 	syncapi.WriteJSON(w, r, http.StatusOK, syncapi.SiteInfo{
-		ID:                   siteUUID(row.SyncID),
-		SiteID:               row.SyncID,
-		InitialisationStatus: orDefault(st.Initialisation, syncapi.InitNew),
-		MSupplyCentralSiteID: 1,
-		Code:                 row.User,
-		Name:                 row.User,
+		ID:                       siteUUID(row.SyncID),
+		SiteID:                   row.SyncID,
+		InitialisationStatus:     status,
+		OmSupplyCentralServerURL: s.cfg.Load().CentralServerURL,
+		MSupplyCentralSiteID:     centralSiteID,
+		Code:                     row.User,
+		Name:                     row.User,
 	})
 }
 
-func (s *Server) handleSiteStatus(w http.ResponseWriter, r *http.Request, _ *SiteRow) {
+func (s *Server) handleSiteStatus(w http.ResponseWriter, r *http.Request, row *SiteRow) {
+	if s.store.Filling(row.SyncID) {
+		syncapi.WriteJSON(w, r, http.StatusOK, syncapi.SiteStatus{Code: syncapi.StatusInitialisationInProgress,
+			Message: "the primary is filling this site's queue", Data: []byte("null")})
+		return
+	}
 	syncapi.WriteJSON(w, r, http.StatusOK, syncapi.SiteStatus{Code: syncapi.StatusIdle, Message: "ready", Data: []byte("null")})
 }
 
+// handleInitialise fills the site's queue with everything it must hold.
+// It is idempotent: a record already queued is not queued again, so a site
+// that initialises twice downloads each record once.
 func (s *Server) handleInitialise(w http.ResponseWriter, r *http.Request, row *SiteRow) {
 	var ignored map[string]any
 	if e := syncapi.DecodeBody(r, s.cfg.Load().MaxBody, true, &ignored); e != nil {
 		syncapi.WriteError(w, r, e)
 		return
 	}
+	if s.store.Filling(row.SyncID) {
+		syncapi.WriteError(w, r, syncapi.Errorf(http.StatusServiceUnavailable, syncapi.CodeSyncIsRunning,
+			"an initialisation of site %d is running; poll %s until it is idle", row.SyncID, syncapi.EndpointSiteStatus))
+		return
+	}
 	if err := s.store.SetInitialisation(row.SyncID, syncapi.InitStarted); err != nil {
 		syncapi.WriteError(w, r, storageError(err))
 		return
 	}
-	if _, err := s.fill(row); err != nil {
+	if _, err := s.store.Fill(row.SyncID); err != nil {
 		s.store.SetInitialisation(row.SyncID, syncapi.InitError)
 		syncapi.WriteError(w, r, storageError(err))
 		return
@@ -112,8 +130,12 @@ func (s *Server) handleAcknowledged(w http.ResponseWriter, r *http.Request, row 
 	syncapi.WriteNoContent(w)
 }
 
-// handlePush takes a batch: each record must belong to a store active on the
-// pushing site; refused records are reported and the rest is applied.
+// handlePush takes a batch. Each record is decided on its own, in order,
+// by the routing rules and the primary's current copy: refused records are
+// listed in the answer with their reason (and the site is sent the
+// primary's copy back), the rest is applied. Per-record refusals never fail
+// the request: a v5 client that does not read them would otherwise push the
+// same batch for ever.
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow) {
 	cfg := s.cfg.Load()
 	var push syncapi.Push
@@ -125,94 +147,60 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 		syncapi.WriteError(w, r, syncapi.Errorf(http.StatusRequestEntityTooLarge, syncapi.CodeBatchTooLarge, "%d records in one push; at most %d", len(push.Data), cfg.MaxBatch))
 		return
 	}
-	t := s.sites.Load()
 	var resp syncapi.PushResponse
-	in := make([]queue.Inbound, 0, len(push.Data))
 	refuse := func(id, code, format string, args ...any) {
 		resp.Refused = append(resp.Refused, syncapi.Refusal{SyncOutID: id, Error: syncapi.ErrorInfo{Code: code, Message: fmt.Sprintf(format, args...)}})
 	}
+	in := make([]queue.Inbound, 0, len(push.Data))
 	seen := make(map[string]bool, len(push.Data))
 	for _, q := range push.Data {
 		rec, err := q.Record()
-		store := ""
-		if err == nil {
-			store, err = s.storeOf(rec)
-		}
 		switch {
-		case q.SyncOutID == "" || len(q.SyncOutID) > 128 || hasControl(q.SyncOutID):
-			// The datafile refuses control characters too; found there, the
-			// whole batch failed as 503 "retry later", forever.
-			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId must be 1 to 128 characters, none of them control characters")
 		case seen[q.SyncOutID]:
 			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "syncOutId %q appears twice in this batch", q.SyncOutID)
 		case err != nil:
 			refuse(q.SyncOutID, syncapi.CodeInvalidRecord, "%v", err)
-		case store == "" && rec.Action == queue.Delete && !s.holds(rec):
-			// Created and deleted on the site between two pushes (or
-			// already deleted here): nothing to delete, nobody to tell.
-		case store == "":
-			refuse(q.SyncOutID, syncapi.CodeCentralFromSite, "record %s/%s has no %s: central data is written on the primary only", rec.Table, rec.ID, queue.StoreField)
-		case !row.hasStore(store):
-			refuse(q.SyncOutID, syncapi.CodeStoreNotActive, "store %q is not active on site %d", store, row.SyncID)
 		default:
-			in = append(in, queue.Inbound{SyncOutID: q.SyncOutID, Record: rec, Dests: t.destinations(store, row.SyncID)})
+			in = append(in, queue.Inbound{SyncOutID: q.SyncOutID, Record: rec})
 		}
 		seen[q.SyncOutID] = true
 	}
-	if len(in) == 0 && len(resp.Refused) > 0 {
-		// Nothing to apply: answer with an error whose data lists every refusal.
-		first := resp.Refused[0].Error
-		status := http.StatusBadRequest
-		if first.Code == syncapi.CodeStoreNotActive || first.Code == syncapi.CodeCentralFromSite {
-			status = http.StatusForbidden
-		}
-		s.rate.logf(slog.LevelWarn, fmt.Sprint("refused ", row.SyncID), "push refused whole", "site", row.SyncID, "refused", len(resp.Refused), "first", first.Message)
-		syncapi.WriteJSON(w, r, status, syncapi.ErrorBody{Error: syncapi.ErrorInfo{Code: first.Code,
-			Message: fmt.Sprintf("all %d records refused; first: %s", len(resp.Refused), first.Message), Data: resp.Refused}})
-		return
-	}
 	if len(in) > 0 {
-		res, err := s.store.Accept(row.SyncID, in)
+		res, err := s.Accept(row.SyncID, in)
 		if err != nil {
 			syncapi.WriteError(w, r, storageError(err))
 			return
 		}
-		s.log.Debug("push accepted", "site", row.SyncID, "accepted", res.Accepted, "duplicate", res.Duplicate, "refused", len(resp.Refused))
+		for i, o := range res.Outcomes {
+			if o.Refused != nil {
+				refuse(in[i].SyncOutID, o.Refused.Code, "%s", o.Refused.Message)
+			}
+		}
+		resp.Rewound = res.Rewound
+		s.log.Debug("push accepted", "site", row.SyncID, "accepted", res.Accepted, "duplicate", res.Duplicate, "refused", res.Refused)
 	}
 	if len(resp.Refused) > 0 {
 		s.rate.logf(slog.LevelWarn, fmt.Sprint("refused ", row.SyncID), "push records refused", "site", row.SyncID, "refused", len(resp.Refused), "first", resp.Refused[0].Error.Message)
+	}
+	if len(resp.Refused) == len(push.Data) && len(push.Data) > 0 && allMalformed(resp.Refused) {
+		// Nothing in it could be read as a change: a bad request, answered
+		// with an error whose data lists every record's reason.
+		first := resp.Refused[0].Error
+		syncapi.WriteJSON(w, r, http.StatusBadRequest, syncapi.ErrorBody{Error: syncapi.ErrorInfo{Code: first.Code,
+			Message: fmt.Sprintf("all %d records are malformed; first: %s", len(resp.Refused), first.Message), Data: resp.Refused}})
+		return
 	}
 	resp.IntegrationStarted = true
 	syncapi.WriteJSON(w, r, http.StatusOK, resp)
 }
 
-// storeOf is the store a record belongs to. A delete carries no data and a
-// merge names records, so their store is the one of the record the primary
-// holds; a delete of a record the primary never had belongs to no store.
-func (s *Server) storeOf(r queue.Record) (string, error) {
-	id := r.ID
-	switch r.Action {
-	case queue.Delete:
-	case queue.Merge:
-		keep, _, err := r.MergeIDs()
-		if err != nil {
-			return "", err
+func allMalformed(refused []syncapi.Refusal) bool {
+	for _, r := range refused {
+		if r.Error.Code != syncapi.CodeInvalidRecord {
+			return false
 		}
-		id = keep
-	default:
-		return r.StoreID(), nil
 	}
-	held, found, err := s.store.Get(r.Table, id)
-	if err != nil || !found {
-		return "", err
-	}
-	return held.StoreID(), nil
-}
-
-// holds reports whether the central datafile has a live record r.Table/r.ID.
-func (s *Server) holds(r queue.Record) bool {
-	_, found, err := s.store.Get(r.Table, r.ID)
-	return found || err != nil
+	return true
 }
 
 func queryUint(r *http.Request, name string, def, max uint64) (uint64, *syncapi.Error) {

@@ -1,6 +1,9 @@
 // Package primary is the central server of the sync API v5: it authenticates
-// sites, pins their hardware, takes their pushes, routes each record to the
-// other sites where its store is active, and serves central data by cursor.
+// sites, pins their hardware, takes their pushes, decides by the routing
+// rules (agent/routing) which store owns each record and which sites must
+// hold it, publishes the store rows, and serves central data by cursor. The
+// order of changes, the queues and convergence are queue.Central's
+// (docs/replication.md).
 //
 // Imported only by agent/daemon (the wiring) and tests.
 package primary
@@ -12,9 +15,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"syncagent/agent/routing"
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
 )
@@ -34,6 +39,9 @@ type Config struct {
 	DisabledReason string
 	MaxBody        int64
 	MaxBatch       int
+	// CentralServerURL is answered as omSupplyCentralServerUrl by GET site
+	// (an open-mSupply remote needs it to sync; see the README).
+	CentralServerURL string
 }
 
 // Server serves the sync API v5 for a primary.
@@ -44,8 +52,10 @@ type Server struct {
 	auth  *authenticator
 	rate  *rateLog // for anything a client can make repeat
 
-	cfg   atomic.Pointer[Config]
-	sites atomic.Pointer[siteTable]
+	cfg    atomic.Pointer[Config]
+	sites  atomic.Pointer[siteTable]
+	router atomic.Pointer[router]
+	confMu sync.Mutex // one Configure at a time
 }
 
 // New returns a primary serving store. now may be nil (time.Now).
@@ -68,8 +78,13 @@ func (s *Server) Verify(cfg Config) error {
 }
 
 // Configure applies new site rows live. Pre-pinned hardware IDs are seeded
-// for sites the primary has never seen.
+// for sites the primary has never seen, the central store rows are kept in
+// step with the rows, and every queue is brought in line with the new
+// membership (a store added to a site fills its queue, one removed deletes
+// its records there, a removed site's queue is emptied).
 func (s *Server) Configure(cfg Config) error {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
 	t, err := newSiteTable(cfg.Sites)
 	if err != nil {
 		return fmt.Errorf("cannot use site rows: %w", err)
@@ -97,8 +112,16 @@ func (s *Server) Configure(cfg Config) error {
 		}
 	}
 	s.auth.forget(inUse)
+	rt, err := s.publishStores(t)
+	if err != nil {
+		return err
+	}
 	s.cfg.Store(&cfg)
 	s.sites.Store(t)
+	s.router.Store(rt)
+	if _, err := s.store.Reconcile(t.membership(), rt); err != nil {
+		return fmt.Errorf("cannot bring the queues in line with the site rows: %w", err)
+	}
 	return nil
 }
 
@@ -224,47 +247,50 @@ func storageError(err error) *syncapi.Error {
 	return syncapi.Errorf(http.StatusServiceUnavailable, syncapi.CodeStorage, "the primary could not store data (%v); retry later", err)
 }
 
-// Write is the primary's own write (local API on the primary): a store
-// record goes to every site where its store is active; a central record to
-// the central log every site reads.
+// Write is the primary's own write (local API on the primary), routed by
+// the same rules as a push: a store record goes to every site where its
+// store is active (and to a transfer's receiver), central data to the
+// central log every site reads.
 func (s *Server) Write(r queue.Record) (uint64, error) {
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}
-	store, err := s.storeOf(r)
-	if err != nil {
-		return 0, err
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
+	v, err := s.store.Write(r, s.router.Load())
+	if err == nil && r.Table == routing.TableStore {
+		// A store row names where its store is active and its name record:
+		// transfers route by it.
+		var rt *router
+		if rt, err = s.routerFor(s.sites.Load()); err == nil {
+			s.router.Store(rt)
+		}
 	}
-	var dests []int
-	if store != "" {
-		dests = s.sites.Load().destinations(store, 1)
-	}
-	return s.store.Write(r, dests)
+	return v, err
 }
 
-// Generate refills every site's queue with the store data it should hold:
-// the seed's "generate sync records" on a primary.
+// Accept takes a push from site origin (what POST queued_records does once
+// the request is decoded), deciding each record by the routing rules.
+func (s *Server) Accept(origin int, in []queue.Inbound) (queue.AcceptResult, error) {
+	return s.store.Accept(origin, in, s.router.Load())
+}
+
+// Generate refills every site's queue with what it should hold: the seed's
+// "generate sync records" on a primary. A record already queued for a site
+// is not queued again.
 func (s *Server) Generate(ctx context.Context) (int, error) {
 	total := 0
-	t := s.sites.Load()
-	for _, id := range t.ids {
+	for _, id := range s.sites.Load().ids {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		n, err := s.fill(t.byID[id])
+		n, err := s.store.Fill(id)
 		total += n
 		if err != nil {
 			return total, err
 		}
 	}
 	return total, nil
-}
-
-func (s *Server) fill(row *SiteRow) (int, error) {
-	return s.store.Fill(row.SyncID, func(r queue.Record) bool {
-		st := r.StoreID()
-		return st != "" && row.hasStore(st)
-	})
 }
 
 // Sites returns the configured rows with what the registry knows of them.
@@ -277,8 +303,9 @@ func (s *Server) Sites() []SiteView {
 		if err != nil {
 			s.log.Warn("cannot read site state", "site", id, "err", err)
 		}
-		out = append(out, SiteView{SyncID: id, User: row.User, Stores: row.Stores, HardwareID: st.HardwareID,
-			LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(id)})
+		out = append(out, SiteView{SyncID: id, User: row.User, URL: row.URL, Stores: row.Stores, HardwareID: st.HardwareID,
+			LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(id),
+			RewoundAt: st.RewoundAt})
 	}
 	return out
 }
@@ -287,11 +314,13 @@ func (s *Server) Sites() []SiteView {
 type SiteView struct {
 	SyncID         int
 	User           string
+	URL            string // a URL on the primary's row disables sync for it
 	Stores         []string
 	HardwareID     string
 	LastContact    time.Time
 	Initialisation string
 	QueueLength    int
+	RewoundAt      time.Time // when the site last sent changes under numbers it had used (restored backup)
 }
 
 // ClearPin clears a site's pinned hardware ID so the next box to call is

@@ -3,6 +3,8 @@ package primary
 import (
 	"fmt"
 	"slices"
+
+	"syncagent/queue"
 )
 
 // SiteRow is one satellite the primary syncs with: a [[sync_with]] row of
@@ -13,6 +15,7 @@ type SiteRow struct {
 	PasswordHash string   // slow hash of the site's password SHA-256
 	Stores       []string // stores active on that site
 	HardwareID   string   // optional pre-pin
+	URL          string   // a URL on a primary's row disables sync (shown, not used)
 }
 
 // siteTable is an immutable view of the rows, swapped whole on reload.
@@ -64,3 +67,29 @@ func (t *siteTable) destinations(store string, origin int) []int {
 }
 
 func (r *SiteRow) hasStore(store string) bool { return slices.Contains(r.Stores, store) }
+
+// active reports whether store is active on site.
+func (t *siteTable) active(site int, store string) bool {
+	return store != "" && slices.Contains(t.byStore[store], site)
+}
+
+// membership is what the stored holders must reflect: each site's stores.
+func (t *siteTable) membership() queue.Membership {
+	m := make(queue.Membership, len(t.byID))
+	for id, row := range t.byID {
+		m[id] = slices.Clone(row.Stores)
+	}
+	return m
+}
+
+// remoteSite is the site a store's central row names as where it is active
+// (the lowest of ours, when several share it).
+func (t *siteTable) remoteSite(store string) int {
+	if ids := t.byStore[store]; len(ids) > 0 {
+		return ids[0]
+	}
+	return centralSiteID
+}
+
+// centralSiteID is the primary's own sync ID (mSupplyCentralSiteId).
+const centralSiteID = 1

@@ -127,12 +127,17 @@ type Push struct {
 	Data        []QueuedRecord `json:"data"`
 }
 
-// PushResponse is the body answering a push. Refused is syncagent's addition
-// (peers that don't know it ignore it): the records of the batch that were not
-// accepted, each with its reason; the rest of the batch was applied.
+// PushResponse is the body answering a push. Refused and Rewound are
+// syncagent's additions (peers that don't know them ignore them): the
+// records of the batch that were not accepted, each with its reason (the
+// rest of the batch was applied, and the primary queues its own copy of each
+// refused record back to the site); and whether the site sent new changes
+// under syncOutIds it had used before (an outbox restored from a backup:
+// they were taken, and the site should initialise again).
 type PushResponse struct {
 	IntegrationStarted bool      `json:"integrationStarted"`
 	Refused            []Refusal `json:"refused,omitempty"`
+	Rewound            bool      `json:"rewound,omitempty"`
 }
 
 // Refusal says why one pushed record was not accepted.

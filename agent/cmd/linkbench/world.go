@@ -204,13 +204,13 @@ func (w *world) fill(n, recordBytes int, seed uint64, round int) error {
 	in := make([]queue.Inbound, n)
 	for i := range n {
 		out[i] = queue.Record{Table: "bench_out", ID: fmt.Sprintf("o%d-%06d", round, i), Action: queue.Update, Data: recordData(rng, i, recordBytes)}
-		in[i] = queue.Inbound{SyncOutID: fmt.Sprintf("peer-%d-%06d", round, i), Dests: []int{benchSite},
+		in[i] = queue.Inbound{SyncOutID: fmt.Sprintf("peer-%d-%06d", round, i),
 			Record: queue.Record{Table: "bench_in", ID: fmt.Sprintf("i%d-%06d", round, i), Action: queue.Update, Data: recordData(rng, i, recordBytes)}}
 	}
 	if _, err := w.local.WriteMany(out); err != nil {
 		return fmt.Errorf("cannot fill the outbox: %w", err)
 	}
-	if _, err := w.central.Accept(peerSite, in); err != nil {
+	if _, err := w.prim.Accept(peerSite, in); err != nil {
 		return fmt.Errorf("cannot fill the satellite's queue: %w", err)
 	}
 	return nil

@@ -1,0 +1,181 @@
+// Package routing holds the legacy mSupply data model as data: for each
+// table, how the store that owns a record is found and which other sites
+// receive it (PROTOCOL.md, "Who owns a record, and who receives it";
+// docs/routing.md). The primary routes pushes by it and the satellite's
+// local API refuses, by the same rules, what the primary would refuse.
+//
+// The package knows tables and fields only; which site a store is active on
+// is the caller's (the primary's site table).
+package routing
+
+import (
+	"encoding/json"
+	"slices"
+)
+
+// Rule says, for one table, who owns its records and who else receives them.
+type Rule struct {
+	Table string
+	// StoreField names the field of the record that holds its owning store.
+	StoreField string
+	// ParentTable and ParentField: the record belongs to the store of its
+	// parent, the ParentTable record whose ID is in ParentField (child rows
+	// such as trans_line carry no store of their own).
+	ParentTable, ParentField string
+	// TransferField names a field holding a *name* ID: when it is the name
+	// of a store, the sites where that store is active receive the record
+	// too (and the record's children with it), once TransferStatuses allows.
+	TransferField string
+	// TransferStatuses, when not empty, restricts transfers to records whose
+	// "status" is one of these (a draft shipment stays with its sender).
+	TransferStatuses []string
+	// Central marks central data: written on the primary only and read by
+	// every site through central_records.
+	Central bool
+}
+
+// Field names of the legacy data model used by the rules.
+const (
+	FieldStore  = "store_ID"
+	FieldName   = "name_ID"
+	FieldStatus = "status"
+	// FieldRemoteSite is the field of a central store row naming the site
+	// where the store is active.
+	FieldRemoteSite = "sync_id_remote_site"
+)
+
+// TableStore is the central table of stores; the primary publishes one row
+// per store of its site rows.
+const TableStore = "store"
+
+// sent are the legacy statuses of a shipment or an internal order that has
+// left its sender: "cn" (confirmed: picked / sent) and "fn" (finalised:
+// shipped). open-mSupply maps its Picked and Shipped invoices and its Sent
+// requisitions to these (server/service/src/sync/translations/invoice.rs,
+// requisition.rs); drafts ("nw", "sg") stay with the sender.
+var sent = []string{"cn", "fn"}
+
+// Rules is the routing table. Tables not listed follow Default.
+var Rules = []Rule{
+	// Store data: owned through store_ID.
+	{Table: "transact", StoreField: FieldStore, TransferField: FieldName, TransferStatuses: sent},
+	{Table: "requisition", StoreField: FieldStore, TransferField: FieldName, TransferStatuses: sent},
+	{Table: "Stock_take", StoreField: FieldStore},
+	{Table: "item_line", StoreField: FieldStore},
+	{Table: "name_store_join", StoreField: FieldStore},
+	{Table: "item_store_join", StoreField: FieldStore},
+	{Table: "location", StoreField: FieldStore},
+	{Table: "barcode", StoreField: FieldStore},
+	// Child rows: owned through their parent.
+	{Table: "trans_line", ParentTable: "transact", ParentField: "transaction_ID"},
+	{Table: "requisition_line", ParentTable: "requisition", ParentField: "requisition_ID"},
+	{Table: "Stock_take_lines", ParentTable: "Stock_take", ParentField: "stock_take_ID"},
+	// Central data.
+	{Table: TableStore, Central: true},
+	{Table: "item", Central: true},
+	{Table: "name", Central: true},
+	{Table: "unit", Central: true},
+	{Table: "list_master", Central: true},
+	{Table: "list_master_line", Central: true},
+	{Table: "list_master_name_join", Central: true},
+	{Table: "currency", Central: true},
+	{Table: "abbreviation", Central: true},
+	{Table: "options", Central: true},
+	{Table: "period", Central: true},
+	{Table: "period_schedule", Central: true},
+}
+
+// Default is the rule of a table not listed: a record that names its
+// store in store_ID belongs to that store (PROTOCOL.md: "a record that
+// belongs to a store carries store_ID inside recordData"); one that does not
+// is central data. Ownership is still decided by the primary's current
+// copy, so a site cannot turn central data into its own by adding store_ID.
+var Default = Rule{StoreField: FieldStore}
+
+var byTable = func() map[string]Rule {
+	m := make(map[string]Rule, len(Rules))
+	for _, r := range Rules {
+		if _, dup := m[r.Table]; dup {
+			panic("routing: table " + r.Table + " listed twice")
+		}
+		m[r.Table] = r
+	}
+	return m
+}()
+
+// For returns the rule of table.
+func For(table string) Rule {
+	if r, ok := byTable[table]; ok {
+		return r
+	}
+	r := Default
+	r.Table = table
+	return r
+}
+
+// Listed reports whether table has a rule of its own.
+func Listed(table string) bool { _, ok := byTable[table]; return ok }
+
+// Fields is a record's data decoded one level deep.
+type Fields map[string]json.RawMessage
+
+// Decode reads data (a JSON object, or empty) into Fields.
+func Decode(data json.RawMessage) Fields {
+	if len(data) == 0 {
+		return nil
+	}
+	var f Fields
+	if json.Unmarshal(data, &f) != nil {
+		return nil
+	}
+	return f
+}
+
+// String returns a string field, or "" when it is missing or not a string.
+func (f Fields) String(name string) string {
+	raw, ok := f[name]
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// Claim is what a record's own data says about where it belongs.
+type Claim struct {
+	// Central: the table is central data.
+	Central bool
+	// Store is the store the data names (StoreField), or "".
+	Store string
+	// ParentTable and ParentID name the parent the record belongs to.
+	ParentTable, ParentID string
+	// TransferName is the name ID a transfer goes to, when the rule's
+	// conditions hold ("" otherwise).
+	TransferName string
+}
+
+// Claim reads what data says under this rule.
+func (r Rule) Claim(data json.RawMessage) Claim {
+	f := Decode(data)
+	c := Claim{Central: r.Central}
+	if r.StoreField != "" {
+		c.Store = f.String(r.StoreField)
+	}
+	if r.ParentField != "" {
+		c.ParentTable, c.ParentID = r.ParentTable, f.String(r.ParentField)
+	}
+	if r.TransferField != "" && (len(r.TransferStatuses) == 0 || slices.Contains(r.TransferStatuses, f.String(FieldStatus))) {
+		c.TransferName = f.String(r.TransferField)
+	}
+	// Default rule: no store named means central data.
+	if !r.Central && r.StoreField != "" && c.Store == "" && r.ParentField == "" && !Listed(r.Table) {
+		c.Central = true
+	}
+	return c
+}
+
+// Child reports whether the rule owns records through a parent.
+func (r Rule) Child() bool { return r.ParentField != "" }

@@ -1,0 +1,121 @@
+package queue
+
+import (
+	"encoding/json"
+	"slices"
+)
+
+// The primary's storage decides nothing about mSupply tables: the caller
+// passes a Router that says, for each change, who owns the record and which
+// sites must hold it. Central calls it with its lock held and the primary's
+// current copies at hand, so a decision and the change it decides are one
+// step in the primary's order.
+
+// Ref names one record.
+type Ref struct {
+	Table string `json:"t"`
+	ID    string `json:"i"`
+}
+
+// Current is the primary's copy of a record, as a Router sees it.
+type Current struct {
+	Exists  bool   // the primary has seen the record (it may be deleted)
+	Deleted bool   // the last change deleted (or merged away) the record
+	Version uint64 // the record's place in the primary's order of changes
+	Owner   string // the store that owns the record; "" for central data
+	Central bool   // central data, read by every site through the central log
+	Holders []int  // the sites that hold the record (store data)
+	Parent  *Ref   // the record belongs to this one (child rows)
+	Held    bool   // the parent is not known yet, so the record is not routed
+	Record  Record // the current copy (a delete when Deleted)
+}
+
+// Lookup returns the primary's copy of a record, including changes decided
+// earlier in the same batch.
+type Lookup func(table, id string) Current
+
+// Route is a Router's decision about one change.
+type Route struct {
+	// Refuse, when not nil, refuses the change; nothing else is used.
+	Refuse *Refusal
+	// Owner is the store that owns the record after the change ("" central).
+	Owner string
+	// Central: central data, written to the central log.
+	Central bool
+	// Holders are the sites that must hold the record after the change,
+	// the pushing site included when it must. A delete goes to every site
+	// that held the record.
+	Holders []int
+	// Parent is the record this one belongs to (child rows). While the
+	// parent is unknown, Held is set: the record is kept and routed once its
+	// parent arrives, with the parent's owner and holders.
+	Parent *Ref
+	Held   bool
+}
+
+// Refusal says why a change was not accepted. Code is a v5 error code.
+type Refusal struct {
+	Code    string
+	Message string
+}
+
+// Router decides who owns and who holds each record.
+type Router interface {
+	// Route decides a change pushed by site origin (0: the primary's own
+	// write). cur is the primary's copy before the change.
+	Route(origin int, r Record, cur Current, look Lookup) Route
+	// Holders says which sites must hold a stored record under the current
+	// site rows (used when the rows change).
+	Holders(cur Current, look Lookup) []int
+}
+
+// centralValue is the value of the primary's rec:<table>:<id> key: the
+// record's current copy and everything replication needs to know about it,
+// in one key (so it changes atomically).
+type centralValue struct {
+	Version uint64          `json:"v"`
+	Action  Action          `json:"a"`
+	Deleted bool            `json:"x,omitempty"`
+	Owner   string          `json:"o,omitempty"`
+	Central bool            `json:"c,omitempty"`
+	Holders []int           `json:"h,omitempty"`
+	Parent  *Ref            `json:"p,omitempty"`
+	Held    bool            `json:"held,omitempty"`
+	From    map[int]string  `json:"f,omitempty"` // per site: its last accepted change, see fromMark
+	Data    json.RawMessage `json:"d,omitempty"`
+}
+
+func (v centralValue) current(table, id string) Current {
+	c := Current{Exists: true, Deleted: v.Deleted, Version: v.Version, Owner: v.Owner, Central: v.Central,
+		Holders: slices.Clone(v.Holders), Parent: v.Parent, Held: v.Held}
+	c.Record = Record{Table: table, ID: id, Action: v.Action, Data: v.Data}
+	if v.Deleted && v.Action != Merge {
+		c.Record.Action, c.Record.Data = Delete, nil
+	}
+	return c
+}
+
+func (v centralValue) holds(site int) bool { return slices.Contains(v.Holders, site) }
+
+// sortedSites returns ids without non-positive ids and repeats, ascending.
+func sortedSites(ids []int) []int {
+	out := make([]int, 0, len(ids))
+	for _, d := range ids {
+		if d > 0 && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// minus returns the sites of a that are not in b.
+func minus(a, b []int) []int {
+	var out []int
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
