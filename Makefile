@@ -65,6 +65,15 @@ systemd-e2e:
 	SYNCAGENT_SYSTEMD_E2E=1 SYNCAGENT_E2E_DEB="$$(ls $(CURDIR)/dist/e2e/syncagent_*.deb)" \
 		$(GO) test -count=1 -v -timeout 6m ./packaging/e2e/
 
+# The replication property test (testtools/model, docs/replication.md) over
+# many seeds: `make soak-model SEEDS=10000`; prints the seeds that failed.
+# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -trace'.
+SEEDS ?= 2000
+.PHONY: soak-model
+soak-model:
+	CGO_ENABLED=1 $(GO) test -count=1 -timeout 0 ./testtools/model -run TestConvergence -v -seeds $(SEEDS) $(MODEL_FLAGS) \
+		| grep -Ev '^(=== RUN|--- PASS|PASS)' 
+
 # The link benchmark (issue 4): a primary and a satellite in one process, the
 # satellite's traffic through an in-process toxiproxy; every built-in link
 # profile, auto against fixed request sizes; a few minutes. Flags: BENCH_FLAGS.
