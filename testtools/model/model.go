@@ -435,7 +435,10 @@ type siteTransport struct {
 	site int
 }
 
-func (t *transport) forSite(id int) http.RoundTripper { t.faults = true; return &siteTransport{t: t, site: id} }
+func (t *transport) forSite(id int) http.RoundTripper {
+	t.faults = true
+	return &siteTransport{t: t, site: id}
+}
 
 func (st *siteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t := st.t
