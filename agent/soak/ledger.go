@@ -30,82 +30,113 @@ func (s State) String() string {
 var absent = State{}
 
 // Ledger remembers every write an app attempted and what the local API
-// answered. Each record has one writer (its origin site), so its final state
-// is decided by the origin's order of writes:
+// answered, per record and per writer (records may have several writers on
+// different sites: contention). A writer's own writes supersede each other
+// in its order; across writers the primary's order decides
+// (docs/replication.md: the change that reaches it last wins). So the final
+// state of a record is, for one of its writers:
 //
-//   - the last acknowledged state, or any state attempted after it whose
-//     answer never came (the agent was killed mid-call: the write may or
-//     may not have been committed);
-//   - a write whose call timed out while the agent lived may still land
-//     after later writes, so it stays allowed for good.
+//   - that writer's last acknowledged state, or any state it attempted
+//     after it whose answer never came (the agent was killed mid-call: the
+//     write may or may not have been committed);
+//   - a write whose call timed out while the agent lived, which may still
+//     land after later writes, so it stays allowed for good.
 //
-// Ledger is safe for concurrent use.
+// An earlier acknowledged write of a writer is never the final state: the
+// writer's later write was pushed after it. Ledger is safe for concurrent
+// use.
 type Ledger struct {
 	mu      sync.Mutex
-	records map[Key]*entry
+	records map[Key]*record
+}
+
+type record struct {
+	holders []string // sites that must hold the record
+	writers map[string]*entry
 }
 
 type entry struct {
-	holders []string // sites that must hold the record
-	acked   State    // last acknowledged state (absent until the first ack)
-	maybe   []State  // attempted after the last ack, answer unknown
-	sticky  []State  // timed out while the agent lived: may land any time
+	acked   State   // last acknowledged state (absent until the first ack)
+	ackedOK bool    // some write was acknowledged
+	maybe   []State // attempted after the last ack, answer unknown
+	sticky  []State // timed out while the agent lived: may land any time
 }
 
 // NewLedger returns an empty ledger.
-func NewLedger() *Ledger { return &Ledger{records: map[Key]*entry{}} }
+func NewLedger() *Ledger { return &Ledger{records: map[Key]*record{}} }
 
-// Attempt records that a write of k to s is about to be sent. holders are
-// the sites that must end up holding the record (fixed per record).
-func (l *Ledger) Attempt(k Key, holders []string, s State) {
+func (l *Ledger) entryLocked(k Key, writer string) *entry {
+	r := l.records[k]
+	if r == nil {
+		r = &record{writers: map[string]*entry{}}
+		l.records[k] = r
+	}
+	e := r.writers[writer]
+	if e == nil {
+		e = &entry{}
+		r.writers[writer] = e
+	}
+	return e
+}
+
+// Attempt records that writer is about to send a write of k to s. holders
+// are the sites that must end up holding the record (fixed per record).
+func (l *Ledger) Attempt(k Key, writer string, holders []string, s State) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.records[k]
-	if e == nil {
-		e = &entry{holders: slices.Clone(holders)}
-		sort.Strings(e.holders)
-		l.records[k] = e
+	e := l.entryLocked(k, writer)
+	if r := l.records[k]; r.holders == nil {
+		r.holders = slices.Clone(holders)
+		sort.Strings(r.holders)
 	}
 	e.maybe = append(e.maybe, s)
 }
 
 // Ack records that the local API acknowledged the write: it is durable, and
-// every earlier write of k is superseded.
-func (l *Ledger) Ack(k Key, s State) {
+// every earlier write of k by writer is superseded.
+func (l *Ledger) Ack(k Key, writer string, s State) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.records[k]
-	e.acked, e.maybe = s, nil
+	e := l.entryLocked(k, writer)
+	e.acked, e.ackedOK, e.maybe = s, true, nil
 }
 
 // Refused records that the agent answered with an error: nothing was
 // written.
-func (l *Ledger) Refused(k Key, s State) {
+func (l *Ledger) Refused(k Key, writer string, s State) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.records[k]
+	e := l.entryLocked(k, writer)
 	e.maybe = slices.DeleteFunc(e.maybe, func(x State) bool { return x == s })
 }
 
 // TimedOut records that the call gave up while the agent may still be
 // working on it.
-func (l *Ledger) TimedOut(k Key, s State) {
+func (l *Ledger) TimedOut(k Key, writer string, s State) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.records[k]
+	e := l.entryLocked(k, writer)
 	e.sticky = append(e.sticky, s)
 }
 
-// Known returns the last acknowledged state of k and whether it is certain
-// (no unanswered write since).
-func (l *Ledger) Known(k Key) (State, bool) {
+// Known returns writer's last acknowledged state of k and whether it is
+// certain (no unanswered write of writer since).
+func (l *Ledger) Known(k Key, writer string) (State, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.records[k]
-	if e == nil {
+	r := l.records[k]
+	if r == nil || r.writers[writer] == nil {
 		return absent, true
 	}
+	e := r.writers[writer]
 	return e.acked, len(e.maybe) == 0 && len(e.sticky) == 0
+}
+
+// Contended reports whether k has more than one writer.
+func (l *Ledger) Contended(k Key) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.records[k] != nil && len(l.records[k].writers) > 1
 }
 
 // Len is the number of records ever written.
@@ -152,9 +183,10 @@ func (r *Report) note(format string, args ...any) {
 	}
 }
 
-// Compare checks obs against the ledger: every acknowledged write exists
-// exactly once with its latest allowed state on every site that must hold
-// it; no site holds a record it must not.
+// Compare checks obs against the ledger: every record exists exactly once
+// on every site that must hold it, all of them agree (converged), and the
+// state they agree on is one of its writers' latest (nothing dropped, no
+// superseded value come back); no site holds a record it must not.
 func (l *Ledger) Compare(sites []string, obs Observation) Report {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -178,15 +210,28 @@ func (l *Ledger) Compare(sites []string, obs Observation) Report {
 		}
 	}
 	for _, k := range keys {
-		e := l.records[k]
-		allowed := append(append([]State{e.acked}, e.maybe...), e.sticky...)
+		rec := l.records[k]
+		var allowed []State
+		acked, anyAck := absent, false
+		for _, e := range rec.writers {
+			if e.ackedOK {
+				allowed, anyAck = append(allowed, e.acked), true
+				if e.acked.Present {
+					acked = e.acked
+				}
+			}
+			allowed = append(append(allowed, e.maybe...), e.sticky...)
+		}
+		if !anyAck {
+			allowed = append(allowed, absent) // nothing was certainly written
+		}
 		var seen []State
 		for _, site := range sites {
 			got := absent
 			if states := obs[site][k]; len(states) > 0 {
 				got = states[0]
 			}
-			if !slices.Contains(e.holders, site) {
+			if !slices.Contains(rec.holders, site) {
 				if got.Present {
 					r.Unexpected++
 					r.note("%s holds %s (%s) but must not", site, k, got)
@@ -199,7 +244,7 @@ func (l *Ledger) Compare(sites []string, obs Observation) Report {
 				seen = append(seen, got)
 			case !got.Present:
 				r.Lost++
-				r.note("%s lacks %s (acknowledged %s)", site, k, e.acked)
+				r.note("%s lacks %s (acknowledged %s)", site, k, acked)
 			default:
 				r.WrongValue++
 				r.note("%s holds %s as %s; allowed %v", site, k, got, allowed)

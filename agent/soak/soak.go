@@ -82,29 +82,41 @@ type Result struct {
 	Report
 }
 
-// writerSpec is one app writing one kind of record on one site.
+// writerSpec is one app writing one kind of record on one site. Writers
+// that share a key space write the same records from different sites
+// (contention): the records of the shared store are written by both
+// satellites, and store a's by sat-a and the primary.
 type writerSpec struct {
 	site    string
 	table   string
 	store   string   // "" for central data
+	keys    string   // the key space: writers with the same one write the same records
 	holders []string // the sites that must hold its records
 }
 
 var writers = []writerSpec{
-	{SiteA, tableStock, StoreA, []string{SitePrimary, SiteA}},
-	{SiteA, tableStock, StoreShared, Sites},
-	{SiteB, tableStock, StoreB, []string{SitePrimary, SiteB}},
-	{SiteB, tableStock, StoreShared, Sites},
-	{SitePrimary, tableItem, "", Sites},                             // central data reaches every site
-	{SitePrimary, tableStock, StoreA, []string{SitePrimary, SiteA}}, // a primary write routed to one satellite
+	{SiteA, tableStock, StoreA, "a", []string{SitePrimary, SiteA}},
+	{SiteA, tableStock, StoreShared, "shared", Sites},
+	{SiteB, tableStock, StoreB, "b", []string{SitePrimary, SiteB}},
+	{SiteB, tableStock, StoreShared, "shared", Sites},
+	{SitePrimary, tableItem, "", "central", Sites},                      // central data reaches every site
+	{SitePrimary, tableStock, StoreA, "a", []string{SitePrimary, SiteA}}, // the primary and sat-a both change store a's records
 }
 
-func (w writerSpec) id(i int) string {
-	s := w.store
-	if s == "" {
-		s = "central"
+func (w writerSpec) id(i int) string { return fmt.Sprintf("%s-%04d", w.keys, i) }
+
+// name tells writers apart in the ledger and in the records they write.
+func (w writerSpec) name() string { return w.site + "/" + orCentral(w.store) }
+
+// contended reports whether another writer writes the same records.
+func (w writerSpec) contended() bool {
+	n := 0
+	for _, o := range writers {
+		if o.keys == w.keys {
+			n++
+		}
 	}
-	return fmt.Sprintf("%s-%s-%04d", w.site, s, i)
+	return n > 1
 }
 
 type run struct {

@@ -22,13 +22,14 @@ func (r *run) write(w writerSpec, rng *rand.Rand) {
 	n := r.cl.node(w.site)
 	for !r.stopped() {
 		k := Key{w.table, w.id(rng.IntN(r.cfg.Keys))}
-		known, certain := r.ledger.Known(k)
+		who := w.name()
+		known, certain := r.ledger.Known(k, who)
 		del := certain && known.Present && rng.Float64() < r.cfg.DeleteRatio
 		st := State{Present: true, V: r.version.Add(1)}
 		if del {
 			st = absent
 		}
-		r.ledger.Attempt(k, w.holders, st)
+		r.ledger.Attempt(k, who, w.holders, st)
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		var err error
 		if del {
@@ -41,10 +42,15 @@ func (r *run) write(w writerSpec, rng *rand.Rand) {
 		var refusal *control.Error
 		switch {
 		case err == nil:
-			r.ledger.Ack(k, st)
+			r.ledger.Ack(k, who, st)
 			r.count(func(res *Result) { res.Writes++; res.Acked++ })
 		case errors.As(err, &refusal):
-			r.ledger.Refused(k, st)
+			r.ledger.Refused(k, who, st)
+			if del && refusal.Status == 404 && w.contended() {
+				// Another site deleted it and the delete arrived: nothing written.
+				r.count(func(res *Result) { res.Writes++; res.Refused++ })
+				continue
+			}
 			if del && refusal.Status == 404 {
 				r.count(func(res *Result) { res.Writes++; res.OriginLost++ })
 				fmt.Fprintf(r.cfg.Out, "  ! %s: delete of %s found no record, but %s was acknowledged\n", w.site, k, known)
@@ -55,11 +61,11 @@ func (r *run) write(w writerSpec, rng *rand.Rand) {
 			time.Sleep(100 * time.Millisecond)
 		case strings.Contains(err.Error(), "agent is not running"):
 			// Nobody answered on the socket: the call never reached an agent.
-			r.ledger.Refused(k, st)
+			r.ledger.Refused(k, who, st)
 			r.count(func(res *Result) { res.Writes++; res.Down++ })
 			time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
 		case timedOut:
-			r.ledger.TimedOut(k, st)
+			r.ledger.TimedOut(k, who, st)
 			r.count(func(res *Result) { res.Writes++; res.TimedOut++ })
 		default: // the agent was killed mid-call: the write may have been committed
 			r.count(func(res *Result) { res.Writes++; res.Unanswered++ })
@@ -74,7 +80,7 @@ func (r *run) write(w writerSpec, rng *rand.Rand) {
 // recordData is what a writer stores: the store, who wrote it, and the
 // write's version, which the comparison reads back.
 func recordData(w writerSpec, v int64) json.RawMessage {
-	m := map[string]any{"w": w.site + "/" + orCentral(w.store), "v": v, "note": strings.Repeat("x", int(v%64))}
+	m := map[string]any{"w": w.name(), "v": v, "note": strings.Repeat("x", int(v%64))}
 	if w.store != "" {
 		m["store_ID"] = w.store
 	}
