@@ -99,7 +99,7 @@ var writers = []writerSpec{
 	{SiteA, tableStock, StoreShared, "shared", Sites},
 	{SiteB, tableStock, StoreB, "b", []string{SitePrimary, SiteB}},
 	{SiteB, tableStock, StoreShared, "shared", Sites},
-	{SitePrimary, tableItem, "", "central", Sites},                      // central data reaches every site
+	{SitePrimary, tableItem, "", "central", Sites},                       // central data reaches every site
 	{SitePrimary, tableStock, StoreA, "a", []string{SitePrimary, SiteA}}, // the primary and sat-a both change store a's records
 }
 
