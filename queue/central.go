@@ -83,15 +83,15 @@ func centralIndexes(db *buntdb.DB) error {
 	return db.ReplaceIndex(queueIndex, queuePrefix+"*", lessQueued)
 }
 
-func getCentral(tx *buntdb.Tx, key string) (centralValue, bool, error) {
+func getCentral(tx *buntdb.Tx, key string) (RecordState, bool, error) {
 	s, err := tx.Get(key)
 	if errors.Is(err, buntdb.ErrNotFound) {
-		return centralValue{}, false, nil
+		return RecordState{}, false, nil
 	}
 	if err != nil {
-		return centralValue{}, false, err
+		return RecordState{}, false, err
 	}
-	var v centralValue
+	var v RecordState
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return v, false, fmt.Errorf("datafile value of %s is unreadable: %w", key, err)
 	}
@@ -189,7 +189,7 @@ func (c *Central) load() (bad []string, err error) {
 func (c *Central) loadKey(k, v string) bool {
 	switch {
 	case strings.HasPrefix(k, recPrefix):
-		var cv centralValue
+		var cv RecordState
 		if json.Unmarshal([]byte(v), &cv) != nil {
 			return false
 		}
@@ -349,7 +349,7 @@ func (c *Central) List(table, after string, limit int) ([]Record, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.st.listTable(table, after, limit, func(s string) (Action, json.RawMessage, bool, error) {
-		var v centralValue
+		var v RecordState
 		err := json.Unmarshal([]byte(s), &v)
 		return v.Action, v.Data, !v.Deleted, err
 	})
@@ -381,7 +381,7 @@ func (c *Central) CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64
 			if err == nil {
 				err = json.Unmarshal([]byte(s), &ref)
 			}
-			var v centralValue
+			var v RecordState
 			var ok bool
 			if err == nil {
 				v, ok, err = getCentral(tx, recKey(ref.Table, ref.ID))

@@ -277,7 +277,7 @@ func (c *Central) fillBatch(site int, pivot string) (int, string, error) {
 				return false
 			}
 			seen++
-			var v centralValue
+			var v RecordState
 			if err := jsonUnmarshalString(s, &v); err != nil {
 				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
 				return false

@@ -13,25 +13,25 @@ import (
 // version (a record is written only over an older or equal version, a
 // queue entry only over an older one), so an intent applied again — after
 // a power cut, even after later changes — changes nothing it should not.
-type intent struct {
-	ID    uint64      `json:"id"`
-	Recs  []intentRec `json:"r,omitempty"`
-	Queue []intentQ   `json:"q,omitempty"`
-	Logs  []intentLog `json:"l,omitempty"`
-	Kids  []intentKid `json:"k,omitempty"`
+type Plan struct {
+	ID    uint64       `json:"id"`
+	Recs  []PlanRecord `json:"r,omitempty"`
+	Queue []QueueOp    `json:"q,omitempty"`
+	Logs  []LogOp      `json:"l,omitempty"`
+	Kids  []KidOp      `json:"k,omitempty"`
 	// Site is the pushing site's new state (its syncOutId high-water mark).
 	Site *SiteState `json:"s,omitempty"`
 }
 
 // intentRec writes a record's new value.
-type intentRec struct {
-	Key string       `json:"k"`
-	Val centralValue `json:"v"`
+type PlanRecord struct {
+	Key string      `json:"k"`
+	Val RecordState `json:"v"`
 }
 
 // intentQ queues a record for a site at Ord (Del: an entry that deletes it
 // there), or with Remove takes out the site's entry if older than Ord.
-type intentQ struct {
+type QueueOp struct {
 	Site   int    `json:"s"`
 	Table  string `json:"t"`
 	ID     string `json:"i"`
@@ -42,30 +42,30 @@ type intentQ struct {
 
 // intentLog puts a central record at Cursor in the central log, removing
 // its previous entry.
-type intentLog struct {
+type LogOp struct {
 	Cursor uint64 `json:"c"`
 	Prev   uint64 `json:"p,omitempty"`
 	Ref    Ref    `json:"r"`
 }
 
 // intentKid adds (or with Del removes) a child row's index entry.
-type intentKid struct {
+type KidOp struct {
 	Key string `json:"k"`
 	Del bool   `json:"x,omitempty"`
 }
 
-func decodeIntent(s string) (intent, error) {
-	var in intent
+func decodeIntent(s string) (Plan, error) {
+	var in Plan
 	err := json.Unmarshal([]byte(s), &in)
 	return in, err
 }
 
-func (it intent) empty() bool {
+func (it Plan) empty() bool {
 	return len(it.Recs) == 0 && len(it.Queue) == 0 && len(it.Logs) == 0 && len(it.Kids) == 0
 }
 
 // maxVersion is the highest version the intent uses.
-func (it intent) maxVersion() uint64 {
+func (it Plan) maxVersion() uint64 {
 	m := it.ID
 	for _, r := range it.Recs {
 		m = max(m, r.Val.Version)
@@ -81,7 +81,7 @@ func (it intent) maxVersion() uint64 {
 
 // runIntentLocked writes the intent (commit 1) and applies it (commit 2).
 // The intent key itself is deleted by the next commit.
-func (c *Central) runIntentLocked(it intent) error {
+func (c *Central) runIntentLocked(it Plan) error {
 	if it.empty() {
 		return nil
 	}
@@ -108,7 +108,7 @@ func (c *Central) runIntentLocked(it intent) error {
 }
 
 // applyLocked applies an intent in one commit.
-func (c *Central) applyLocked(it intent) error {
+func (c *Central) applyLocked(it Plan) error {
 	delta := map[int]int{}
 	maxCentral := c.maxCentral
 	err := c.updateLocked("apply incoming change", func(tx *buntdb.Tx) error {
@@ -197,7 +197,7 @@ func (c *Central) drainLocked() error {
 	if !c.pending {
 		return nil
 	}
-	var its []intent
+	var its []Plan
 	if err := c.st.view(func(tx *buntdb.Tx) error {
 		var derr error
 		err := tx.AscendKeys(inboxPrefix+"*", func(k, v string) bool {

@@ -123,10 +123,10 @@ func (c *Central) reconcileBatch(m Membership, router Router, pivot string, res 
 	if err := c.drainLocked(); err != nil {
 		return "", err
 	}
-	p := &planner{c: c, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
 	next := ""
+	var p *planner
 	err := c.st.view(func(tx *buntdb.Tx) error {
-		p.tx = tx
+		p = &planner{r: buntReader{tx}, next: c.nextVersion, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
 		var derr error
 		seen := 0
 		err := tx.AscendGreaterOrEqual("", pivot, func(k, s string) bool {
@@ -139,7 +139,7 @@ func (c *Central) reconcileBatch(m Membership, router Router, pivot string, res 
 				return false
 			}
 			seen++
-			var v centralValue
+			var v RecordState
 			if err := jsonUnmarshalString(s, &v); err != nil {
 				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
 				return false
@@ -155,7 +155,7 @@ func (c *Central) reconcileBatch(m Membership, router Router, pivot string, res 
 			gained, lost := minus(holders, v.Holders), minus(v.Holders, holders)
 			nv := v
 			nv.Holders = holders
-			p.it.Recs = append(p.it.Recs, intentRec{Key: k, Val: nv})
+			p.it.Recs = append(p.it.Recs, PlanRecord{Key: k, Val: nv})
 			for _, s := range gained {
 				p.queue(s, table, id, false)
 			}

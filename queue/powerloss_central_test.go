@@ -159,8 +159,8 @@ func checkCentralConsistent(t testing.TB, c *Central, st rawState, cp checkpoint
 	}
 }
 
-func decodeCentralValue(s string) (centralValue, error) {
-	var v centralValue
+func decodeCentralValue(s string) (RecordState, error) {
+	var v RecordState
 	err := jsonUnmarshal(s, &v)
 	return v, err
 }

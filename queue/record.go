@@ -1,6 +1,8 @@
 // Package queue is syncagent's durable storage: the satellite's datafile and
 // outbox, and the primary's central datafile, central log, per-site queues and
-// site registry. It is the only package that imports buntdb.
+// site registry. It is the only package that imports buntdb. The primary's
+// replication model (docs/replication.md) lives here too: Decide turns a push
+// into a Plan on any backend (queue/pg applies plans in PostgreSQL).
 //
 // Every commit is fsynced (SyncPolicy Always). BuntDB is not atomic across
 // power loss for a multi-key transaction (a torn tail is replayed command by
@@ -11,15 +13,19 @@
 //
 //	rec:<table>:<id>      the datafile; on a satellite the value also holds
 //	                      the record's outbox state (pending seq), so a local
-//	                      write and its outbox entry are one key
+//	                      write and its outbox entry are one key; on the
+//	                      primary it holds the current copy, its version,
+//	                      owner, holders, parent and last change per site
 //	aside:<table>:<id>    satellite: records taken out of the outbox
 //	cur:<name>, meta:<k>  satellite: cursors and small blobs
-//	clog:<cursor>         primary: central log, one entry per record
-//	q:<site>:<gseq>-<idx> primary: per-site queues, in arrival order
-//	inbox:<gseq>          primary: intent of a push being applied
-//	seen:<site>:<id>      primary: SyncOutIDs accepted (30 days), for dedup
+//	clog:<version>        primary: central log, one entry per record
+//	q:<site>:<table>:<id> primary: per-site queues, one entry per record,
+//	                      ordered by an index over the version that queued it
+//	inbox:<version>       primary: the plan of a change being applied
+//	kid:<table>:<n>:<id>:<child table>:<child id>
+//	                      primary: which child rows belong to a parent
 //	site:<id>             primary: site registry
-//	sys:*                 counters, epoch, recovery note
+//	sys:*                 counters, epoch, membership, recovery note
 //
 // Opening a file first reads it strictly (scan.go): a torn tail is cut, a
 // garbage tail is cut after the file is copied to <path>.corrupt-<time>, and

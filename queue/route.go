@@ -72,7 +72,7 @@ type Router interface {
 // centralValue is the value of the primary's rec:<table>:<id> key: the
 // record's current copy and everything replication needs to know about it,
 // in one key (so it changes atomically).
-type centralValue struct {
+type RecordState struct {
 	Version uint64          `json:"v"`
 	Action  Action          `json:"a"`
 	Deleted bool            `json:"x,omitempty"`
@@ -85,7 +85,7 @@ type centralValue struct {
 	Data    json.RawMessage `json:"d,omitempty"`
 }
 
-func (v centralValue) current(table, id string) Current {
+func (v RecordState) current(table, id string) Current {
 	c := Current{Exists: true, Deleted: v.Deleted, Version: v.Version, Owner: v.Owner, Central: v.Central,
 		Holders: slices.Clone(v.Holders), Parent: v.Parent, Held: v.Held}
 	c.Record = Record{Table: table, ID: id, Action: v.Action, Data: v.Data}
@@ -95,7 +95,7 @@ func (v centralValue) current(table, id string) Current {
 	return c
 }
 
-func (v centralValue) holds(site int) bool { return slices.Contains(v.Holders, site) }
+func (v RecordState) holds(site int) bool { return slices.Contains(v.Holders, site) }
 
 // sortedSites returns ids without non-positive ids and repeats, ascending.
 func sortedSites(ids []int) []int {

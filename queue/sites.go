@@ -220,12 +220,12 @@ func (c *Central) Sites() []SiteState {
 	return out
 }
 
-// noteSyncOutIDs raises site's syncOutId high-water mark by the accepted
+// NoteSyncOutIDs raises site's syncOutId high-water mark by the accepted
 // records and reports whether any of them was numbered at or below it in
 // the same numbering (a rewound outbox: a restored backup, a reinstalled
 // client counting from 1 again). It returns the site's new state (to be
 // saved with the batch) and whether it changed.
-func noteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (SiteState, bool, bool) {
+func NoteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (SiteState, bool, bool) {
 	before, rewound := s, false
 	for i, x := range in {
 		if outs[i].Refused != nil || outs[i].Duplicate {
