@@ -276,4 +276,3 @@ func (p *planner) propagate(parent Ref, pv RecordState) error {
 	}
 	return nil
 }
-
