@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/json"
 	"slices"
+	"time"
 )
 
 // The primary's storage decides nothing about mSupply tables: the caller
@@ -119,3 +120,37 @@ func minus(a, b []int) []int {
 	}
 	return out
 }
+
+// PrimaryStore is the primary's storage contract: everything agent/primary
+// needs of durable state. *Central (one BuntDB file, the embedded default)
+// and queue/pg (PostgreSQL, for several stateless primary nodes) implement
+// it; queue/storetest is the suite both must pass.
+//
+// Accept and Write decide changes with Decide under the backend's own
+// isolation (the decision and the change are one step in the primary's
+// order) and apply the Plan atomically. Queued delivers current copies;
+// Ack removes entries by the version that queued them; Fill and Reconcile
+// are idempotent and may run in batches.
+type PrimaryStore interface {
+	Accept(origin int, in []Inbound, router Router) (AcceptResult, error)
+	Write(r Record, router Router) (uint64, error)
+	Get(table, id string) (Record, bool, error)
+	Current(table, id string) (Current, error)
+	List(table, after string, limit int) ([]Record, error)
+	CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64, error)
+	Queued(site int, limit int) ([]QueuedEntry, int, error)
+	QueueLen(site int) int
+	Ack(site int, syncOutIDs []string) (int, error)
+	Fill(site int) (int, error)
+	Filling(site int) bool
+	Reconcile(m Membership, router Router) (MembershipResult, error)
+	Site(id int) (SiteState, error)
+	Pin(id int, hwid string) (SiteState, error)
+	ClearPin(id int) error
+	Touch(id int, at time.Time) error
+	SetInitialisation(id int, status string) error
+	Sites() []SiteState
+	Close() error
+}
+
+var _ PrimaryStore = (*Central)(nil)

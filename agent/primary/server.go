@@ -2,7 +2,7 @@
 // sites, pins their hardware, takes their pushes, decides by the routing
 // rules (agent/routing) which store owns each record and which sites must
 // hold it, publishes the store rows, and serves central data by cursor. The
-// order of changes, the queues and convergence are queue.Central's
+// order of changes, the queues and convergence are the storage's (queue.PrimaryStore)
 // (docs/replication.md).
 //
 // Imported only by agent/daemon (the wiring) and tests.
@@ -46,7 +46,7 @@ type Config struct {
 
 // Server serves the sync API v5 for a primary.
 type Server struct {
-	store *queue.Central
+	store queue.PrimaryStore
 	log   *slog.Logger
 	now   func() time.Time
 	auth  *authenticator
@@ -59,7 +59,7 @@ type Server struct {
 }
 
 // New returns a primary serving store. now may be nil (time.Now).
-func New(store *queue.Central, cfg Config, log *slog.Logger, now func() time.Time) (*Server, error) {
+func New(store queue.PrimaryStore, cfg Config, log *slog.Logger, now func() time.Time) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
