@@ -149,4 +149,3 @@ func TestCentral_QueueMax(t *testing.T) {
 	ackAll(t, c, 4)
 	accept(t, c, 2, inbound("e-3", storeRec("item", "c", "s1", 1)))
 }
-

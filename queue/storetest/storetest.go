@@ -126,7 +126,9 @@ func (tr Router) Members() queue.Membership {
 // sites: s1 is on sites 2, 3 and 4; s2 on 5.
 var sites = Router{"s1": {2, 3, 4}, "s2": {5}}
 
-func inbound(sid string, r queue.Record) queue.Inbound { return queue.Inbound{SyncOutID: sid, Record: r} }
+func inbound(sid string, r queue.Record) queue.Inbound {
+	return queue.Inbound{SyncOutID: sid, Record: r}
+}
 
 func rec(table, id string, data map[string]any) queue.Record {
 	b, err := json.Marshal(data)
@@ -140,7 +142,9 @@ func storeRec(table, id, store string, n int) queue.Record {
 	return rec(table, id, map[string]any{queue.StoreField: store, "n": n})
 }
 
-func del(table, id string) queue.Record { return queue.Record{Table: table, ID: id, Action: queue.Delete} }
+func del(table, id string) queue.Record {
+	return queue.Record{Table: table, ID: id, Action: queue.Delete}
+}
 
 func dataN(t testing.TB, r queue.Record) int {
 	t.Helper()
@@ -207,7 +211,6 @@ func testAcceptRoutes(t *testing.T, b Backend) {
 	}
 }
 
-
 func testAcceptTwice(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	batch := []queue.Inbound{inbound("e-1", storeRec("item", "a", "s1", 1)), inbound("e-2", storeRec("item", "b", "s1", 1))}
@@ -232,7 +235,6 @@ func testAcceptTwice(t *testing.T, b Backend) {
 	}
 }
 
-
 func testOneEntryPerRecord(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	for i := range 5 {
@@ -242,7 +244,6 @@ func testOneEntryPerRecord(t *testing.T, b Backend) {
 		t.Fatalf("site 3 queue = %q (len %d), site 2 len %d", got, c.QueueLen(3), c.QueueLen(2))
 	}
 }
-
 
 func testOwnPushSupersedesQueuedEntry(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -255,7 +256,6 @@ func testOwnPushSupersedesQueuedEntry(t *testing.T, b Backend) {
 		t.Fatalf("site 2 queue = %q", got)
 	}
 }
-
 
 func testAckOfReplacedEntry(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -280,7 +280,6 @@ func testAckOfReplacedEntry(t *testing.T, b Backend) {
 	}
 }
 
-
 func testDuplicateAfterSupersedeSendsCurrent(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	first := inbound("e-1", storeRec("item", "a", "s1", 1))
@@ -297,7 +296,6 @@ func testDuplicateAfterSupersedeSendsCurrent(t *testing.T, b Backend) {
 		t.Fatalf("primary holds %s", r.Data)
 	}
 }
-
 
 func testRefusalAnsweredWithPrimaryCopy(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -328,7 +326,6 @@ func testRefusalAnsweredWithPrimaryCopy(t *testing.T, b Backend) {
 	}
 }
 
-
 func testStoreMoveDeletesFromFormerHolders(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	r := Router{"s1": {2, 3}, "s2": {2, 5}}
@@ -347,10 +344,11 @@ func testStoreMoveDeletesFromFormerHolders(t *testing.T, b Backend) {
 	}
 }
 
-
 func testChildBeforeParent(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
-	line := func(id, head string, n int) queue.Record { return rec("line", id, map[string]any{"head_ID": head, "n": n}) }
+	line := func(id, head string, n int) queue.Record {
+		return rec("line", id, map[string]any{"head_ID": head, "n": n})
+	}
 	// Children first in one push, another child in a later push.
 	res := accept(t, c, 2, inbound("e-1", line("l1", "h", 1)), inbound("e-2", line("l2", "h", 2)))
 	if res.Accepted != 2 || c.QueueLen(3) != 0 {
@@ -373,7 +371,6 @@ func testChildBeforeParent(t *testing.T, b Backend) {
 		t.Fatalf("receiver changed a line: %+v", res)
 	}
 }
-
 
 func testFillIdempotent(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -407,7 +404,6 @@ func testFillIdempotent(t *testing.T, b Backend) {
 		t.Fatalf("queue = %s", queued(t, c, 3))
 	}
 }
-
 
 func testReconcile(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -454,7 +450,6 @@ func testReconcile(t *testing.T, b Backend) {
 	}
 }
 
-
 func testCentralLog(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	c1, _ := c.Write(rec("unit", "kg", map[string]any{"n": 1}), sites)
@@ -486,7 +481,6 @@ func testCentralLog(t *testing.T, b Backend) {
 		t.Fatalf("cursor after reopen %d, want > %d", c5, c4)
 	}
 }
-
 
 func testSites(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -527,7 +521,6 @@ func testSites(t *testing.T, b Backend) {
 	}
 }
 
-
 func testNewBoxAfterClearPin(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	c.Pin(3, "old-box")
@@ -544,7 +537,6 @@ func testNewBoxAfterClearPin(t *testing.T, b Backend) {
 		t.Fatalf("new box: queue %d, status %s, %v", c.QueueLen(3), s.Initialisation, err)
 	}
 }
-
 
 func testRewoundOutbox(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
@@ -567,7 +559,6 @@ func testRewoundOutbox(t *testing.T, b Backend) {
 		t.Fatalf("reinstalled client = %+v", res)
 	}
 }
-
 
 func testCentralSinceLastCursor(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
