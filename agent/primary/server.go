@@ -10,6 +10,7 @@ package primary
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"syncagent/agent/metrics"
 	"syncagent/agent/routing"
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
@@ -56,6 +58,9 @@ type Server struct {
 	sites  atomic.Pointer[siteTable]
 	router atomic.Pointer[router]
 	confMu sync.Mutex // one Configure at a time
+
+	fleet   *fleet
+	metrics *metrics.Registry // nil: nothing counted
 }
 
 // New returns a primary serving store. now may be nil (time.Now).
@@ -64,12 +69,16 @@ func New(store queue.PrimaryStore, cfg Config, log *slog.Logger, now func() time
 		now = time.Now
 	}
 	log = log.With("component", "primary")
-	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now)}
+	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now), fleet: newFleet()}
 	if err := s.Configure(cfg); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// UseMetrics makes the server count requests and records in r. Call it
+// before serving.
+func (s *Server) UseMetrics(r *metrics.Registry) { s.metrics = r }
 
 // Verify reports whether cfg could be applied, without applying it.
 func (s *Server) Verify(cfg Config) error {
@@ -172,18 +181,69 @@ func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 }
 
 // authenticated checks credentials, the version header and the hardware pin
-// before handing the request to h.
+// before handing the request to h, and counts the request for the fleet
+// view and the metrics.
 func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, *SiteRow)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		endpoint := strings.TrimPrefix(r.URL.Path, syncapi.PathPrefix)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() { s.metrics.Request(endpoint, sw.status, s.now().Sub(start)) }()
 		row, e := s.admit(r)
 		if e != nil {
 			if e.Status >= 500 {
 				s.rate.logf(slog.LevelError, "fail "+r.URL.Path, "request failed", "path", r.URL.Path, "err", e)
 			}
-			syncapi.WriteError(w, r, e)
+			if row != nil {
+				s.fleet.refused(row.SyncID, start, e.Code)
+			}
+			syncapi.WriteError(sw, r, e)
 			return
 		}
-		h(w, r, row)
+		s.noteHealth(r, row, start)
+		s.fleet.note(row.SyncID, endpoint, start, nil)
+		h(sw, r, row)
+		switch {
+		case sw.failure != nil:
+			s.fleet.fail(row.SyncID, endpoint, start, sw.failure)
+		case sw.status >= 400:
+			s.fleet.fail(row.SyncID, endpoint, start, syncapi.Errorf(sw.status, "", "answered %d", sw.status))
+		}
+	}
+}
+
+// statusWriter remembers the status a handler answered and, for an error,
+// the v5 error itself (syncapi.WriteError reports it).
+type statusWriter struct {
+	http.ResponseWriter
+	status  int
+	failure *syncapi.Error
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Failed is called by syncapi.WriteError with what it answers.
+func (w *statusWriter) Failed(e *syncapi.Error) { w.failure = e }
+
+// noteHealth keeps the health block a satellite sends with its requests
+// (syncagent's extension; real v5 peers send none).
+func (s *Server) noteHealth(r *http.Request, row *SiteRow, now time.Time) {
+	v := r.Header.Get(syncapi.HeaderHealth)
+	if v == "" {
+		return
+	}
+	h, err := syncapi.ParseHealth(v)
+	if err != nil {
+		s.metrics.Event("health_refused")
+		s.rate.logf(slog.LevelWarn, fmt.Sprint("health ", row.SyncID), "ignoring a health block", "site", row.SyncID, "err", err)
+		return
+	}
+	raw, _ := json.Marshal(h)
+	if _, err := s.store.NoteHealth(row.SyncID, raw, h.OutboxSeq, h.Acked, now); err != nil {
+		s.rate.logf(slog.LevelWarn, fmt.Sprint("health store ", row.SyncID), "cannot keep a health block", "site", row.SyncID, "err", err)
 	}
 }
 
@@ -200,26 +260,26 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteNameNotFound, "no site has the user name %q", caller.User)
 	}
 	if e := s.auth.check(row, caller.PasswordSHA256); e != nil {
-		return nil, e
+		return row, e
 	}
 	if caller.HardwareID == "" {
-		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)
+		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)
 	}
 	if !validHardwareID(caller.HardwareID) {
 		// Refused here, not by the datafile: that refusal read as a storage
 		// failure (503, "retry later") for what is bad input.
-		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
 			"the %s header is not a hardware ID: at most %d characters, no control characters", syncapi.HeaderSiteUUID, maxHardwareID)
 	}
 	if _, err := s.store.Pin(row.SyncID, caller.HardwareID); err != nil {
 		if errors.Is(err, queue.ErrHardwareMismatch) {
-			return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+			return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
 				"site %d is pinned to another box; sync stays disabled for it until the pin is cleared on the primary", row.SyncID)
 		}
 		return nil, storageError(err)
 	}
 	if len(row.Stores) == 0 {
-		return nil, syncapi.Errorf(http.StatusForbidden, syncapi.CodeSiteHasNoStore, "site %d has no active store", row.SyncID)
+		return row, syncapi.Errorf(http.StatusForbidden, syncapi.CodeSiteHasNoStore, "site %d has no active store", row.SyncID)
 	}
 	if err := s.store.Touch(row.SyncID, s.now()); err != nil {
 		s.rate.logf(slog.LevelWarn, "touch", "cannot record last contact", "site", row.SyncID, "err", err)
@@ -291,36 +351,6 @@ func (s *Server) Generate(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-// Sites returns the configured rows with what the registry knows of them.
-func (s *Server) Sites() []SiteView {
-	t := s.sites.Load()
-	out := make([]SiteView, 0, len(t.ids))
-	for _, id := range t.ids {
-		row := t.byID[id]
-		st, err := s.store.Site(id)
-		if err != nil {
-			s.log.Warn("cannot read site state", "site", id, "err", err)
-		}
-		out = append(out, SiteView{SyncID: id, User: row.User, URL: row.URL, Stores: row.Stores, HardwareID: st.HardwareID,
-			LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(id),
-			RewoundAt: st.RewoundAt})
-	}
-	return out
-}
-
-// SiteView is one line of the primary's site list.
-type SiteView struct {
-	SyncID         int
-	User           string
-	URL            string // a URL on the primary's row disables sync for it
-	Stores         []string
-	HardwareID     string
-	LastContact    time.Time
-	Initialisation string
-	QueueLength    int
-	RewoundAt      time.Time // when the site last sent changes under numbers it had used (restored backup)
 }
 
 // ClearPin clears a site's pinned hardware ID so the next box to call is

@@ -48,6 +48,7 @@ func Run(t *testing.T, b Backend) {
 		{"NewBoxAfterClearPin", testNewBoxAfterClearPin},
 		{"RewoundOutbox", testRewoundOutbox},
 		{"CentralSinceLastCursor", testCentralSinceLastCursor},
+		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, b) })
 	}
@@ -568,5 +569,43 @@ func testCentralSinceLastCursor(t *testing.T, b Backend) {
 	got, _, err := c.CentralSince(math.MaxUint64, 10)
 	if err != nil || len(got) != 0 {
 		t.Errorf("after the largest cursor: %d entries, %v; want none", len(got), err)
+	}
+}
+
+
+// A box restored from an older copy reports, in its health block, an
+// outbox numbering below what the primary took from it, or fewer entries
+// acknowledged than it did: it must initialise again, once.
+func testHealthShowsARestoredBox(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	for i := 1; i <= 3; i++ {
+		accept(t, c, 2, inbound(fmt.Sprintf("ep-%020d", i), storeRec("item", fmt.Sprint("r", i), "s1", i)))
+	}
+	ackAll(t, c, 3)
+	c.SetInitialisation(2, queue.InitCompleted)
+	c.SetInitialisation(3, queue.InitCompleted)
+	s3, _ := c.Site(3)
+	now := time.Now()
+	raw := []byte(`{"ver":"0.3.0","out":0}`)
+	if rewound, err := c.NoteHealth(3, raw, "", s3.AckedHigh, now); err != nil || rewound {
+		t.Fatalf("a healthy box: rewound %v, %v", rewound, err)
+	}
+	if s, _ := c.Site(3); string(s.Health) != string(raw) || s.HealthAt.IsZero() || s.Initialisation != queue.InitCompleted {
+		t.Fatalf("health not kept: %+v", s)
+	}
+	if rewound, _ := c.NoteHealth(3, raw, "", s3.AckedHigh-1, now); !rewound {
+		t.Fatal("a box that acknowledged less than it did was not noticed")
+	}
+	if s, _ := c.Site(3); s.Initialisation != queue.InitNew || s.Rewinds != 1 {
+		t.Fatalf("restored box: %+v", s)
+	}
+	if rewound, _ := c.NoteHealth(3, raw, "", s3.AckedHigh-1, now); rewound {
+		t.Fatal("the same restored box noticed twice")
+	}
+	if rewound, _ := c.NoteHealth(2, raw, fmt.Sprintf("ep-%020d", 1), 0, now); !rewound {
+		t.Fatal("a box whose outbox numbering went back was not noticed")
+	}
+	if rewound, _ := c.NoteHealth(2, raw, fmt.Sprintf("ep-%020d", 4), 0, now); rewound {
+		t.Fatal("a box numbering on was taken for a restored one")
 	}
 }
