@@ -572,7 +572,6 @@ func testCentralSinceLastCursor(t *testing.T, b Backend) {
 	}
 }
 
-
 // A box restored from an older copy reports, in its health block, an
 // outbox numbering below what the primary took from it, or fewer entries
 // acknowledged than it did: it must initialise again, once.
