@@ -201,7 +201,12 @@ func (a *Agent) reloadLocked(data []byte, readErr error) control.Prefs {
 	}
 	var restart []string
 	for _, c := range prefs.Changes(old, next) {
-		if !c.Live {
+		switch c.Setting() {
+		case "version", "site.sync_id", "paths.state_dir", "paths.control_socket", "paths.vendor_keys", "listen.address", "listen.tls_cert", "listen.tls_key":
+		default:
+			continue
+		}
+		{
 			restart = append(restart, c.Key)
 		}
 	}
