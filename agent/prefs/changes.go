@@ -20,6 +20,17 @@ type Change struct {
 	Locked bool
 }
 
+// Settings lists every Setting a Change can name, in file order: what the
+// components that apply prefs must each either apply live or leave to a
+// restart.
+var Settings = []string{
+	"version", "site.sync_id", "site.interval_minutes", "site.request_size", "site.stores",
+	"paths.state_dir", "paths.control_socket", "paths.vendor_keys",
+	"listen.address", "listen.tls_cert", "listen.tls_key", "limits.outbox_max_records",
+	"sync_with", "sync_with.user", "sync_with.password_sha256", "sync_with.password_hash",
+	"sync_with.url", "sync_with.stores", "sync_with.hardware_id", "unlock.code",
+}
+
 // Setting is the key of a change without row indexes, the same for every
 // row: "sync_with.url" for "sync_with[2].url", "sync_with" for an added or
 // removed row. Components that apply prefs say by Setting what they can

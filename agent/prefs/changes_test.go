@@ -153,3 +153,29 @@ func TestChange_Setting(t *testing.T) {
 		}
 	}
 }
+
+// TestSettings_coverChanges protects the daemon's prefs-key table: every
+// setting Changes can report is in Settings.
+func TestSettings_coverChanges(t *testing.T) {
+	known := map[string]bool{}
+	for _, s := range Settings {
+		known[s] = true
+	}
+	a := &Prefs{Version: 1, Site: Site{SyncID: 1, IntervalMinutes: 1, RequestSize: RequestSize{Fixed: 1}, Stores: []string{"a"}},
+		Paths: Paths{StateDir: "/a", ControlSocket: "/a", VendorKeys: "/a"}, Listen: Listen{Address: "a", TLSCert: "a", TLSKey: "a"},
+		Limits: Limits{OutboxMaxRecords: 1}, Unlock: Unlock{Code: "a"},
+		SyncWith: []Peer{{SyncID: 2, User: "a", PasswordSHA256: "a", PasswordHash: "a", URL: "a", Stores: []string{"a"}, HardwareID: "a"}, {SyncID: 3}}}
+	b := &Prefs{SyncWith: []Peer{{SyncID: 2}, {SyncID: 4}}}
+	seen := map[string]bool{}
+	for _, c := range Changes(a, b) {
+		seen[c.Setting()] = true
+		if !known[c.Setting()] {
+			t.Errorf("Changes reports %q, which Settings lacks", c.Setting())
+		}
+	}
+	for _, s := range Settings {
+		if !seen[s] {
+			t.Errorf("Settings lists %q, which this test's change does not reach", s)
+		}
+	}
+}
