@@ -18,7 +18,9 @@ func init() {
 read it from stdin (for records over the 128 KiB a command line can carry; at
 most 4 MiB). On a satellite a record belongs to one of the site's stores: put
 its store in "store_ID". Put -- before an ID that starts with "-".`,
-		flags: func(fs *flag.FlagSet) { fs.StringVar(&data, "data", "", "the record as a JSON `OBJECT`, @FILE or - (stdin)") },
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&data, "data", "", "the record as a JSON `OBJECT`, @FILE or - (stdin)")
+		},
 		run: func(e *env, args []string) error {
 			raw, err := readData(e, data)
 			if err != nil {

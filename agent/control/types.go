@@ -35,16 +35,16 @@ type Status struct {
 	// refusals included.
 	LastContact time.Time `json:"last_contact,omitzero"`
 	// PrimaryURL and PrimaryUser are what the satellite's client uses now.
-	PrimaryURL  string `json:"primary_url,omitempty"`
-	PrimaryUser string `json:"primary_user,omitempty"`
-	OutboxLength   int       `json:"outbox_length"`
-	SetAside       int       `json:"set_aside"`
-	RequestSize    string    `json:"request_size"`
-	PushSizer      string    `json:"push_sizer,omitempty"`
-	PullSizer      string    `json:"pull_sizer,omitempty"`
-	Queues         []Site    `json:"queues,omitempty"` // primary: per site
-	Prefs          Prefs     `json:"prefs"`
-	Records        int       `json:"records"`
+	PrimaryURL   string `json:"primary_url,omitempty"`
+	PrimaryUser  string `json:"primary_user,omitempty"`
+	OutboxLength int    `json:"outbox_length"`
+	SetAside     int    `json:"set_aside"`
+	RequestSize  string `json:"request_size"`
+	PushSizer    string `json:"push_sizer,omitempty"`
+	PullSizer    string `json:"pull_sizer,omitempty"`
+	Queues       []Site `json:"queues,omitempty"` // primary: per site
+	Prefs        Prefs  `json:"prefs"`
+	Records      int    `json:"records"`
 }
 
 // Prefs is the state of the preferences.
