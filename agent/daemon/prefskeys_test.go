@@ -174,7 +174,9 @@ func TestPrefsKeys_satellite(t *testing.T) {
 			}
 			callsAfterSync(a)
 		}},
-		{"sync_with", func(s *spec) { s.rows = append(s.rows, row{syncID: 2, user: "x", passwordSHA: passwd.SHA256Hex("x"), url: "http://x"}) }, "rejected", nil},
+		{"sync_with", func(s *spec) {
+			s.rows = append(s.rows, row{syncID: 2, user: "x", passwordSHA: passwd.SHA256Hex("x"), url: "http://x"})
+		}, "rejected", nil},
 		{"sync_with.user", func(s *spec) { s.rows[0].user = "clinic-renamed"; a.accept("clinic-renamed", passwd.SHA256Hex("pw")) }, "ok", func(t *testing.T) {
 			for _, c := range callsAfterSync(a) {
 				if c.user != "clinic-renamed" {
@@ -188,7 +190,10 @@ func TestPrefsKeys_satellite(t *testing.T) {
 				t.Errorf("check as %q: %s", chk.User, chk.Error)
 			}
 		}},
-		{"sync_with.password_sha256", func(s *spec) { s.rows[0].passwordSHA = passwd.SHA256Hex("pw2"); a.accept("clinic", passwd.SHA256Hex("pw2")) }, "ok", func(t *testing.T) {
+		{"sync_with.password_sha256", func(s *spec) {
+			s.rows[0].passwordSHA = passwd.SHA256Hex("pw2")
+			a.accept("clinic", passwd.SHA256Hex("pw2"))
+		}, "ok", func(t *testing.T) {
 			for _, c := range callsAfterSync(a) {
 				if c.pw != passwd.SHA256Hex("pw2") {
 					t.Errorf("%s called with the old password", c.path)
@@ -399,7 +404,10 @@ func TestPrefsKeys_disabled(t *testing.T) {
 	}
 	cases := []keyCase{
 		{"version", func(s *spec) { s.version = 2 }, "rejected", nil},
-		{"site.sync_id", func(s *spec) { s.syncID = 12; s.rows = []row{{syncID: 1, user: "u", passwordSHA: passwd.SHA256Hex("pw"), url: "http://c"}} }, "restart needed", nil},
+		{"site.sync_id", func(s *spec) {
+			s.syncID = 12
+			s.rows = []row{{syncID: 1, user: "u", passwordSHA: passwd.SHA256Hex("pw"), url: "http://c"}}
+		}, "restart needed", nil},
 		{"site.interval_minutes", func(s *spec) { s.interval = 4 }, "ok", func(t *testing.T) {
 			if b.status().Interval != "4m0s" {
 				t.Error("interval not shown")
