@@ -4,9 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syncagent/agent/lock"
 	"testing"
 	"time"
+
+	"syncagent/agent/lock"
 )
 
 // TestLock_refusals protects the locked settings: every way a change can be

@@ -103,7 +103,9 @@ func (s *Start) runLastGood(good *prefs.Prefs, data []byte, why string) *Start {
 
 // reprovision is the start of a box that shows it was provisioned (evidence)
 // but has no last good prefs: someone emptied or moved its lock directory.
-// Only a code for exactly the file's locked settings provisions it again.
+// Only a code for exactly the file's locked settings provisions it again,
+// signed with a built-in key (a vendor_keys file cannot vouch for the prefs
+// that name it), or an open maintenance window in the ledger.
 func (l *Lock) reprovision(s *Start, evidence string) (*Start, error) {
 	digest := s.file.LockedDigest()
 	var why string
@@ -119,7 +121,7 @@ func (l *Lock) reprovision(s *Start, evidence string) (*Start, error) {
 		s.grant = g // an open maintenance window
 		return s, nil
 	}
-	err := fmt.Errorf("this box was provisioned (%s), but its last good prefs %s are missing: it is not provisioned again from %s. Put its lock directory %s back as it was, or ask the vendor for an unlock code for this file (change digest %s) and put it in [unlock] code%s",
+	err := fmt.Errorf("this box was provisioned (%s), but its last good prefs %s are missing: it is not provisioned again from %s. Put its lock directory %s back as it was, or ask the vendor for an unlock code for this file (change digest %s), signed with a key built into syncagent, and put it in [unlock] code%s",
 		evidence, l.path(LastGoodName), s.path, l.opts.Dir, digest, why)
 	l.log.Error("refused to provision an already provisioned box again", "evidence", evidence, "err", err)
 	return nil, err
