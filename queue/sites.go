@@ -153,6 +153,25 @@ func (c *Central) Touch(id int, at time.Time) error {
 	return c.saveSiteLocked(e.state)
 }
 
+// FlushContacts writes every site's last contact that Touch kept in memory
+// only (it writes at most once a minute per site); the primary calls it on a
+// clean stop, so the times survive a restart.
+func (c *Central) FlushContacts() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.st.usable(); err != nil {
+		return err
+	}
+	for _, e := range c.sites {
+		if e.state.LastContact.After(e.saved) {
+			if err := c.saveSiteLocked(e.state); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // SetInitialisation records site id's initialisation status ("new",
 // "started", "completed" or "error").
 func (c *Central) SetInitialisation(id int, status string) error {

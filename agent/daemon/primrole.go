@@ -142,7 +142,14 @@ serving:
 	return nil
 }
 
-func (r *primaryRole) Close() error { return r.central.Close() }
+// Close flushes the sites' last contact times (kept in memory between
+// writes) and closes the central datafile.
+func (r *primaryRole) Close() error {
+	if err := r.central.FlushContacts(); err != nil {
+		r.log.Warn("cannot keep the sites' last contact times", "err", err)
+	}
+	return r.central.Close()
+}
 
 func (r *primaryRole) status(st *control.Status) {
 	st.Queues, _ = r.sites()
