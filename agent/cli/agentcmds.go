@@ -25,8 +25,11 @@ func (e *env) client() *control.Client {
 	if e.socket != "" {
 		return control.NewClient(e.socket)
 	}
-	if p, err := prefs.Load(e.prefs); err == nil {
-		return control.NewClient(p.Paths.ControlSocket)
+	data, err := prefs.ReadFile(e.prefs) // bounded, never a FIFO
+	if err == nil {
+		if p, err := prefs.Parse(e.prefs, data); err == nil {
+			return control.NewClient(p.Paths.ControlSocket)
+		}
 	}
 	// The file may be invalid while the agent runs its last good prefs: read
 	// just the socket path, leniently.
@@ -35,7 +38,7 @@ func (e *env) client() *control.Client {
 			ControlSocket string `toml:"control_socket"`
 		} `toml:"paths"`
 	}
-	if _, err := toml.DecodeFile(e.prefs, &loose); err == nil && loose.Paths.ControlSocket != "" {
+	if _, err := toml.Decode(string(data), &loose); err == nil && loose.Paths.ControlSocket != "" {
 		return control.NewClient(loose.Paths.ControlSocket)
 	}
 	return control.NewClient("/run/syncagent/control.sock")

@@ -200,7 +200,7 @@ func applyCode(ctx context.Context, e *env, c *control.Client, code string) erro
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
-	before, err := os.ReadFile(path)
+	before, err := prefs.ReadFile(path)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func applyCode(ctx context.Context, e *env, c *control.Client, code string) erro
 // restoreFile puts the prefs file back as it was before the code was
 // written, unless someone changed it since (it no longer holds the code).
 func restoreFile(path string, before []byte, code string) {
-	now, err := os.ReadFile(path)
+	now, err := prefs.ReadFile(path)
 	if err != nil || !strings.Contains(string(now), code) {
 		return
 	}
@@ -306,7 +306,7 @@ func writeUnlockCode(path, code string) error {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
-	data, err := os.ReadFile(path)
+	data, err := prefs.ReadFile(path)
 	if err != nil {
 		return err
 	}

@@ -383,7 +383,7 @@ func (l *Lock) keep(data []byte, p *prefs.Prefs) error {
 	if err := os.MkdirAll(l.opts.Dir, 0o700); err != nil {
 		return fmt.Errorf("cannot create %s: %w", l.opts.Dir, err)
 	}
-	if old, err := os.ReadFile(l.path(LastGoodName)); err != nil || string(old) != string(data) {
+	if old, err := prefs.ReadFile(l.path(LastGoodName)); err != nil || string(old) != string(data) {
 		if err := writeFileSync(l.path(LastGoodName), data, 0o600); err != nil {
 			return err
 		}
