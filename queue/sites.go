@@ -243,6 +243,25 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 	return true, nil
 }
 
+// FlushContacts writes every site's last contact that Touch kept in memory
+// only (it writes at most once a minute per site); the primary calls it on a
+// clean stop, so the times survive a restart.
+func (c *Central) FlushContacts() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.st.usable(); err != nil {
+		return err
+	}
+	for _, e := range c.sites {
+		if e.state.LastContact.After(e.saved) {
+			if err := c.saveSiteLocked(e.state); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // SetInitialisation records site id's initialisation status ("new",
 // "started", "completed" or "error").
 func (c *Central) SetInitialisation(id int, status string) error {
