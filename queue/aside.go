@@ -101,7 +101,7 @@ func (l *Local) SetAside(e OutboxEntry, reason string) error {
 	var cleared bool
 	if err := l.st.update("set record aside", func(tx *buntdb.Tx) error {
 		var err error
-		cleared, err = clearPending(tx, key, e.Seq)
+		cleared, err = clearPending(tx, key, e.Seq, l.gen)
 		return err
 	}); err != nil {
 		return err
@@ -229,7 +229,7 @@ func (l *Local) finishRetries(keys []string, vals []asideValue) error {
 			if ok && old.Pending != 0 {
 				continue
 			}
-			nv := localValue{Pending: vals[i].Retry, Version: old.Version + 1, Action: r.Action, Data: r.Data,
+			nv := localValue{Pending: vals[i].Retry, Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data,
 				Tomb: r.Action == Delete || r.Action == Merge}
 			if targetID(r) != r.ID {
 				nv.PushID = r.ID
@@ -282,7 +282,7 @@ func (l *Local) reconcileAside() (bool, error) {
 	if len(clear) > 0 {
 		if err := l.st.update("finish set-aside", func(tx *buntdb.Tx) error {
 			for _, a := range clear {
-				if _, err := clearPending(tx, outboxKey(a.Record.record()), a.Seq); err != nil {
+				if _, err := clearPending(tx, outboxKey(a.Record.record()), a.Seq, l.gen); err != nil {
 					return err
 				}
 			}
