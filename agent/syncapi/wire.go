@@ -130,9 +130,14 @@ type Push struct {
 // PushResponse is the body answering a push. Refused is syncagent's addition
 // (peers that don't know it ignore it): the records of the batch that were not
 // accepted, each with its reason; the rest of the batch was applied.
+//
+// Rewound is an optional extension: the primary saw this site's outbox
+// numbering go backwards (a datafile restored from a backup, a reinstall)
+// and took the new changes anyway; the site should warn about it.
 type PushResponse struct {
 	IntegrationStarted bool      `json:"integrationStarted"`
 	Refused            []Refusal `json:"refused,omitempty"`
+	Rewound            bool      `json:"rewound,omitempty"`
 }
 
 // Refusal says why one pushed record was not accepted.
