@@ -143,7 +143,7 @@ func (c *cycle) prepare() (initState, error) {
 		if is, err = s.beginInit(why); err != nil {
 			return is, err
 		}
-		c.note("re-initialising this site: " + why)
+		c.note("initialising this site from the primary: " + why)
 	} else if is.Step == stepDone && is.SyncID == 0 && syncID != 0 {
 		is.SyncID = syncID // a datafile from before the sync_id was kept
 		if err := s.saveInit(is); err != nil {

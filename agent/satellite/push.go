@@ -82,7 +82,7 @@ func (c *cycle) pushAll() error {
 			}
 			continue
 		}
-		if refused, ok := refusalsOf(err); ok {
+		if refused, ok := refusalsOf(err); ok && inBatch(refused, batch) {
 			failures, narrow = 0, 0
 			if err := c.settle(batch, refused); err != nil {
 				return err
@@ -136,6 +136,21 @@ func (c *cycle) endPush() {
 			s.log.Info("cannot ask the primary whether it has integrated; pulling anyway", "err", err)
 		}
 	}
+}
+
+// inBatch reports whether every refusal names a record of the batch: a list
+// that names others is not an answer about this batch.
+func inBatch(refused []syncapi.Refusal, batch []queue.OutboxEntry) bool {
+	ids := make(map[string]bool, len(batch))
+	for _, e := range batch {
+		ids[e.SyncOutID] = true
+	}
+	for _, r := range refused {
+		if !ids[r.SyncOutID] {
+			return false
+		}
+	}
+	return true
 }
 
 // settle marks a pushed batch done, setting the refused records aside with

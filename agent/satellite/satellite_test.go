@@ -200,6 +200,8 @@ func TestPush_refusalVersusLink(t *testing.T) {
 		{"v5 401", 401, v5(syncapi.CodeSiteIncorrectPassword, ""), false},
 		{"v5 403 no store", 403, v5(syncapi.CodeSiteHasNoStore, ""), false},
 		{"v5 409", 409, v5(syncapi.CodeAPIVersion, `{"major":1,"minor":1}`), false},
+		// Per-record reasons that name no record of the batch say nothing about it.
+		{"v5 403 others' records", 403, v5(syncapi.CodeStoreNotActive, `[{"syncOutId":"elsewhere-1","error":{"code":"store_not_active","message":"no"}}]`), false},
 		{"v5 400 invalid", 400, v5(syncapi.CodeInvalidRecord, ""), true},
 		{"v5 413 too large", 413, v5(syncapi.CodeBodyTooLarge, ""), true},
 		{"v5 422", 422, v5("unprocessable", ""), true},
