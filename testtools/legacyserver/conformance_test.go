@@ -443,3 +443,20 @@ func TestConformance_syncIDChanged(t *testing.T) {
 		t.Errorf("the next cycle initialised again: posts %d, %q", r.srv.InitPosts(), res.Initialisation)
 	}
 }
+
+// TestConformance_initialiseBusy protects a POST initialise answered 503
+// sync_is_running: the server is busy, not initialising; the POST is sent
+// again once site_status says idle, and the site is initialised.
+func TestConformance_initialiseBusy(t *testing.T) {
+	r := newRig(t, legacyserver.Options{}, satellite.Config{Stores: []string{"ST-CLINIC-12"}, RequestSize: 3})
+	r.srv.SetSiteData(legacyserver.SiteData()...)
+	r.srv.BusyOn("initialise", 10*time.Second)
+	res := r.mustCycle()
+	if r.srv.InitPosts() != 1 || res.Initialisation != "completed" {
+		t.Fatalf("initialisation %q after %d answered POSTs; want completed after 1", res.Initialisation, r.srv.InitPosts())
+	}
+	if n := len(r.requests(http.MethodPost, "initialise")); n != 2 {
+		t.Errorf("%d POST initialise requests, want 2 (one answered busy)", n)
+	}
+	r.holds(final(legacyserver.SiteData()))
+}
