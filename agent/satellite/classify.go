@@ -88,6 +88,20 @@ func recordRefusal(err error) bool {
 	return false
 }
 
+// answered says who answered err, as a prefix for the cycle's error: the
+// primary refusing (a v5 4xx), the primary failing (a v5 5xx), or nothing
+// to add (a body that is not v5: a proxy, or a primary too broken to say).
+func answered(err error) string {
+	e, ok := syncapi.AsError(err)
+	switch {
+	case !ok || e.NotV5():
+		return ""
+	case e.Status >= 500:
+		return "the primary failed: "
+	}
+	return "refused by the primary: "
+}
+
 // refusalsOf extracts the per-record refusals of a push the primary refused
 // as a whole: a v5 4xx whose data lists them.
 func refusalsOf(err error) ([]syncapi.Refusal, bool) {

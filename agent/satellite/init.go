@@ -241,6 +241,9 @@ func (c *cycle) initialise(is *initState, info syncapi.SiteInfo) error {
 			return err
 		}
 	}
+	if info.InitialisationStatus == syncapi.InitStarted {
+		return fmt.Errorf("initialise: the primary still says the initialisation has started although its site_status is idle; it is not asked again: ask the central team to check this site's initialisation")
+	}
 	return fmt.Errorf("initialise: not completed after %d attempts; the primary says %q", maxInitAttempts, info.InitialisationStatus)
 }
 

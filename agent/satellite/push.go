@@ -90,7 +90,7 @@ func (c *cycle) pushAll() error {
 			continue
 		}
 		if !recordRefusal(err) {
-			return fmt.Errorf("push: refused by the primary: %w", err)
+			return fmt.Errorf("push: %s%w", answered(err), err)
 		}
 		if len(batch) > 1 {
 			narrow = len(batch) / 2

@@ -460,3 +460,22 @@ func TestConformance_initialiseBusy(t *testing.T) {
 	}
 	r.holds(final(legacyserver.SiteData()))
 }
+
+// TestConformance_staleStarted protects the rule "never POST while started"
+// against a server whose initialisation died (GET site says "started",
+// site_status idle): the satellite does not POST, pulls nothing, and says
+// what to do.
+func TestConformance_staleStarted(t *testing.T) {
+	r := newRig(t, legacyserver.Options{}, satellite.Config{Stores: []string{"ST-CLINIC-12"}})
+	r.srv.SetSiteData(legacyserver.SiteData()...)
+	r.srv.StaleInitialisation()
+	for range 2 {
+		res := r.cycle()
+		if res.Err == nil || !strings.Contains(res.Err.Error(), "central team") || r.srv.InitPosts() != 0 {
+			t.Fatalf("err %v, %d POSTs; want an error saying what to do and no POST", res.Err, r.srv.InitPosts())
+		}
+	}
+	if len(r.requests("", "queued_records")) != 0 || r.store.Count() != 0 {
+		t.Error("pulled from a site whose initialisation never finished")
+	}
+}

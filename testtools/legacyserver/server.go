@@ -110,6 +110,7 @@ type Server struct {
 	initStatus  string
 	initDone    time.Time
 	initPosts   int
+	initStale   bool // GET site says "started" but nothing runs
 	integrating time.Time
 	busyUntil   time.Time
 	busyOn      map[string]time.Duration
@@ -188,6 +189,14 @@ func (s *Server) SetInitialisationStatus(status string) {
 	if status == "started" {
 		s.initDone = s.opts.Now().Add(s.opts.InitTakes)
 	}
+}
+
+// StaleInitialisation makes GET site say "started" for good while
+// site_status says idle: an initialisation that died on the server.
+func (s *Server) StaleInitialisation() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.initStatus, s.initStale, s.initDone = "started", true, s.opts.Now().Add(100*365*24*time.Hour)
 }
 
 // BusyFor makes the server answer 503 sync_is_running (and site_status
@@ -424,7 +433,7 @@ func (s *Server) site(w http.ResponseWriter, r *http.Request) {
 func (s *Server) siteStatus(w http.ResponseWriter, r *http.Request, now time.Time) {
 	code, msg := "idle", "idle"
 	switch {
-	case s.initStatus == "started":
+	case s.initStatus == "started" && !s.initStale:
 		code, msg = "initialisation_in_progress", "Initialisation in progress"
 	case now.Before(s.integrating):
 		code, msg = "integration_in_progress", "Integration in progress"
