@@ -34,10 +34,10 @@ func TestCycle_fair(t *testing.T) {
 		t.Fatalf("err %v pushed %d in %v; want a..e in 3 batches", res.Err, res.Pushed, p.batches())
 	}
 	p.mu.Lock()
-	closing := p.closing
+	closing, pulls := p.closing, p.pulls
 	p.mu.Unlock()
-	if closing != 2 {
-		t.Errorf("%d closing batches, want one per cycle", closing)
+	if closing != 2 || pulls != 2 {
+		t.Errorf("%d closing batches, %d queue pulls; want one of each per cycle", closing, pulls)
 	}
 	if got := b.store.OutboxLen(); got != 4 {
 		t.Errorf("outbox %d after the cycle, want a and late1..3", got)

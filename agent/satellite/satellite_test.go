@@ -26,6 +26,7 @@ type primary struct {
 	answer  func(p syncapi.Push) (status int, body string)
 	pushes  []syncapi.Push // with data
 	closing int            // empty closing batches
+	pulls   int            // GET queued_records
 	hang    chan struct{}  // when set, pushes with data wait for it or the request's end
 	srv     *httptest.Server
 }
@@ -54,6 +55,9 @@ func (p *primary) serve(w http.ResponseWriter, r *http.Request) {
 	case ep == syncapi.EndpointCentral:
 		reply(200, `{"maxCursor":0,"data":[]}`)
 	case ep == syncapi.EndpointQueued && r.Method == http.MethodGet:
+		p.mu.Lock()
+		p.pulls++
+		p.mu.Unlock()
 		reply(200, `{"queueLength":0,"data":[]}`)
 	case ep == syncapi.EndpointQueued:
 		var push syncapi.Push
