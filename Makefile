@@ -67,7 +67,7 @@ systemd-e2e:
 
 # The replication property test (testtools/model, docs/replication.md) over
 # many seeds: `make soak-model SEEDS=10000`; prints the seeds that failed.
-# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -trace'.
+# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -history'.
 SEEDS ?= 2000
 .PHONY: soak-model
 soak-model:

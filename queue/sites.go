@@ -200,7 +200,8 @@ func (c *Central) Touch(id int, at time.Time) error {
 }
 
 // NoteHealth keeps site id's latest health block (raw: validated by the
-// caller) in memory, written to the file with the last contact, and
+// caller; nil when the box sent only its marks) in memory, written to the
+// file with the last contact, and
 // compares the numbering the box reports with what the primary has seen
 // from it: a box whose outbox numbering (outboxSeq, "<epoch>-<seq>") is
 // below the highest syncOutId taken from it in the same epoch, or that has
@@ -211,6 +212,16 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 	if err := checkSiteID(id); err != nil {
 		return false, err
 	}
+	if raw == nil {
+		// Marks only (every request): read first, lock only when it matters.
+		c.mu.RLock()
+		e, ok := c.sites[id]
+		quiet := !ok || !restored(e.state, outboxSeq, acked)
+		c.mu.RUnlock()
+		if quiet {
+			return false, nil
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.st.usable(); err != nil {
@@ -218,20 +229,15 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 	}
 	e := c.siteLocked(id)
 	s := e.state
-	s.Health, s.HealthAt = bytes.Clone(raw), at.UTC()
-	epoch, seq, numbered := syncOutNumber(outboxSeq)
-	switch {
-	case numbered && epoch == s.SyncOutEpoch && seq < s.SyncOutHigh:
-		rewound = true
-	case acked > 0 && acked < s.AckedHigh, acked == 0 && s.AckedHigh > 0 && outboxSeq != "":
-		rewound = true
+	if raw != nil {
+		s.Health, s.HealthAt = bytes.Clone(raw), at.UTC()
 	}
-	if !rewound {
+	if !restored(s, outboxSeq, acked) {
 		e.state = s
 		return false, nil
 	}
 	s.RewoundAt, s.Rewinds, s.Initialisation = at.UTC(), s.Rewinds+1, InitNew
-	if numbered {
+	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered {
 		s.SyncOutEpoch, s.SyncOutHigh = epoch, seq
 	}
 	s.AckedHigh = acked
@@ -241,6 +247,15 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 	c.log.Warn("site reports an older state than the primary has seen (restored from an older copy?); it must initialise again",
 		"site", id, "outbox", outboxSeq, "acked", acked)
 	return true, nil
+}
+
+// restored reports whether a box reporting outboxSeq and acked is behind
+// what the primary has seen from it.
+func restored(s SiteState, outboxSeq string, acked uint64) bool {
+	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered && epoch == s.SyncOutEpoch && seq < s.SyncOutHigh {
+		return true
+	}
+	return acked < s.AckedHigh && (acked > 0 || outboxSeq != "")
 }
 
 // FlushContacts writes every site's last contact that Touch kept in memory

@@ -253,7 +253,13 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		case c.Truncated:
 			res += "; cut by its round cap, the next cycle started at once"
 		}
+		if c.Busy {
+			res += "; the primary was busy, the next cycle comes soon"
+		}
 		fmt.Fprintf(tw, "last sync\t%s, %s\n", c.Finished.Local().Format(time.DateTime), res)
+		for _, n := range c.Notes {
+			fmt.Fprintf(tw, "note\t%s\n", n)
+		}
 	} else if st.Role == "satellite" {
 		fmt.Fprintf(tw, "last sync\tnone yet\n")
 	}
@@ -266,6 +272,15 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			fmt.Fprintf(tw, "failing since\t%s\n", st.FailingSince.Local().Format(time.DateTime))
 		}
 		fmt.Fprintf(tw, "last contact\t%s\n", orNever(st.LastContact))
+		if st.Initialisation != "" {
+			fmt.Fprintf(tw, "initialisation\t%s\n", st.Initialisation)
+		}
+		if !st.Rewound.IsZero() {
+			fmt.Fprintf(tw, "warning\tthe primary saw this box's outbox numbering go back at %s (datafile restored from a copy?); its changes were taken\n", st.Rewound.Local().Format(time.DateTime))
+		}
+		if !st.CentralReread.IsZero() {
+			fmt.Fprintf(tw, "warning\tthe primary's central data went back at %s (primary restored from a backup?); it was read again from the start\n", st.CentralReread.Local().Format(time.DateTime))
+		}
 	}
 	if !st.NextSync.IsZero() {
 		fmt.Fprintf(tw, "next sync\t%s (in %s)\n", st.NextSync.Local().Format(time.DateTime), st.NextSync.Sub(now).Round(time.Second))

@@ -45,6 +45,14 @@ type Status struct {
 	Queues       []Site `json:"queues,omitempty"` // primary: per site
 	Prefs        Prefs  `json:"prefs"`
 	Records      int    `json:"records"`
+	// Initialisation is the satellite datafile's state: "completed (sync_id
+	// N)", "never", or the step of a (re-)initialisation in progress.
+	Initialisation string `json:"initialisation,omitempty"`
+	// CentralReread and Rewound are when (since start) the primary's
+	// central data was seen to go back, and when the primary said this
+	// box's outbox numbering went back.
+	CentralReread time.Time `json:"central_reread,omitzero"`
+	Rewound       time.Time `json:"rewound,omitzero"`
 }
 
 // Prefs is the state of the preferences.
@@ -80,6 +88,23 @@ type Cycle struct {
 	// Truncated: the cycle was cut by its round cap; the next one starts
 	// at once.
 	Truncated bool `json:"truncated,omitempty"`
+	// Busy: the primary said it was busy (sync_is_running) for longer than
+	// the cycle waits; the next cycle comes soon.
+	Busy bool `json:"busy,omitempty"`
+	// Removed: records a completed re-initialisation removed (not delivered
+	// again, no change waiting).
+	Removed int `json:"removed,omitempty"`
+	// Initialisation: what the cycle did about initialising the site:
+	// "requested", "waited", "completed" or "".
+	Initialisation string `json:"initialisation,omitempty"`
+	// CentralReread: the primary's central data went back (a restored
+	// primary), so it was read again from the start.
+	CentralReread bool `json:"central_reread,omitempty"`
+	// Rewound: the primary saw this box's outbox numbering go back (this
+	// datafile restored from a copy) and took the changes.
+	Rewound bool `json:"rewound,omitempty"`
+	// Notes are warnings, one line each.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // The results of a check step.

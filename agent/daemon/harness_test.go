@@ -352,7 +352,7 @@ func (f *fakePrimary) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case status != 0:
-		fail(status, "sync_is_running")
+		fail(status, "storage_error") // a v5 error, not "busy" (which a satellite waits out)
 		return
 	case user != wantUser:
 		fail(http.StatusUnauthorized, "site_name_not_found")

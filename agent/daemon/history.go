@@ -54,16 +54,20 @@ type historyCycle struct {
 	Advice    string    `json:"advice,omitempty"`
 	Refused   bool      `json:"refused,omitempty"`
 	Truncated bool      `json:"cut,omitempty"`
+	Busy      bool      `json:"busy,omitempty"`
+	Notes     []string  `json:"notes,omitempty"`
 }
 
 func fromCycle(c control.Cycle) historyCycle {
 	return historyCycle{Kind: c.Kind, Started: c.Started, Finished: c.Finished, Pushed: c.Pushed, SetAside: c.SetAside, Pulled: c.Pulled,
-		Applied: c.Applied, LocalWins: c.LocalWins, Invalid: c.Invalid, Error: c.Error, Advice: c.Advice, Refused: c.Refused, Truncated: c.Truncated}
+		Applied: c.Applied, LocalWins: c.LocalWins, Invalid: c.Invalid, Error: c.Error, Advice: c.Advice, Refused: c.Refused, Truncated: c.Truncated,
+		Busy: c.Busy, Notes: c.Notes}
 }
 
 func (h historyCycle) cycle() control.Cycle {
 	return control.Cycle{Kind: h.Kind, Started: h.Started, Finished: h.Finished, Pushed: h.Pushed, SetAside: h.SetAside, Pulled: h.Pulled,
-		Applied: h.Applied, LocalWins: h.LocalWins, Invalid: h.Invalid, Error: h.Error, Advice: h.Advice, Refused: h.Refused, Truncated: h.Truncated}
+		Applied: h.Applied, LocalWins: h.LocalWins, Invalid: h.Invalid, Error: h.Error, Advice: h.Advice, Refused: h.Refused, Truncated: h.Truncated,
+		Busy: h.Busy, Notes: h.Notes}
 }
 
 // openHistory reads what the datafile kept; a damaged blob starts afresh.

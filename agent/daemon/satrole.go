@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"syncagent/agent/satellite"
 	"syncagent/agent/syncapi"
 	"syncagent/agent/version"
+	"syncagent/ops"
 	"syncagent/queue"
 )
 
@@ -52,6 +54,8 @@ type satelliteRole struct {
 
 	mu   sync.Mutex
 	next time.Time // the next planned cycle; guarded by mu
+
+	started time.Time
 }
 
 type pendingPrefs struct {
@@ -84,7 +88,7 @@ func newSatelliteRole(p *prefs.Prefs, hwid string, log *slog.Logger, gone func(e
 	}
 	s := &satelliteRole{noPins: noPins{prefs.RoleSatellite}, log: log, local: l, path: path, hwid: hwid, clock: adapt.SystemClock{},
 		changed: changed, prefsPoke: make(chan struct{}, 1), wake: make(chan struct{}, 1), jobs: make(chan func(context.Context)),
-		backoff: adapt.NewBackoff(adapt.SystemClock{}, time.Second, 5*time.Minute)}
+		backoff: adapt.NewBackoff(adapt.SystemClock{}, time.Second, 5*time.Minute), started: time.Now()}
 	s.hist = openHistory(l, log)
 	s.localRecords = &localRecords{local: l, guard: newDatafileGuard(path, gone), log: log, changed: changed}
 	s.localRecords.stores.Store(&p.Site.Stores)
@@ -116,10 +120,53 @@ func datafileEvidence(l *queue.Local, path string) string {
 }
 
 // newClient builds the client for p's primary row: a prefs commit that
-// changes the URL, user or password gets a new one.
+// changes the URL, user or password gets a new one. It sends the box's
+// health block once a cycle.
 func (s *satelliteRole) newClient(p *prefs.Prefs) *syncapi.Client {
 	peer := p.Primary()
-	return &syncapi.Client{BaseURL: peer.URL, User: peer.User, PasswordSHA256: peer.PasswordSHA256, HardwareID: s.hwid, AppVersion: version.Version}
+	return &syncapi.Client{BaseURL: peer.URL, User: peer.User, PasswordSHA256: peer.PasswordSHA256, HardwareID: s.hwid,
+		Health: func() string { return syncapi.EncodeHealth(s.health()) },
+		Marks:  func() string { return syncapi.EncodeMarks(s.local.OutboxNumbering(), s.acked()) }}
+}
+
+// acked is the satellite's acknowledged mark (0 before it is built).
+func (s *satelliteRole) acked() uint64 {
+	if sat := s.sat.Load(); sat != nil {
+		return sat.Acked()
+	}
+	return 0
+}
+
+// health is what the box reports of itself to the primary's fleet view.
+func (s *satelliteRole) health() syncapi.Health {
+	now := time.Now()
+	sum := s.hist.summary()
+	h := syncapi.Health{Version: version.Release, Outbox: s.local.OutboxLen(), Clock: now.UnixMilli(),
+		Uptime: int64(now.Sub(s.started).Seconds()), FreeBytes: ops.FreeBytes(filepath.Dir(s.path)),
+		OutboxSeq: s.local.OutboxNumbering()}
+	if since := s.local.OutboxWaitingSince(); !since.IsZero() {
+		h.OutboxAge = int64(now.Sub(since).Seconds())
+	}
+	if aside, err := s.local.Aside(); err == nil {
+		h.Aside = len(aside)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		h.DataBytes = fi.Size()
+	}
+	if !sum.lastSuccess.IsZero() {
+		h.LastSuccess = sum.lastSuccess.Unix()
+	}
+	if f := sum.lastFailure; f != nil {
+		h.LastError, h.LastErrorAt = f.Error, f.Finished.Unix()
+	}
+	if iv := s.cfg.Load().Interval(); iv > 0 {
+		h.Interval = int(iv.Minutes())
+	}
+	if sat := s.sat.Load(); sat != nil {
+		h.Acked = sat.Acked()
+		h.Link = sat.Status().PushSizer
+	}
+	return h
 }
 
 func (s *satelliteRole) newSatellite(p *prefs.Prefs) *satellite.Satellite {
@@ -129,13 +176,8 @@ func (s *satelliteRole) newSatellite(p *prefs.Prefs) *satellite.Satellite {
 }
 
 func satelliteConfig(p *prefs.Prefs) satellite.Config {
-	// SyncID: p.Site.SyncID once satellite.Config carries it.
-	return satellite.Config{Stores: p.Site.Stores, RequestSize: p.Site.RequestSize.Fixed}
+	return satellite.Config{SyncID: p.Site.SyncID, Stores: p.Site.Stores, RequestSize: p.Site.RequestSize.Fixed}
 }
-
-// truncated reports whether the cycle was cut by its round cap, so the next
-// one must start at once: r.Truncated once satellite.Result carries it.
-func truncated(satellite.Result) bool { return false }
 
 func (s *satelliteRole) alive()                    { s.beat.Store(time.Now().UnixNano()) }
 func (s *satelliteRole) sinceAlive() time.Duration { return time.Since(time.Unix(0, s.beat.Load())) }
@@ -204,6 +246,8 @@ func (s *satelliteRole) after(c control.Cycle) time.Duration {
 	switch {
 	case c.Truncated && c.Error == "":
 		return 0
+	case c.Busy:
+		return min(busyRetry, max(iv, 0)) // the primary asked to come back: soon, not after a backoff
 	case c.Error == "" || iv < 0:
 		s.backoff.Reset()
 		return iv
@@ -243,6 +287,9 @@ func (s *satelliteRole) cycle(ctx context.Context, retrieveOnly bool) control.Cy
 	return c
 }
 
+// busyRetry is how soon a cycle the primary answered "busy" is tried again.
+const busyRetry = 30 * time.Second
+
 func kindOf(retrieveOnly bool) string {
 	if retrieveOnly {
 		return "retrieve"
@@ -252,7 +299,8 @@ func kindOf(retrieveOnly bool) string {
 
 func cycleReport(kind string, r satellite.Result) control.Cycle {
 	c := control.Cycle{Kind: kind, Started: r.Started, Finished: r.Finished, Pushed: r.Pushed, SetAside: r.SetAside,
-		Pulled: r.Pulled, Applied: r.Applied, LocalWins: r.LocalWins, Invalid: r.Invalid, Truncated: truncated(r)}
+		Pulled: r.Pulled, Applied: r.Applied, LocalWins: r.LocalWins, Invalid: r.Invalid, Truncated: r.Truncated, Busy: r.Busy,
+		Removed: r.Removed, Initialisation: r.Initialisation, CentralReread: r.CentralReread, Rewound: r.Rewound, Notes: r.Notes}
 	if r.Err != nil {
 		c.Error, c.Advice, c.Refused = r.Err.Error(), syncapi.Advice(r.Err), isRefusal(r.Err)
 	}
@@ -338,6 +386,7 @@ func (s *satelliteRole) history() ([]control.Cycle, error) { return s.hist.cycle
 func (s *satelliteRole) status(st *control.Status) {
 	ss := s.sat.Load().Status()
 	st.OutboxLength, st.SetAside, st.PushSizer, st.PullSizer = ss.OutboxLen, ss.AsideLen, ss.PushSizer, ss.PullSizer
+	st.Initialisation, st.CentralReread, st.Rewound = ss.Initialisation, ss.CentralReread, ss.Rewound
 	sum := s.hist.summary()
 	st.LastSync, st.LastSuccess, st.LastFailure, st.FailingSince, st.LastContact = sum.last, sum.lastSuccess, sum.lastFailure, sum.failingSince, sum.lastContact
 	s.mu.Lock()

@@ -101,9 +101,9 @@ func TestCycle_refusalIsARefusal(t *testing.T) {
 	if line := StatusLine(b.status(), time.Now()); !contains(line, "refused since") {
 		t.Errorf("STATUS= %q, want refused since", line)
 	}
-	f.answer(http.StatusServiceUnavailable) // busy, with a v5 code
+	f.answer(http.StatusServiceUnavailable) // the primary's storage failing: a v5 error
 	if c := b.sync(); !c.Refused {
-		t.Errorf("503 sync_is_running: %+v, want a refusal", c)
+		t.Errorf("503 storage_error: %+v, want a refusal", c)
 	}
 	f.srv.Close()
 	if c := b.sync(); c.Refused || c.Error == "" {

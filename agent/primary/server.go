@@ -228,21 +228,36 @@ func (w *statusWriter) WriteHeader(status int) {
 // Failed is called by syncapi.WriteError with what it answers.
 func (w *statusWriter) Failed(e *syncapi.Error) { w.failure = e }
 
-// noteHealth keeps the health block a satellite sends with its requests
-// (syncagent's extension; real v5 peers send none).
+// noteHealth keeps the health block a satellite sends once a cycle, and
+// the marks it sends with every request (syncagent's extensions; real v5
+// peers send neither), so the primary notices a box restored from an older
+// copy on its first request.
 func (s *Server) noteHealth(r *http.Request, row *SiteRow, now time.Time) {
-	v := r.Header.Get(syncapi.HeaderHealth)
-	if v == "" {
+	var raw []byte
+	var seq string
+	var acked uint64
+	if v := r.Header.Get(syncapi.HeaderHealth); v != "" {
+		h, err := syncapi.ParseHealth(v)
+		if err != nil {
+			s.metrics.Event("health_refused")
+			s.rate.logf(slog.LevelWarn, fmt.Sprint("health ", row.SyncID), "ignoring a health block", "site", row.SyncID, "err", err)
+		} else {
+			raw, _ = json.Marshal(h)
+			seq, acked = h.OutboxSeq, h.Acked
+		}
+	}
+	if v := r.Header.Get(syncapi.HeaderMarks); v != "" {
+		var err error
+		if seq, acked, err = syncapi.ParseMarks(v); err != nil {
+			s.metrics.Event("marks_refused")
+			s.rate.logf(slog.LevelWarn, fmt.Sprint("marks ", row.SyncID), "ignoring marks", "site", row.SyncID, "err", err)
+			return
+		}
+	}
+	if raw == nil && seq == "" && acked == 0 {
 		return
 	}
-	h, err := syncapi.ParseHealth(v)
-	if err != nil {
-		s.metrics.Event("health_refused")
-		s.rate.logf(slog.LevelWarn, fmt.Sprint("health ", row.SyncID), "ignoring a health block", "site", row.SyncID, "err", err)
-		return
-	}
-	raw, _ := json.Marshal(h)
-	if _, err := s.store.NoteHealth(row.SyncID, raw, h.OutboxSeq, h.Acked, now); err != nil {
+	if _, err := s.store.NoteHealth(row.SyncID, raw, seq, acked, now); err != nil {
 		s.rate.logf(slog.LevelWarn, fmt.Sprint("health store ", row.SyncID), "cannot keep a health block", "site", row.SyncID, "err", err)
 	}
 }

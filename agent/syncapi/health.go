@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,6 +16,31 @@ const HeaderHealth = "syncagent-health"
 
 // MaxHealth bounds the header's value.
 const MaxHealth = 1024
+
+// HeaderMarks carries, on every request of a syncagent satellite, the two
+// numbers a primary needs to notice a datafile restored from an older copy
+// before that box acknowledges anything: "<outbox numbering> <highest queue
+// entry acknowledged>" (Health's OutboxSeq and Acked). Sent on every
+// request because the first one after a restore may not be GET site.
+const HeaderMarks = "syncagent-marks"
+
+// EncodeMarks renders the marks header.
+func EncodeMarks(outboxSeq string, acked uint64) string {
+	return fmt.Sprintf("%s %d", outboxSeq, acked)
+}
+
+// ParseMarks reads the marks header.
+func ParseMarks(v string) (outboxSeq string, acked uint64, err error) {
+	seq, n, ok := strings.Cut(v, " ")
+	if !ok || len(seq) > maxHealthSeq || strings.ContainsFunc(seq, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", 0, fmt.Errorf("the %s header is not \"<outbox numbering> <acknowledged>\"", HeaderMarks)
+	}
+	acked, err = strconv.ParseUint(n, 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("the %s header's acknowledged mark is not a number", HeaderMarks)
+	}
+	return seq, acked, nil
+}
 
 // Health is a satellite's state as it reports it, compact JSON in
 // HeaderHealth. Times are unix seconds (Clock: milliseconds), sizes bytes.

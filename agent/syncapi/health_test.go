@@ -57,3 +57,21 @@ func FuzzParseHealth(f *testing.F) {
 		}
 	})
 }
+
+func TestMarks(t *testing.T) {
+	seq, acked, err := ParseMarks(EncodeMarks("1f2e-00000000000000000042", 77))
+	if err != nil || seq != "1f2e-00000000000000000042" || acked != 77 {
+		t.Fatalf("round trip: %q %d %v", seq, acked, err)
+	}
+	for _, v := range []string{"", "no-space", "a b c", "a -1", "a 1x", "a\x01b 1", "a  1", strings.Repeat("x", 200) + " 1"} {
+		if _, _, err := ParseMarks(v); err == nil {
+			t.Errorf("%q accepted", v)
+		}
+	}
+}
+
+// FuzzParseMarks: the marks header never panics the primary.
+func FuzzParseMarks(f *testing.F) {
+	f.Add(EncodeMarks("e-1", 3))
+	f.Fuzz(func(t *testing.T, v string) { ParseMarks(v) })
+}
