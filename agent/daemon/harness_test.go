@@ -103,6 +103,7 @@ type spec struct {
 	listen      string // the primary's address; "" on a satellite
 	tlsCert     string
 	tlsKey      string
+	omsupplyURL string // listen.omsupply_central_server_url
 	outboxMax   int
 	rows        []row
 	code        string
@@ -139,10 +140,13 @@ func (b *box) render(s spec) string {
 	if keys != "-" {
 		fmt.Fprintf(&w, "vendor_keys = %q\n", keys)
 	}
-	if s.listen != "" || s.tlsCert != "" {
+	if s.listen != "" || s.tlsCert != "" || s.omsupplyURL != "" {
 		fmt.Fprintf(&w, "[listen]\naddress = %q\n", s.listen)
 		if s.tlsCert != "" {
 			fmt.Fprintf(&w, "tls_cert = %q\ntls_key = %q\n", s.tlsCert, s.tlsKey)
+		}
+		if s.omsupplyURL != "" {
+			fmt.Fprintf(&w, "omsupply_central_server_url = %q\n", s.omsupplyURL)
 		}
 	}
 	if s.outboxMax > 0 {

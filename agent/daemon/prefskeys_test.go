@@ -163,6 +163,7 @@ func TestPrefsKeys_satellite(t *testing.T) {
 		{"listen.address", func(s *spec) { s.listen = "127.0.0.1:2048" }, "rejected", nil},
 		{"listen.tls_cert", func(s *spec) { s.listen, s.tlsCert, s.tlsKey = "127.0.0.1:2048", "/c.pem", "/k.pem" }, "rejected", nil},
 		{"listen.tls_key", func(s *spec) { s.listen, s.tlsCert, s.tlsKey = "127.0.0.1:2048", "/c.pem", "/k.pem" }, "rejected", nil},
+		{"listen.omsupply_central_server_url", func(s *spec) { s.listen, s.omsupplyURL = "127.0.0.1:2048", "https://om.example" }, "rejected", nil},
 		{"limits.outbox_max_records", func(s *spec) { s.outboxMax = 1 }, "ok", func(t *testing.T) {
 			callsAfterSync(a) // the outbox is empty now
 			var ce *control.Error
@@ -322,6 +323,12 @@ func TestPrefsKeys_primary(t *testing.T) {
 		}},
 		{"listen.tls_cert", func(s *spec) { s.tlsCert, s.tlsKey = "/c.pem", "/k.pem" }, "restart needed", nil},
 		{"listen.tls_key", func(s *spec) { s.tlsCert, s.tlsKey = "/c.pem", "/k.pem" }, "restart needed", nil},
+		{"listen.omsupply_central_server_url", func(s *spec) { s.omsupplyURL = "https://om.example:8000" }, "ok", func(t *testing.T) {
+			c := &syncapi.Client{BaseURL: "http://" + addr, User: "clinic-12", PasswordSHA256: passwd.SHA256Hex("pw"), HardwareID: "hw-caller"}
+			if info, err := c.Site(ctx); err != nil || info.OmSupplyCentralServerURL != "https://om.example:8000" {
+				t.Errorf("GET site: %+v, %v; want omSupplyCentralServerUrl https://om.example:8000", info, err)
+			}
+		}},
 		{"limits.outbox_max_records", outboxEdit, "ok", digestIs(edited(outboxEdit))},
 		{"sync_with", func(s *spec) {
 			s.rows = append(s.rows[:1], row{syncID: 13, user: "clinic-13", passwordHash: mustHash(t, "pw13"), stores: []string{"c"}})
@@ -425,6 +432,7 @@ func TestPrefsKeys_disabled(t *testing.T) {
 		{"listen.address", func(s *spec) { s.listen = "127.0.0.1:1" }, "restart needed", nil},
 		{"listen.tls_cert", func(s *spec) { s.listen, s.tlsCert, s.tlsKey = "127.0.0.1:1", "/c.pem", "/k.pem" }, "restart needed", nil},
 		{"listen.tls_key", func(s *spec) { s.listen, s.tlsCert, s.tlsKey = "127.0.0.1:1", "/c.pem", "/k.pem" }, "restart needed", nil},
+		{"listen.omsupply_central_server_url", func(s *spec) { s.listen, s.omsupplyURL = "127.0.0.1:1", "https://om.example" }, "restart needed", nil},
 		{"limits.outbox_max_records", func(s *spec) { s.outboxMax = 1 }, "ok", func(t *testing.T) {
 			var ce *control.Error
 			_, err1 := b.client.PutRecord(ctx, "t", "r1", json.RawMessage(`{"x":1}`))

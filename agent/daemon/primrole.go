@@ -57,7 +57,7 @@ func newPrimaryRole(p *prefs.Prefs, log *slog.Logger, gone func(error)) (*primar
 }
 
 func primaryConfig(p *prefs.Prefs) primary.Config {
-	cfg := primary.Config{DisabledReason: primarySyncOff(p)}
+	cfg := primary.Config{DisabledReason: primarySyncOff(p), CentralServerURL: p.Listen.OmSupplyCentralServerURL}
 	for _, row := range p.SyncWith {
 		cfg.Sites = append(cfg.Sites, primary.SiteRow{SyncID: row.SyncID, User: row.User, PasswordHash: row.PasswordHash, Stores: row.Stores, HardwareID: row.HardwareID, URL: row.URL})
 	}
@@ -194,7 +194,7 @@ func (r *primaryRole) clearPin(id int, authorise func() error) error {
 // The settings the primary applies while running: its site rows (the site
 // table is swapped), and the settings it does not use (its own interval,
 // request size, stores and outbox limit), which status shows at once.
-var primaryLive = liveSettings("site.interval_minutes", "site.request_size", "site.stores", "limits.outbox_max_records",
+var primaryLive = liveSettings("site.interval_minutes", "site.request_size", "site.stores", "limits.outbox_max_records", "listen.omsupply_central_server_url",
 	"sync_with", "sync_with.user", "sync_with.password_hash", "sync_with.url", "sync_with.stores", "sync_with.hardware_id")
 
 func (r *primaryRole) live(setting string) bool { return primaryLive[setting] }

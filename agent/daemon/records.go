@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync/atomic"
 
 	"syncagent/agent/control"
@@ -57,7 +56,7 @@ func (l *localRecords) write(table, id string, data json.RawMessage, del bool) (
 		target = held // a delete belongs to the store of the record it deletes
 	}
 	if stores := l.stores.Load(); stores != nil {
-		if err := checkStore(target, *stores); err != nil {
+		if err := l.checkOwner(target, *stores); err != nil {
 			return control.Record{}, err
 		}
 	}
@@ -89,17 +88,6 @@ func newRecord(table, id string, data json.RawMessage, del bool, exists func() (
 		return rec, control.Errorf(http.StatusBadRequest, "record %s/%s: --data must be a JSON object", table, id)
 	}
 	return rec, nil
-}
-
-// checkStore refuses, at write time, a record the primary would refuse.
-func checkStore(r queue.Record, stores []string) error {
-	switch st := r.StoreID(); {
-	case st == "":
-		return control.Errorf(http.StatusBadRequest, "record %s/%s has no %s: on a satellite every record belongs to one of its stores %v (central data is written on the primary)", r.Table, r.ID, queue.StoreField, stores)
-	case !slices.Contains(stores, st):
-		return control.Errorf(http.StatusBadRequest, "store %q is not active on this site (active: %v)", st, stores)
-	}
-	return nil
 }
 
 func (l *localRecords) get(table, id string) (control.Record, error) {

@@ -26,7 +26,7 @@ type Change struct {
 var Settings = []string{
 	"version", "site.sync_id", "site.interval_minutes", "site.request_size", "site.stores",
 	"paths.state_dir", "paths.control_socket", "paths.vendor_keys",
-	"listen.address", "listen.tls_cert", "listen.tls_key", "limits.outbox_max_records",
+	"listen.address", "listen.tls_cert", "listen.tls_key", "listen.omsupply_central_server_url", "limits.outbox_max_records",
 	"sync_with", "sync_with.user", "sync_with.password_sha256", "sync_with.password_hash",
 	"sync_with.url", "sync_with.stores", "sync_with.hardware_id", "unlock.code",
 }
@@ -80,6 +80,7 @@ func Changes(old, new *Prefs) []Change {
 	diff(o.Listen.Address != n.Listen.Address, "listen.address", true)
 	diff(o.Listen.TLSCert != n.Listen.TLSCert, "listen.tls_cert", true)
 	diff(o.Listen.TLSKey != n.Listen.TLSKey, "listen.tls_key", true)
+	diff(o.Listen.OmSupplyCentralServerURL != n.Listen.OmSupplyCentralServerURL, "listen.omsupply_central_server_url", true)
 	diff(o.Limits.OutboxMaxRecords != n.Limits.OutboxMaxRecords, "limits.outbox_max_records", true)
 	out = append(out, rowChanges(o.SyncWith, n.SyncWith)...)
 	diff(o.Unlock.Code != n.Unlock.Code, "unlock.code", false)

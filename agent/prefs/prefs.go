@@ -93,6 +93,10 @@ type Listen struct {
 	Address string // address: host:port
 	TLSCert string // tls_cert: serve HTTPS when set (with TLSKey)
 	TLSKey  string // tls_key
+	// OmSupplyCentralServerURL (omsupply_central_server_url) is what GET
+	// site answers as omSupplyCentralServerUrl: an open-mSupply remote
+	// needs the URL of an open-mSupply central server to sync at all.
+	OmSupplyCentralServerURL string
 }
 
 // Limits is the [limits] table.
