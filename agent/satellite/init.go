@@ -95,7 +95,7 @@ func (s *Satellite) beginInit(reason string) (initState, error) {
 	if err := s.saveInit(is); err != nil {
 		return is, err
 	}
-	s.log.Warn("initialising this site from the primary", "reason", reason, "generation", is.Gen)
+	s.log.Info("initialisation started", "reason", reason, "generation", is.Gen)
 	return is, s.resetForInit(is)
 }
 
@@ -140,10 +140,13 @@ func (c *cycle) prepare() (initState, error) {
 		why = `the primary says this site must be initialised (initialisationStatus "new")`
 	}
 	if why != "" {
+		fresh := is.Step == stepNever
 		if is, err = s.beginInit(why); err != nil {
 			return is, err
 		}
-		c.note("initialising this site from the primary: " + why)
+		if !fresh { // a first initialisation is the normal start of a box, not a warning
+			c.note("initialising this site again from the primary: " + why)
+		}
 	} else if is.Step == stepDone && is.SyncID == 0 && syncID != 0 {
 		is.SyncID = syncID // a datafile from before the sync_id was kept
 		if err := s.saveInit(is); err != nil {
