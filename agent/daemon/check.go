@@ -36,7 +36,7 @@ func checkReport(r satellite.CheckReport, user string) control.Check {
 		tlsOK = control.StepOK
 	}
 	answered := false
-	code := refusalCode(r)
+	code := r.Code
 	switch {
 	case r.Err == "":
 		answered = true
@@ -82,20 +82,3 @@ func checkReport(r satellite.CheckReport, user string) control.Check {
 	return c
 }
 
-// refusalCode is the v5 error code of a check the primary answered with an
-// error, "" when it did not answer. CheckReport carries the error as text
-// ("code: message (HTTP n)"); this reading goes once satellite.CheckReport
-// carries the code itself.
-func refusalCode(r satellite.CheckReport) string {
-	if !r.Reachable || r.Err == "" || strings.HasPrefix(r.TLS, "certificate") || strings.HasPrefix(r.TLS, "the server") {
-		return ""
-	}
-	code, _, _ := strings.Cut(r.Err, ":")
-	code, _, _ = strings.Cut(code, " ")
-	for _, ch := range code {
-		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '_') {
-			return ""
-		}
-	}
-	return code
-}
