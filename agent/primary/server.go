@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,12 @@ import (
 const (
 	DefaultMaxBody  = 16 << 20 // bytes of a request body, after gzip
 	DefaultMaxBatch = 5000     // records in one push, ids in one acknowledgement, limit of a pull
-	defaultPull     = 1000     // records in a pull when the client gives no limit
+	// DefaultMaxInFlight is the bytes of requests served at once (about
+	// four pushes of the largest body).
+	DefaultMaxInFlight = 64 << 20
+	DefaultMaxPerSite  = 3
+	requestCost        = 256 << 10 // what a request without a body counts for (its answer)
+	defaultPull        = 1000      // records in a pull when the client gives no limit
 )
 
 // Config is what the primary needs from the prefs.
@@ -44,6 +50,17 @@ type Config struct {
 	// CentralServerURL is answered as omSupplyCentralServerUrl by GET site
 	// (an open-mSupply remote needs it to sync; see the README).
 	CentralServerURL string
+	// TrustedProxies are the addresses (CIDR) of load balancers in front
+	// of this primary: from them, a request's source address is taken from
+	// X-Forwarded-For (for the per-address login lockout).
+	TrustedProxies []netip.Prefix
+	// MaxInFlight bounds the bytes of requests being served at once (a
+	// push counts its body, any other request a fixed cost); a request
+	// over it is answered 503 with Retry-After before its body is read.
+	MaxInFlight int64
+	// MaxPerSite bounds one site's requests in flight (a real box sends one
+	// at a time).
+	MaxPerSite int
 }
 
 // Server serves the sync API v5 for a primary.
@@ -59,8 +76,9 @@ type Server struct {
 	router atomic.Pointer[router]
 	confMu sync.Mutex // one Configure at a time
 
-	fleet   *fleet
-	metrics *metrics.Registry // nil: nothing counted
+	fleet    *fleet
+	metrics  *metrics.Registry // nil: nothing counted
+	inflight inflight
 }
 
 // New returns a primary serving store. now may be nil (time.Now).
@@ -69,7 +87,7 @@ func New(store queue.PrimaryStore, cfg Config, log *slog.Logger, now func() time
 		now = time.Now
 	}
 	log = log.With("component", "primary")
-	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now), fleet: newFleet()}
+	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now), fleet: newFleet(), inflight: inflight{perSite: map[int]int{}}}
 	if err := s.Configure(cfg); err != nil {
 		return nil, err
 	}
@@ -103,6 +121,12 @@ func (s *Server) Configure(cfg Config) error {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxPerSite <= 0 {
+		cfg.MaxPerSite = DefaultMaxPerSite
 	}
 	inUse := map[string]bool{}
 	for _, row := range t.byID {
@@ -200,6 +224,14 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, *SiteR
 			syncapi.WriteError(sw, r, e)
 			return
 		}
+		release, e := s.inflight.admit(row.SyncID, s.costOf(r), s.cfg.Load())
+		if e != nil {
+			sw.Header().Set("Retry-After", "5")
+			s.metrics.Event("busy_refused")
+			syncapi.WriteError(sw, r, e)
+			return
+		}
+		defer release()
 		s.noteHealth(r, row, start)
 		s.fleet.note(row.SyncID, endpoint, start, nil)
 		h(sw, r, row)
@@ -274,7 +306,12 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 	if row == nil {
 		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteNameNotFound, "no site has the user name %q", caller.User)
 	}
-	if e := s.auth.check(row, caller.PasswordSHA256); e != nil {
+	st, err := s.store.Site(row.SyncID)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	l := login{presented: caller.PasswordSHA256, from: s.source(r), hwid: caller.HardwareID, pinned: st.HardwareID}
+	if e := s.auth.check(row, l); e != nil {
 		return row, e
 	}
 	if caller.HardwareID == "" {
@@ -300,6 +337,39 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 		s.rate.logf(slog.LevelWarn, "touch", "cannot record last contact", "site", row.SyncID, "err", err)
 	}
 	return row, nil
+}
+
+// source is the address a request comes from: its peer, or behind a
+// trusted proxy the last address X-Forwarded-For names that is not itself
+// a trusted proxy.
+func (s *Server) source(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	addr := peer.Addr().Unmap()
+	trusted := func(a netip.Addr) bool {
+		for _, p := range s.cfg.Load().TrustedProxies {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !trusted(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if a = a.Unmap(); !trusted(a) {
+			return a.String()
+		}
+	}
+	return addr.String()
 }
 
 // maxHardwareID is the longest hardware ID the datafile pins.
