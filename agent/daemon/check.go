@@ -81,4 +81,3 @@ func checkReport(r satellite.CheckReport, user string) control.Check {
 	}
 	return c
 }
-
