@@ -89,3 +89,13 @@ FOOTPRINT_FLAGS ?=
 .PHONY: footprint
 footprint:
 	$(GO) run ./packaging/footprint $(FOOTPRINT_FLAGS)
+
+# The primary under load (testtools/cmd/benchprimary): N simulated sites
+# speaking v5 over real HTTP against a primary in its own process, at rising
+# rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
+# a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
+BENCH_PRIMARY_FLAGS ?=
+.PHONY: bench-primary
+bench-primary:
+	$(GO) build -o bin/benchprimary ./testtools/cmd/benchprimary
+	bin/benchprimary $(BENCH_PRIMARY_FLAGS)
