@@ -173,7 +173,7 @@ func (r *run) cycle(ctx context.Context, s *Site, base string) error {
 			"action": "Update", "recordData": map[string]any{"store_ID": store, "quantity": n, "note": pad}}
 	}
 	var pushed struct {
-		IntegrationStarted bool `json:"integrationStarted"`
+		IntegrationStarted bool  `json:"integrationStarted"`
 		Refused            []any `json:"refused"`
 	}
 	if err := r.call(ctx, s, base, "POST", "queued_records", "", map[string]any{"queueLength": len(batch), "data": batch}, &pushed); err != nil {
