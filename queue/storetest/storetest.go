@@ -634,7 +634,6 @@ func testDuplicateFromAFormerHolderSendsDelete(t *testing.T, b Backend) {
 	}
 }
 
-
 // RESTORE, found by the property test (seed 1311 of 10,000): a box restored
 // from a copy is noticed and initialises again; restored once more from
 // the same copy, it must be noticed again. (The marks were reset to the
