@@ -34,7 +34,7 @@ const (
 	DefaultIntervalMinutes  = 10
 	DefaultStateDir         = "/var/lib/syncagent"
 	DefaultControlSocket    = "/run/syncagent/control.sock"
-	DefaultListenAddress    = "0.0.0.0:2048" // on the primary only
+	DefaultListenAddress    = "0.0.0.0:2048"   // on the primary only
 	DefaultAdminAddress     = "127.0.0.1:2049" // on the primary only: loopback unless the file says otherwise
 	DefaultOutboxMaxRecords = 100_000
 
@@ -47,16 +47,16 @@ const (
 
 // Prefs is one parsed and validated preferences file with defaults applied.
 type Prefs struct {
-	Version  int    // the format version written in the file
-	Site     Site   // [site]: this box
-	Paths    Paths  // [paths]
-	Listen   Listen // [listen]: primary only
-	Limits   Limits // [limits]
-	SyncWith []Peer // [[sync_with]]: satellite: its primary; primary: one row per satellite
+	Version  int     // the format version written in the file
+	Site     Site    // [site]: this box
+	Paths    Paths   // [paths]
+	Listen   Listen  // [listen]: primary only
+	Limits   Limits  // [limits]
+	SyncWith []Peer  // [[sync_with]]: satellite: its primary; primary: one row per satellite
 	Admin    Admin   // [admin]: primary only: the site list as a web page, its JSON and /metrics
 	Metrics  Metrics // [metrics]
-	Unlock   Unlock // [unlock]: the authorisation code that allows a locked change
-	Source   string // the file name it came from (not a setting)
+	Unlock   Unlock  // [unlock]: the authorisation code that allows a locked change
+	Source   string  // the file name it came from (not a setting)
 }
 
 // Site is the [site] table: this box's own settings.
