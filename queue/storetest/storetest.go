@@ -50,6 +50,7 @@ func Run(t *testing.T, b Backend) {
 		{"CentralSinceLastCursor", testCentralSinceLastCursor},
 		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
 		{"DuplicateFromAFormerHolderSendsDelete", testDuplicateFromAFormerHolderSendsDelete},
+		{"Diagnostics", testDiagnostics},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, b) })
 	}
