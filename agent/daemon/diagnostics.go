@@ -25,19 +25,19 @@ import (
 
 // Bundle is the bundle's content (gzip-compressed JSON on the wire).
 type Bundle struct {
-	Format     int              `json:"format"` // 1
-	Request    string           `json:"request"`
-	Made       time.Time        `json:"made"`
-	Version    string           `json:"version"`
-	HardwareID string           `json:"hardware_id"`
-	Status     control.Status   `json:"status"`
-	History    []control.Cycle  `json:"history"`
-	Prefs      []PrefsSetting   `json:"prefs"`
-	Queue      QueueStats       `json:"queue"`
-	Integrity  Integrity        `json:"integrity"`
-	Log        []string         `json:"log"`
-	LogCut     int              `json:"log_cut,omitempty"` // oldest log lines left out to stay within the bound
-	Aside      []control.Aside  `json:"aside,omitempty"`
+	Format     int             `json:"format"` // 1
+	Request    string          `json:"request"`
+	Made       time.Time       `json:"made"`
+	Version    string          `json:"version"`
+	HardwareID string          `json:"hardware_id"`
+	Status     control.Status  `json:"status"`
+	History    []control.Cycle `json:"history"`
+	Prefs      []PrefsSetting  `json:"prefs"`
+	Queue      QueueStats      `json:"queue"`
+	Integrity  Integrity       `json:"integrity"`
+	Log        []string        `json:"log"`
+	LogCut     int             `json:"log_cut,omitempty"` // oldest log lines left out to stay within the bound
+	Aside      []control.Aside `json:"aside,omitempty"`
 }
 
 // PrefsSetting is one setting of the running prefs, a secret shown only as
