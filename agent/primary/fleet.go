@@ -47,7 +47,10 @@ type CycleView struct {
 	// Reached: the cycle got to its last step (a GET queued_records
 	// answered), so the site is through whatever its health block said
 	// about the cycle before.
-	Reached bool     `json:"reached"`
+	Reached bool `json:"reached"`
+	// OutboxLeft is what the site's pushes said was still to push after
+	// the last batch (queueLength less the batch); nil before a push.
+	OutboxLeft *int     `json:"outboxLeft,omitempty"`
 	Errors  []string `json:"errors,omitempty"` // refusals and failures answered, newest last (at most 5)
 }
 
@@ -120,6 +123,10 @@ func (f *fleet) recent(site int) ([]CycleView, RefusalView) {
 	cs := append([]CycleView(nil), f.cycles[site]...)
 	for i := range cs {
 		cs[i].Errors = append([]string(nil), cs[i].Errors...)
+		if l := cs[i].OutboxLeft; l != nil {
+			n := *l
+			cs[i].OutboxLeft = &n
+		}
 	}
 	return cs, f.refusals[site]
 }
@@ -238,6 +245,16 @@ func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
 		}
 		if h.Clock > 0 {
 			v.ClockSkew = time.UnixMilli(h.Clock).Sub(st.HealthAt).Round(time.Second)
+		}
+	}
+	if last != nil && last.OutboxLeft != nil && !last.Started.Before(st.HealthAt) {
+		v.Outbox = *last.OutboxLeft // the block came before this cycle's push
+	}
+	for _, c := range cycles {
+		// A cycle the primary saw reach its end cleanly succeeded, whatever
+		// the block sent at its start said (that cycle had not ended yet).
+		if c.Reached && len(c.Errors) == 0 && c.Last.After(v.LastSuccess) {
+			v.LastSuccess = c.Last.UTC()
 		}
 	}
 	v.Verdict = verdict(now, st.LastContact, h, st.HealthAt, ref, last)

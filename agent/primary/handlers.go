@@ -153,6 +153,8 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 		syncapi.WriteError(w, r, syncapi.Errorf(http.StatusRequestEntityTooLarge, syncapi.CodeBatchTooLarge, "%d records in one push; at most %d", len(push.Data), cfg.MaxBatch))
 		return
 	}
+	left := max(push.QueueLength-len(push.Data), 0)
+	s.fleet.count(row.SyncID, func(c *CycleView) { c.OutboxLeft = &left })
 	var resp syncapi.PushResponse
 	refuse := func(id, code, format string, args ...any) {
 		resp.Refused = append(resp.Refused, syncapi.Refusal{SyncOutID: id, Error: syncapi.ErrorInfo{Code: code, Message: fmt.Sprintf(format, args...)}})
