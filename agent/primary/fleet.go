@@ -51,7 +51,7 @@ type CycleView struct {
 	// OutboxLeft is what the site's pushes said was still to push after
 	// the last batch (queueLength less the batch); nil before a push.
 	OutboxLeft *int     `json:"outboxLeft,omitempty"`
-	Errors  []string `json:"errors,omitempty"` // refusals and failures answered, newest last (at most 5)
+	Errors     []string `json:"errors,omitempty"` // refusals and failures answered, newest last (at most 5)
 }
 
 // Refusal is the last time the primary refused a site at the door
