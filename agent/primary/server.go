@@ -5,7 +5,8 @@
 // order of changes, the queues and convergence are the storage's (queue.PrimaryStore)
 // (docs/replication.md).
 //
-// Imported only by agent/daemon (the wiring) and tests.
+// Imported by agent/daemon (the wiring), agent/admin (the site list it
+// shows) and tests.
 package primary
 
 import (
