@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,33 +140,35 @@ func TestAdmin_browser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var warm []float64 // the first clicks, before the browser has compiled the page's code
-	for range 3 {
-		do(chromedp.Click(chromedp.CSS(`th[data-key="verdict"]`)))
-		warm = append(warm, num(`window.timings.sort`))
-	}
-	t.Logf("first sorts (verdict): %.1f ms", warm)
+	// Sorting: each click must put the rows in order; the time is judged
+	// by the median of the clicks (a shared CI machine may stall one), and
+	// every one is logged.
 	do(chromedp.Click(chromedp.CSS(`th[data-key="user"]`)))
-	sortMS := num(`window.timings.sort`)
-	if got := first(1); got != "clinic-0000" || sortMS >= 100 {
-		t.Errorf("sorted by user: first %q in %.1f ms; want clinic-0000 under 100 ms", got, sortMS)
+	if got := first(1); got != "clinic-0000" {
+		t.Errorf("sorted by user: first %q, want clinic-0000", got)
 	}
 	do(chromedp.Click(chromedp.CSS(`th[data-key="user"]`)))
-	reverseMS := num(`window.timings.sort`)
-	if got := first(1); got != "clinic-0999" || reverseMS >= 100 {
-		t.Errorf("reversed: first %q in %.1f ms; want clinic-0999 under 100 ms", got, reverseMS)
+	if got := first(1); got != "clinic-0999" {
+		t.Errorf("reversed: first %q, want clinic-0999", got)
 	}
-	do(chromedp.Click(chromedp.CSS(`th[data-key="queueLength"]`)))
-	queueMS := num(`window.timings.sort`)
-	if queueMS >= 100 {
-		t.Errorf("sorted by queue in %.1f ms", queueMS)
+	for _, key := range []string{"verdict", "lastContact", "outbox", "queueLength"} {
+		do(chromedp.Click(chromedp.CSS(`th[data-key="` + key + `"]`)))
+	}
+	if got := first(7); got != "0" {
+		t.Errorf("sorted by queue: first queue %q, want 0", got)
+	}
+	sorts := floats(t, ctx, `window.timings.sortAll`)
+	sortMS := median(sorts)
+	if len(sorts) != 6 || sortMS >= 100 {
+		t.Errorf("sorts took %.1f ms (median %.1f); want a median under 100 ms", sorts, sortMS)
 	}
 
 	visible := `Number(document.getElementById("count").textContent.split(" ")[0])`
 	do(chromedp.SendKeys(chromedp.CSS(`#filter`), "clinic-09"))
-	filterMS := num(`window.timings.filter`)
-	if n := num(visible); n != 100 || filterMS >= 100 {
-		t.Errorf("filter clinic-09: %.0f rows in %.1f ms; want 100 under 100 ms", n, filterMS)
+	filters := floats(t, ctx, `window.timings.filterAll`) // one a keystroke
+	filterMS := median(filters)
+	if n := num(visible); n != 100 || len(filters) != len("clinic-09") || filterMS >= 100 {
+		t.Errorf("filter clinic-09: %.0f rows, keystrokes took %.1f ms (median %.1f); want 100 rows, a median under 100 ms", n, filters, filterMS)
 	}
 	num(`(document.getElementById("filter").value = "", 0)`)
 	do(chromedp.SendKeys(chromedp.CSS(`#filter`), "12"))
@@ -193,7 +196,25 @@ func TestAdmin_browser(t *testing.T) {
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("1,000 sites: first render %.0f ms after navigation (render %.1f ms); sort %.1f ms, reverse %.1f ms, sort by queue %.1f ms; filter %.1f ms",
-		loaded, rendered, sortMS, reverseMS, queueMS, filterMS)
+	t.Logf("1,000 sites: first render %.0f ms after navigation (render %.1f ms); sorts %.1f ms (median %.1f); filter keystrokes %.1f ms (median %.1f)",
+		loaded, rendered, sorts, sortMS, filters, filterMS)
 	t.Logf("screenshot: %s", shot)
+}
+
+func floats(t *testing.T, ctx context.Context, expr string) []float64 {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
