@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
 		{"DuplicateFromAFormerHolderSendsDelete", testDuplicateFromAFormerHolderSendsDelete},
 		{"RestoredTwiceFromTheSameCopy", testRestoredTwiceFromTheSameCopy},
+		{"Diagnostics", testDiagnostics},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, b) })
 	}
