@@ -597,13 +597,13 @@ func testHealthShowsARestoredBox(t *testing.T, b Backend) {
 	if s, _ := c.Site(3); string(s.Health) != string(raw) || s.HealthAt.IsZero() || s.Initialisation != queue.InitCompleted {
 		t.Fatalf("health not kept: %+v", s)
 	}
-	if rewound, _ := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh-1}, now); !rewound {
+	if rewound, _ := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh - 1}, now); !rewound {
 		t.Fatal("a box that acknowledged less than it did was not noticed")
 	}
 	if s, _ := c.Site(3); s.Initialisation != queue.InitNew || s.Rewinds != 1 {
 		t.Fatalf("restored box: %+v", s)
 	}
-	if rewound, _ := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh-1}, now); rewound {
+	if rewound, _ := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh - 1}, now); rewound {
 		t.Fatal("the same restored box noticed twice")
 	}
 	if rewound, _ := c.NoteHealth(2, raw, queue.Marks{OutboxSeq: fmt.Sprintf("ep-%020d", 1)}, now); !rewound {
@@ -694,7 +694,6 @@ func mustSite(t *testing.T, c queue.PrimaryStore, id int) queue.SiteState {
 	}
 	return s
 }
-
 
 // RESTORE (property test, seed 1311): a copy restored a second time while
 // the box was still recovering from the first reports the same marks as
