@@ -21,8 +21,6 @@
 // does. "Busy" (503 sync_is_running) is waited out without shrinking the
 // request size.
 //
-// Imported only by agent/daemon (the wiring), the tools under agent/cmd and
-// tests.
 package satellite
 
 import (
