@@ -149,6 +149,7 @@ type PrimaryStore interface {
 	ClearPin(id int) error
 	Touch(id int, at time.Time) error
 	NoteHealth(id int, raw []byte, m Marks, at time.Time) (rewound bool, err error)
+	SetVerified(id int, token string) error
 	SetInitialisation(id int, status string) error
 	Sites() []SiteState
 	// Diagnostics on request (diagnostics.go): a request replaces the one

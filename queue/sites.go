@@ -42,6 +42,10 @@ type SiteState struct {
 	// seen (it has initialised again and pulled), it is judged against that.
 	Floor      bool   `json:",omitempty"`
 	FloorAcked uint64 `json:",omitempty"`
+	// Verified is a token of the password last verified for the site (an
+	// HMAC under the primary's auth key), so that after a restart the site
+	// is let in without a slow hash.
+	Verified string `json:",omitempty"`
 	// GenEpoch and GenHigh: the highest initialisation generation the box's
 	// datafile (by its numbering epoch) has reported.
 	GenEpoch string `json:",omitempty"`
@@ -318,6 +322,22 @@ func behind(s SiteState, m Marks) bool {
 		mark = s.FloorAcked
 	}
 	return m.Acked < mark && (m.Acked > 0 || m.OutboxSeq != "")
+}
+
+// SetVerified keeps the token of the password last verified for site id
+// (written only when it changes).
+func (c *Central) SetVerified(id int, token string) error {
+	if err := checkSiteID(id); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.siteLocked(id).state
+	if s.Verified == token {
+		return nil
+	}
+	s.Verified = token
+	return c.saveSiteLocked(s)
 }
 
 // FlushContacts writes every site's last contact that Touch kept in memory

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -43,7 +45,11 @@ func newPrimaryRole(p *prefs.Prefs, log *slog.Logger, gone func(error)) (*primar
 	if why := c.Recovered(); why != "" {
 		log.Error("the central datafile was damaged; a copy was kept and every readable record recovered", "detail", why)
 	}
-	prim, err := primary.New(c, primaryConfig(p), log, nil)
+	cfg := primaryConfig(p)
+	if cfg.AuthKey, err = authKey(filepath.Join(p.Paths.StateDir, "auth.key")); err != nil {
+		log.Warn("no auth key: after a restart each site's password costs one slow hash again", "err", err)
+	}
+	prim, err := primary.New(c, cfg, log, nil)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -62,6 +68,35 @@ func primaryConfig(p *prefs.Prefs) primary.Config {
 		cfg.Sites = append(cfg.Sites, primary.SiteRow{SyncID: row.SyncID, User: row.User, PasswordHash: row.PasswordHash, Stores: row.Stores, HardwareID: row.HardwareID, URL: row.URL})
 	}
 	return cfg
+}
+
+// authKey reads the primary's auth key (primary.Config.AuthKey), creating
+// it on first use. A key of the wrong length — a torn first write — is made
+// again: the tokens it signed are then no use, which costs each site one
+// slow hash, nothing more.
+func authKey(path string) ([]byte, error) {
+	const size = 32
+	if b, err := os.ReadFile(path); err == nil && len(b) == size {
+		return b, nil
+	}
+	key := make([]byte, size)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err = f.Write(key); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot write the auth key %s: %w", path, err)
+	}
+	return key, nil
 }
 
 // primarySyncOff is why the primary refuses sync: a site row with a URL.

@@ -1,8 +1,10 @@
 package primary
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"net/http"
 	"sync"
 	"time"
@@ -32,12 +34,19 @@ const (
 )
 
 // authenticator verifies site credentials. A verified password is remembered
-// (as a SHA-256 of what was presented, per stored hash) so that 1,000 sites
-// don't cost one slow hash per request; slow hashes run at most two at once.
+// (as a SHA-256 of what was presented, per stored hash) so that 1,000 sites don't cost one slow hash per request; slow hashes run at
+// most two at once. With an auth key, a verified password also leaves a
+// token in the site registry (an HMAC of the stored hash and the password
+// under the key), so after a restart — or on another node — the site is let
+// in without a slow hash: 20,000 sites with their own passwords cost 20,000
+// HMACs, not 20,000 slow hashes. The trade-off: whoever holds both the
+// registry and the key can test guesses at HMAC speed; keep the key out of
+// the database (a file in the state directory, or the nodes' own setting).
 type authenticator struct {
 	now    func() time.Time
 	slow   chan struct{}                                 // semaphore for slow hash verification
 	verify func(encoded, sha256hex string) (bool, error) // passwd.Verify; tests count calls
+	key    []byte                                        // auth key for tokens; nil: none
 
 	mu       sync.Mutex
 	verified map[string][32]byte // stored hash → sha256 of the presented password that matched it
@@ -66,29 +75,51 @@ type login struct {
 	from      string // the source address
 	hwid      string // the msupply-site-uuid header
 	pinned    string // the hardware ID the primary pinned for the site ("" none)
+	token     string // the registry's token of the password last verified ("" none)
 }
 
-// check returns nil when the presented password matches row's password hash.
-func (a *authenticator) check(row *SiteRow, l login) *syncapi.Error {
+// token is the registry's proof that presented was verified against hash.
+func (a *authenticator) token(hash, presented string) string {
+	if a.key == nil {
+		return ""
+	}
+	m := hmac.New(sha256.New, a.key)
+	m.Write([]byte(hash))
+	m.Write([]byte{0})
+	m.Write([]byte(presented))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// check returns nil when the presented password matches row's password
+// hash, and the token to keep in the registry when it changed ("" none).
+func (a *authenticator) check(row *SiteRow, l login) (string, *syncapi.Error) {
 	now := a.now()
 	digest := sha256.Sum256([]byte(l.presented))
 	key := guesser{row.User, l.from}
 	a.mu.Lock()
 	known, ok := a.verified[row.PasswordHash]
 	cached := ok && subtle.ConstantTimeCompare(known[:], digest[:]) == 1
+	tok := ""
+	if !cached {
+		tok = a.token(row.PasswordHash, l.presented)
+	}
+	if !cached && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(l.token)) == 1 {
+		cached = true // verified before, by this node or another
+		a.verified[row.PasswordHash] = digest
+	}
 	g := a.guesses[key]
 	if g != nil && now.Before(g.lockedUntil) {
 		box := cached && l.pinned != "" && subtle.ConstantTimeCompare([]byte(l.hwid), []byte(l.pinned)) == 1
 		a.mu.Unlock()
 		if box {
-			return nil // the real box, from an address someone guessed from
+			return "", nil // the real box, from an address someone guessed from
 		}
-		return syncapi.Errorf(http.StatusTooManyRequests, syncapi.CodeSiteAuthTimeout,
+		return "", syncapi.Errorf(http.StatusTooManyRequests, syncapi.CodeSiteAuthTimeout,
 			"too many failed logins for %q from %s: try again after %s", row.User, l.from, g.lockedUntil.UTC().Format(time.RFC3339))
 	}
 	a.mu.Unlock()
 	if cached {
-		return nil
+		return "", nil
 	}
 
 	a.slow <- struct{}{}
@@ -100,7 +131,10 @@ func (a *authenticator) check(row *SiteRow, l login) *syncapi.Error {
 	if err == nil && good {
 		a.verified[row.PasswordHash] = digest
 		delete(a.guesses, key)
-		return nil
+		if tok != l.token {
+			return tok, nil
+		}
+		return "", nil
 	}
 	g = a.guesses[key]
 	if g == nil {
@@ -119,7 +153,7 @@ func (a *authenticator) check(row *SiteRow, l login) *syncapi.Error {
 		g.failures = 0
 		g.lockedUntil = now.Add(lock)
 	}
-	return syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectPassword, "wrong password for site %q", row.User)
+	return "", syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectPassword, "wrong password for site %q", row.User)
 }
 
 // evictLocked keeps the guess table bounded: past maxGuessers it drops the

@@ -62,6 +62,10 @@ type Config struct {
 	// MaxPerSite bounds one site's requests in flight (a real box sends one
 	// at a time).
 	MaxPerSite int
+	// AuthKey, when set, lets a verified password leave a token in the
+	// registry so that a restart (or another node) lets the site in without
+	// a slow hash. Every node serving one database needs the same key.
+	AuthKey []byte
 }
 
 // Server serves the sync API v5 for a primary.
@@ -88,7 +92,9 @@ func New(store queue.PrimaryStore, cfg Config, log *slog.Logger, now func() time
 		now = time.Now
 	}
 	log = log.With("component", "primary")
-	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now), fleet: newFleet(), inflight: inflight{perSite: map[int]int{}}}
+	auth := newAuthenticator(now)
+	auth.key = cfg.AuthKey
+	s := &Server{store: store, log: log, now: now, auth: auth, rate: newRateLog(log, now), fleet: newFleet(), inflight: inflight{perSite: map[int]int{}}}
 	if err := s.Configure(cfg); err != nil {
 		return nil, err
 	}
@@ -313,9 +319,15 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 	if err != nil {
 		return nil, storageError(err)
 	}
-	l := login{presented: caller.PasswordSHA256, from: s.source(r), hwid: caller.HardwareID, pinned: st.HardwareID}
-	if e := s.auth.check(row, l); e != nil {
+	l := login{presented: caller.PasswordSHA256, from: s.source(r), hwid: caller.HardwareID, pinned: st.HardwareID, token: st.Verified}
+	tok, e := s.auth.check(row, l)
+	if e != nil {
 		return row, e
+	}
+	if tok != "" {
+		if err := s.store.SetVerified(row.SyncID, tok); err != nil {
+			s.rate.logf(slog.LevelWarn, "verified", "cannot keep a verified password's token", "site", row.SyncID, "err", err)
+		}
 	}
 	if caller.HardwareID == "" {
 		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)

@@ -505,6 +505,9 @@ func testSites(t *testing.T, b Backend) {
 	if err := c.SetInitialisation(7, queue.InitCompleted); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.SetVerified(7, "tok-1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.SetInitialisation(7, "bogus"); err == nil {
 		t.Fatal("bogus initialisation status accepted")
 	}
@@ -517,7 +520,7 @@ func testSites(t *testing.T, b Backend) {
 	c.Close()
 	c = b.Open(t, "pri")
 	s, _ := c.Site(7)
-	if s.HardwareID != "hw-A" || s.Initialisation != queue.InitCompleted || !s.LastContact.Equal(t0.UTC()) {
+	if s.HardwareID != "hw-A" || s.Initialisation != queue.InitCompleted || !s.LastContact.Equal(t0.UTC()) || s.Verified != "tok-1" {
 		t.Fatalf("Site after reopen = %+v", s)
 	}
 	c.Touch(9, t0)
