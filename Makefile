@@ -95,7 +95,12 @@ footprint:
 # rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
 # a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
 BENCH_PRIMARY_FLAGS ?=
-.PHONY: bench-primary
+.PHONY: bench-primary bench-compaction
+# What a compaction of the primary's datafile costs the requests around it,
+# blocking and online: BENCH_COMPACTION_FLAGS='-pause-records 10000,1000000'.
+bench-compaction:
+	$(GO) test ./queue -run '^$$' -bench CompactionPause -benchtime 1x $(BENCH_COMPACTION_FLAGS) | grep -v level=
+
 bench-primary:
 	$(GO) build -o bin/benchprimary ./testtools/cmd/benchprimary
 	bin/benchprimary $(BENCH_PRIMARY_FLAGS)

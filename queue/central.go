@@ -113,6 +113,7 @@ func OpenCentral(path string, opts CentralOptions) (*Central, error) {
 			return nil, fmt.Errorf("cannot open primary queue %s: %w", path, err)
 		}
 		if st != nil {
+			st.online = true // requests go on while the primary's datafile is rewritten
 			c := &Central{st: st, log: log, queueMax: opts.QueueMax}
 			bad, err := c.load()
 			if err == nil && len(bad) == 0 {

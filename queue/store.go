@@ -24,12 +24,14 @@ type store struct {
 	indexes func(*buntdb.DB) error
 	lock    *os.File // held until close: one process per datafile
 
-	err         error     // why db is nil (closed, or the reopen that failed)
-	liveBytes   int64     // size of the live data at the last open or compaction
-	minCompact  int64     // never compact a file smaller than this
-	commits     int       // commits since the last size check
-	compactions int       // for tests and logs
-	retryAfter  time.Time // after a failed compaction, do not retry before this
+	err         error       // why db is nil (closed, or the reopen that failed)
+	liveBytes   int64       // size of the live data at the last open or compaction
+	minCompact  int64       // never compact a file smaller than this
+	commits     int         // commits since the last size check
+	compactions int         // for tests and logs
+	retryAfter  time.Time   // after a failed compaction, do not retry before this
+	online      bool        // compact without holding the owner's lock (compact_online.go)
+	pending     *compaction // the online compaction on its way, if any
 }
 
 const (
@@ -121,6 +123,9 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if s.pending != nil {
+		s.finishCompaction(false)
+	}
 	var fnErr error
 	err := s.db.Update(func(tx *buntdb.Tx) error {
 		fnErr = fn(tx)
@@ -130,6 +135,9 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 		return fnErr
 	}
 	if err != nil {
+		if s.pending != nil {
+			s.pending.spoiled = true
+		}
 		return storageError("cannot "+what, err)
 	}
 	s.commits++
@@ -142,6 +150,7 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 
 // close closes the file; later calls fail with ErrClosed.
 func (s *store) close() error {
+	s.abortCompaction()
 	if s.db == nil {
 		if errors.Is(s.err, ErrClosed) {
 			return ErrClosed
@@ -173,7 +182,14 @@ func (s *store) verify(tx *buntdb.Tx) (bad []string, live int64, err error) {
 // live data (BuntDB appends every change; the outbox churns).
 func (s *store) maybeCompact() {
 	fi, err := os.Stat(s.path)
-	if err != nil || fi.Size() < s.minCompact || fi.Size() < 2*s.liveBytes || time.Now().Before(s.retryAfter) {
+	if err != nil || s.pending != nil || fi.Size() < s.minCompact || fi.Size() < 2*s.liveBytes || time.Now().Before(s.retryAfter) {
+		return
+	}
+	if s.online {
+		if err := s.startCompaction(); err != nil {
+			s.retryAfter = time.Now().Add(compactRetry)
+			s.log.Error("cannot start compacting datafile; will retry", "path", s.path, "retry_in", compactRetry, "err", err)
+		}
 		return
 	}
 	if err := s.compact(); err != nil {
@@ -187,6 +203,7 @@ func (s *store) maybeCompact() {
 // the datafile, fsyncs the directory and reopens. At every instant the name
 // points to a complete file. The caller holds the owner's write lock.
 func (s *store) compact() error {
+	s.abortCompaction()
 	fi, err := os.Stat(s.path)
 	if err != nil {
 		return err
