@@ -1,0 +1,441 @@
+package pg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"syncagent/queue"
+)
+
+// A work is one transaction that decides a change under locks and applies
+// it: the rows it has locked, the child index it has read under their
+// locks, and the versions it drew after its last lock.
+type work struct {
+	s    *Store
+	ctx  context.Context
+	conn *pgxpool.Conn
+
+	rows    map[queue.Ref]*lockedRow
+	kids    map[queue.Ref][]queue.Ref // children of a locked parent, read under its lock
+	created map[queue.Ref]bool        // placeholders this transaction inserted
+
+	versions []uint64 // drawn after the last lock, not handed out yet
+	used     int      // versions handed out to the last decision
+	verErr   error
+
+	central bool // holds the central log lock; its transaction id was taken under it
+	site    *siteRow
+}
+
+// lockedRow is a record row this transaction holds FOR UPDATE.
+type lockedRow struct {
+	state     queue.RecordState
+	exists    bool  // false: a placeholder (the record is absent)
+	logCursor int64 // its central_log entry (0: none)
+}
+
+// maxRounds bounds how often a decision may find a row it read unlocked.
+const maxRounds = 8
+
+// errNeedCentral: the plan writes central data, which needs the central
+// log lock from the start of the transaction; the transaction runs again.
+var errNeedCentral = errors.New("plan writes central data")
+
+// begin starts a work on a pooled connection. With central, it first takes
+// the central log lock and its transaction id. With site > 0 it locks that
+// site's row first (a push changes its pusher's state), creating it if new.
+func (s *Store) begin(ctx context.Context, central bool, site int) (*work, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &work{s: s, ctx: ctx, conn: conn, rows: map[queue.Ref]*lockedRow{}, kids: map[queue.Ref][]queue.Ref{},
+		created: map[queue.Ref]bool{}}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	if central {
+		b.Queue("SELECT pg_advisory_lock($1)", int64(centralLock))
+		b.Queue("SELECT pg_current_xact_id()")
+	}
+	w.central = central
+	if site > 0 {
+		queueLockSite(b, site)
+	}
+	br := conn.SendBatch(ctx, b)
+	err = readBatch(br, b.Len()-1)
+	if err == nil && site > 0 {
+		w.site, err = scanSiteRow(br.QueryRow())
+	}
+	if err = errors.Join(err, br.Close()); err != nil {
+		w.abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+// readBatch reads (and discards) the results of the next n statements.
+func readBatch(br pgx.BatchResults, n int) error {
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// centralLock is the advisory lock key of central log writers ("syncagent
+// central" in ASCII, truncated to 63 bits).
+const centralLock = 0x73796e6363656e74
+
+// abort rolls back and gives the connection back (or drops it when it can
+// no longer be trusted). Safe to call after commit.
+func (w *work) abort() {
+	if w.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.opts.LockTimeout)
+	defer cancel()
+	_, err := w.conn.Exec(ctx, "ROLLBACK")
+	if err == nil && w.central {
+		_, err = w.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(centralLock))
+	}
+	if err != nil {
+		w.conn.Conn().Close(ctx) // the pool drops a closed connection
+	}
+	w.conn.Release()
+	w.conn = nil
+}
+
+// release gives back the connection of a committed work.
+func (w *work) release() {
+	w.conn.Release()
+	w.conn = nil
+}
+
+// unlockCentral releases the central log lock once the cursors are drawn
+// (it is queued into the batch that draws them).
+func (w *work) unlockCentral(b *pgx.Batch) {
+	if w.central {
+		b.Queue("SELECT pg_advisory_unlock($1)", int64(centralLock))
+		w.central = false
+	}
+}
+
+const (
+	sqlPlaceholders = `INSERT INTO records (tbl, id) SELECT t, i FROM unnest($1::text[], $2::text[]) AS u(t, i)
+		ON CONFLICT DO NOTHING RETURNING tbl, id`
+	sqlLockRows = `SELECT r.tbl, r.id, r.version, r.action, r.deleted, r.owner, r.central, r.holders,
+		r.parent_tbl, r.parent_id, r.held, r.marks, r.data, coalesce(r.log_cursor, 0)
+		FROM records r JOIN unnest($1::text[], $2::text[]) AS u(t, i) ON r.tbl = u.t AND r.id = u.i
+		ORDER BY r.tbl, r.id FOR UPDATE OF r`
+	sqlKids = `SELECT k.parent_tbl, k.parent_id, k.tbl, k.id
+		FROM kids k JOIN unnest($1::text[], $2::text[]) AS u(t, i) ON k.parent_tbl = u.t AND k.parent_id = u.i`
+	sqlDraw = `SELECT nextval('versions') FROM generate_series(1, $1::int)`
+)
+
+// lock locks refs (inserting placeholders for absent ones), reads the child
+// index of kidsOf under their locks (locking them first), locks the
+// children found, and then draws draw versions. Versions drawn before are
+// dropped: they precede these locks.
+func (w *work) lock(refs, kidsOf []queue.Ref, draw int) error {
+	w.versions = nil
+	for pass := 0; ; pass++ {
+		need := w.unlocked(append(slices.Clone(refs), kidsOf...))
+		var readKids []queue.Ref
+		for _, k := range dedupe(kidsOf) {
+			if _, ok := w.kids[k]; !ok {
+				readKids = append(readKids, k)
+			}
+		}
+		b := &pgx.Batch{}
+		if len(need) > 0 {
+			t, i := splitRefs(need)
+			b.Queue(sqlPlaceholders, t, i)
+			b.Queue(sqlLockRows, t, i)
+		}
+		if len(readKids) > 0 {
+			t, i := splitRefs(readKids)
+			b.Queue(sqlKids, t, i)
+		}
+		if b.Len() > 0 {
+			if err := w.runLockBatch(b, need, readKids); err != nil {
+				return err
+			}
+		}
+		// The children of kidsOf are read next (propagation reads them).
+		var children []queue.Ref
+		for _, k := range readKids {
+			children = append(children, w.kids[k]...)
+		}
+		refs, kidsOf = children, nil
+		if len(w.unlocked(refs)) == 0 || pass > 0 {
+			break
+		}
+	}
+	if draw > 0 {
+		return w.draw(draw)
+	}
+	return nil
+}
+
+func (w *work) runLockBatch(b *pgx.Batch, need, readKids []queue.Ref) error {
+	br := w.conn.SendBatch(w.ctx, b)
+	defer br.Close()
+	if len(need) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var r queue.Ref
+			if err := rows.Scan(&r.Table, &r.ID); err != nil {
+				rows.Close()
+				return err
+			}
+			w.created[r] = true
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			ref, row, err := scanLocked(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			w.rows[ref] = row
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range need {
+			if w.rows[r] == nil {
+				// Records rows are never deleted but for placeholders of other
+				// transactions that were never visible: this cannot happen.
+				return fmt.Errorf("row %s/%s vanished while being locked", r.Table, r.ID)
+			}
+		}
+	}
+	if len(readKids) > 0 {
+		for _, k := range readKids {
+			w.kids[k] = []queue.Ref{}
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var p, c queue.Ref
+			if err := rows.Scan(&p.Table, &p.ID, &c.Table, &c.ID); err != nil {
+				rows.Close()
+				return err
+			}
+			w.kids[p] = append(w.kids[p], c)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return br.Close()
+}
+
+// scanLocked reads a row of sqlLockRows (and of the record reads).
+func scanLocked(rows pgx.Rows) (queue.Ref, *lockedRow, error) {
+	var ref queue.Ref
+	var v queue.RecordState
+	var action string
+	var ptbl, pid *string
+	var marks []byte
+	var data []byte
+	var ver, cursor int64
+	var holders []int32
+	if err := rows.Scan(&ref.Table, &ref.ID, &ver, &action, &v.Deleted, &v.Owner, &v.Central, &holders, &ptbl, &pid,
+		&v.Held, &marks, &data, &cursor); err != nil {
+		return ref, nil, err
+	}
+	if ver <= 0 {
+		return ref, &lockedRow{}, nil
+	}
+	v.Version, v.Action = uint64(ver), queue.Action(action)
+	for _, h := range holders {
+		v.Holders = append(v.Holders, int(h))
+	}
+	if ptbl != nil && pid != nil {
+		v.Parent = &queue.Ref{Table: *ptbl, ID: *pid}
+	}
+	if len(marks) > 0 {
+		if err := json.Unmarshal(marks, &v.From); err != nil {
+			return ref, nil, fmt.Errorf("marks of %s/%s are unreadable: %w", ref.Table, ref.ID, err)
+		}
+	}
+	if len(data) > 0 {
+		v.Data = json.RawMessage(data)
+	}
+	return ref, &lockedRow{state: v, exists: true, logCursor: cursor}, nil
+}
+
+// draw draws n versions (after every lock taken so far).
+func (w *work) draw(n int) error {
+	rows, err := w.conn.Query(w.ctx, sqlDraw, n)
+	if err != nil {
+		return err
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		w.versions = append(w.versions, uint64(v))
+	}
+	return nil
+}
+
+// next hands out the next version to a decision.
+func (w *work) next() uint64 {
+	if len(w.versions) == 0 {
+		if err := w.draw(max(64, w.used)); err != nil {
+			w.verErr = err
+			return 0
+		}
+	}
+	v := w.versions[0]
+	w.versions = w.versions[1:]
+	w.used++
+	return v
+}
+
+func (w *work) unlocked(refs []queue.Ref) []queue.Ref {
+	var out []queue.Ref
+	for _, r := range dedupe(refs) {
+		if _, ok := w.rows[r]; !ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// reader is the queue.Reader of one decision: locked rows only; a read of
+// anything else is noted, and the decision runs again once it is locked.
+type reader struct {
+	w         *work
+	misses    []queue.Ref
+	kidMisses []queue.Ref
+}
+
+func (r *reader) State(table, id string) (queue.RecordState, bool, error) {
+	ref := queue.Ref{Table: table, ID: id}
+	row, ok := r.w.rows[ref]
+	if !ok {
+		r.misses = append(r.misses, ref)
+		return queue.RecordState{}, false, nil
+	}
+	if !row.exists {
+		return queue.RecordState{}, false, nil
+	}
+	v := row.state
+	v.Holders = slices.Clone(v.Holders)
+	return v, true, nil
+}
+
+func (r *reader) Children(parent queue.Ref) ([]queue.Ref, error) {
+	kids, ok := r.w.kids[parent]
+	if !ok {
+		r.kidMisses = append(r.kidMisses, parent)
+		return nil, nil
+	}
+	return slices.Clone(kids), nil
+}
+
+// decide runs fn until it reads only rows this work has locked, and
+// returns its plan. seed and kidsOf are locked (and kidsOf's child index
+// read) before the first run; estimate is how many versions to draw.
+func (w *work) decide(seed, kidsOf []queue.Ref, estimate int, fn func(r *reader) (queue.Plan, error)) (queue.Plan, error) {
+	if err := w.lock(seed, kidsOf, estimate); err != nil {
+		return queue.Plan{}, err
+	}
+	for round := 1; ; round++ {
+		w.used, w.verErr = 0, nil
+		r := &reader{w: w}
+		plan, err := fn(r)
+		if err == nil {
+			err = w.verErr
+		}
+		if err != nil {
+			return queue.Plan{}, err
+		}
+		need := append(r.misses, w.planRefs(plan)...)
+		kidsNeed := r.kidMisses
+		if len(w.unlocked(need)) == 0 && len(w.unlocked(kidsNeed)) == 0 && !w.kidsMissing(kidsNeed) {
+			return plan, nil
+		}
+		if round >= maxRounds {
+			return queue.Plan{}, fmt.Errorf("the decision read new rows %d times running; giving up", round)
+		}
+		if err := w.lock(need, kidsNeed, max(estimate, w.used+8)); err != nil {
+			return queue.Plan{}, err
+		}
+	}
+}
+
+func (w *work) kidsMissing(parents []queue.Ref) bool {
+	for _, p := range parents {
+		if _, ok := w.kids[p]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// planRefs lists the rows a plan writes or whose child index it changes:
+// all must be locked.
+func (w *work) planRefs(p queue.Plan) []queue.Ref {
+	var out []queue.Ref
+	for _, r := range p.Recs {
+		if ref, ok := r.Ref(); ok {
+			out = append(out, ref)
+		}
+	}
+	for _, k := range p.Kids {
+		if parent, child, ok := k.Refs(); ok {
+			out = append(out, parent, child)
+		}
+	}
+	for _, q := range p.Queue {
+		out = append(out, queue.Ref{Table: q.Table, ID: q.ID})
+	}
+	return out
+}
+
+// dedupe returns refs sorted by table and id, without repeats (the order
+// every transaction locks rows in).
+func dedupe(refs []queue.Ref) []queue.Ref {
+	out := slices.Clone(refs)
+	slices.SortFunc(out, compareRefs)
+	return slices.Compact(out)
+}
+
+func compareRefs(a, b queue.Ref) int {
+	if c := strings.Compare(a.Table, b.Table); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func splitRefs(refs []queue.Ref) (tables, ids []string) {
+	tables, ids = make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		tables[i], ids[i] = r.Table, r.ID
+	}
+	return tables, ids
+}
