@@ -138,6 +138,9 @@ func (w *work) apply(plan queue.Plan) (applied, error) {
 		}
 	}
 
+	if h := w.s.testHookApply; h != nil {
+		h(out)
+	}
 	b := &pgx.Batch{}
 	if len(order) > 0 {
 		queueRecords(b, order, final, logged, out.cursors)

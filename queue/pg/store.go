@@ -115,6 +115,8 @@ type Store struct {
 	contactMu sync.Mutex
 	contacts  map[int]contact // per site: this node's view of its last contact
 	fills     chan struct{}   // bounds Fills running at once on this node
+
+	testHookApply func(applied) // tests: runs after a plan's cursors are drawn, before it is written
 }
 
 // contact is a site's last contact as this node knows it.
