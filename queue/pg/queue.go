@@ -22,6 +22,10 @@ func (s *Store) Ack(site int, syncOutIDs []string) (int, error) {
 		return 0, err
 	}
 	defer cancel()
+	return s.ack(ctx, site, syncOutIDs)
+}
+
+func (s *Store) ack(ctx context.Context, site int, syncOutIDs []string) (int, error) {
 	var ords []int64
 	for _, id := range syncOutIDs {
 		if len(id) > 20 {
@@ -37,7 +41,7 @@ func (s *Store) Ack(site int, syncOutIDs []string) (int, error) {
 		return 0, nil
 	}
 	removed := 0
-	err = s.txn(ctx, fmt.Sprintf("cannot acknowledge records of site %d", site), func(tx pgx.Tx) error {
+	err := s.txn(ctx, fmt.Sprintf("cannot acknowledge records of site %d", site), func(tx pgx.Tx) error {
 		// Rows are locked in key order, as every writer of the queue locks them.
 		return tx.QueryRow(ctx, `WITH gone AS (
 				DELETE FROM queue WHERE (site, tbl, id) IN (

@@ -163,15 +163,19 @@ func (s *Store) CentralSince(cursor uint64, limit int) ([]queue.CentralEntry, ui
 // order, each as the primary holds it now, and the queue's length. They
 // stay queued until Ack. limit <= 0 means queue.DefaultListLimit.
 func (s *Store) Queued(site int, limit int) ([]queue.QueuedEntry, int, error) {
-	limit = pageLimit(limit)
 	ctx, cancel, err := s.call()
 	if err != nil {
 		return nil, 0, err
 	}
 	defer cancel()
+	return s.queued(ctx, site, limit)
+}
+
+func (s *Store) queued(ctx context.Context, site int, limit int) ([]queue.QueuedEntry, int, error) {
+	limit = pageLimit(limit)
 	var out []queue.QueuedEntry
 	var n int
-	err = s.withConn(ctx, func(c *pgxconn) error {
+	err := s.withConn(ctx, func(c *pgxconn) error {
 		rows, err := c.Query(ctx, `SELECT q.ord, q.tbl, q.id, q.del, coalesce(r.version, 0), r.action, r.deleted, r.data
 			FROM queue q LEFT JOIN records r ON r.tbl = q.tbl AND r.id = q.id
 			WHERE q.site = $1 ORDER BY q.ord LIMIT $2`, site, limit)
