@@ -122,13 +122,14 @@ func (s *Store) acceptOnce(ctx context.Context, origin int, in []queue.Inbound, 
 }
 
 // targetRefs names the records a batch lands on (a merge: the record it
-// deletes), for locking before the decision; malformed ones are skipped
-// (Decide refuses them without reading anything).
+// deletes), to lock before the decision. A malformed record may be among
+// them (Decide refuses it without reading it): locking a row too many is
+// harmless, and cheaper than validating the batch twice.
 func targetRefs(in []queue.Inbound) []queue.Ref {
 	out := make([]queue.Ref, 0, len(in))
 	for _, x := range in {
 		r := x.Record
-		if r.Validate() != nil {
+		if r.Table == "" || r.ID == "" {
 			continue
 		}
 		id := r.ID

@@ -25,6 +25,14 @@ const (
 			$9::text[], $10::text[], $11::bool[], $12::text[], $13::bytea[], $14::bool[], $15::bigint[])
 			AS u(tbl, id, version, action, deleted, owner, central, holders, ptbl, pid, held, marks, data, setlog, cursor)
 		WHERE r.tbl = u.tbl AND r.id = u.id AND r.version <= u.version`
+	sqlInsertRecords = `INSERT INTO records (tbl, id, version, action, deleted, owner, central, holders, parent_tbl, parent_id,
+			held, marks, data, log_cursor)
+		SELECT u.tbl, u.id, u.version, u.action, u.deleted, u.owner, u.central, u.holders::integer[], u.ptbl, u.pid, u.held,
+			u.marks::jsonb, u.data, nullif(u.cursor, 0)
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bool[], $6::text[], $7::bool[], $8::text[],
+			$9::text[], $10::text[], $11::bool[], $12::text[], $13::bytea[], $14::bool[], $15::bigint[])
+			AS u(tbl, id, version, action, deleted, owner, central, holders, ptbl, pid, held, marks, data, setlog, cursor)
+		ORDER BY u.tbl, u.id`
 	sqlDropPlaceholders = `DELETE FROM records r USING unnest($1::text[], $2::text[]) AS u(t, i)
 		WHERE r.tbl = u.t AND r.id = u.i AND r.version = 0`
 	sqlLogDelete = `DELETE FROM central_log WHERE cursor = ANY($1::bigint[])`
@@ -142,8 +150,19 @@ func (w *work) apply(plan queue.Plan) (applied, error) {
 		h(out)
 	}
 	b := &pgx.Batch{}
-	if len(order) > 0 {
-		queueRecords(b, order, final, logged, out.cursors)
+	var inserts, updates []queue.Ref
+	for _, ref := range order {
+		if w.rows[ref] == nil {
+			inserts = append(inserts, ref) // absent: a concurrent creator's insert makes one of the two retry
+		} else {
+			updates = append(updates, ref)
+		}
+	}
+	if len(updates) > 0 {
+		queueRecords(b, sqlWriteRecords, updates, final, logged, out.cursors)
+	}
+	if len(inserts) > 0 {
+		queueRecords(b, sqlInsertRecords, dedupe(inserts), final, logged, out.cursors)
 	}
 	if len(dropLog) > 0 {
 		b.Queue(sqlLogDelete, dropLog)
@@ -161,9 +180,17 @@ func (w *work) apply(plan queue.Plan) (applied, error) {
 		}
 		b.Queue(sqlSaveSite, plan.Site.SyncID, st)
 	}
+	// Placeholders go, but those now the parent of a held child: the
+	// parent's creator must meet them.
+	parents := map[queue.Ref]bool{}
+	for _, k := range plan.Kids {
+		if p, _, ok := k.Refs(); ok && !k.Del {
+			parents[p] = true
+		}
+	}
 	var drop []queue.Ref
 	for ref := range w.created {
-		if _, ok := final[ref]; !ok {
+		if _, ok := final[ref]; !ok && !parents[ref] {
 			drop = append(drop, ref)
 		}
 	}
@@ -178,7 +205,7 @@ func (w *work) apply(plan queue.Plan) (applied, error) {
 	return out, nil
 }
 
-func queueRecords(b *pgx.Batch, order []queue.Ref, final map[queue.Ref]queue.RecordState, logged map[queue.Ref]bool, cursors map[queue.Ref]uint64) {
+func queueRecords(b *pgx.Batch, sql string, order []queue.Ref, final map[queue.Ref]queue.RecordState, logged map[queue.Ref]bool, cursors map[queue.Ref]uint64) {
 	n := len(order)
 	var (
 		tbl, id, action, owner, holders, marks = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
@@ -205,7 +232,7 @@ func queueRecords(b *pgx.Batch, order []queue.Ref, final map[queue.Ref]queue.Rec
 		}
 		setlog[k], cursor[k] = logged[ref], int64(cursors[ref])
 	}
-	b.Queue(sqlWriteRecords, tbl, id, version, action, deleted, owner, central, holders, ptbl, pid, held, marks, data, setlog, cursor)
+	b.Queue(sql, tbl, id, version, action, deleted, owner, central, holders, ptbl, pid, held, marks, data, setlog, cursor)
 }
 
 // queueEntries applies queue ops in the plan's order: ops on distinct

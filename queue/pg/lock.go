@@ -22,8 +22,8 @@ type work struct {
 	ctx  context.Context
 	conn *pgxpool.Conn
 
-	rows    map[queue.Ref]*lockedRow
-	kids    map[queue.Ref][]queue.Ref // children of a locked parent, read under its lock
+	rows    map[queue.Ref]*lockedRow  // rows looked at: locked, or nil for a record that is absent (not locked)
+	kids    map[queue.Ref][]queue.Ref // children of a parent, read under its lock (or before creating it)
 	created map[queue.Ref]bool        // placeholders this transaction inserted
 
 	versions []uint64 // drawn after the last lock, not handed out yet
@@ -140,14 +140,29 @@ const (
 	sqlDraw = `SELECT nextval('versions') FROM generate_series(1, $1::int)`
 )
 
-// lock locks refs (inserting placeholders for absent ones), reads the child
-// index of kidsOf under their locks (locking them first), locks the
-// children found, and then draws draw versions. Versions drawn before are
-// dropped: they precede these locks.
-func (w *work) lock(refs, kidsOf []queue.Ref, draw int) error {
+// A record that does not exist cannot be locked by a row lock. A change
+// that creates it does not need to: it inserts the row, and a concurrent
+// creator's insert fails on the primary key (unique_violation), which
+// retries that whole transaction, now seeing the row. A change that reads
+// the absence of a record without creating it (a parent not there yet, a
+// refused record nobody has) locks a placeholder row instead; a placeholder
+// that became the parent of a held child is kept, so the parent's creator
+// meets it.
+
+// lock locks the rows of refs that exist (the others are noted absent),
+// inserts and locks placeholders for absence, reads the child index of
+// kidsOf, locks the children found, and then draws draw versions.
+// Versions drawn before are dropped: they precede these locks.
+func (w *work) lock(refs, absence, kidsOf []queue.Ref, draw int) error {
 	w.versions = nil
 	for pass := 0; ; pass++ {
-		need := w.unlocked(append(slices.Clone(refs), kidsOf...))
+		var ph []queue.Ref
+		for _, r := range dedupe(absence) {
+			if row, ok := w.rows[r]; !ok || row == nil {
+				ph = append(ph, r)
+			}
+		}
+		need := dedupe(append(w.unlocked(append(slices.Clone(refs), kidsOf...)), ph...))
 		var readKids []queue.Ref
 		for _, k := range dedupe(kidsOf) {
 			if _, ok := w.kids[k]; !ok {
@@ -155,9 +170,12 @@ func (w *work) lock(refs, kidsOf []queue.Ref, draw int) error {
 			}
 		}
 		b := &pgx.Batch{}
+		if len(ph) > 0 {
+			t, i := splitRefs(ph)
+			b.Queue(sqlPlaceholders, t, i)
+		}
 		if len(need) > 0 {
 			t, i := splitRefs(need)
-			b.Queue(sqlPlaceholders, t, i)
 			b.Queue(sqlLockRows, t, i)
 		}
 		if len(readKids) > 0 {
@@ -165,7 +183,7 @@ func (w *work) lock(refs, kidsOf []queue.Ref, draw int) error {
 			b.Queue(sqlKids, t, i)
 		}
 		if b.Len() > 0 {
-			if err := w.runLockBatch(b, need, readKids); err != nil {
+			if err := w.runLockBatch(b, ph, need, readKids); err != nil {
 				return err
 			}
 		}
@@ -174,7 +192,7 @@ func (w *work) lock(refs, kidsOf []queue.Ref, draw int) error {
 		for _, k := range readKids {
 			children = append(children, w.kids[k]...)
 		}
-		refs, kidsOf = children, nil
+		refs, absence, kidsOf = children, nil, nil
 		if len(w.unlocked(refs)) == 0 || pass > 0 {
 			break
 		}
@@ -185,10 +203,10 @@ func (w *work) lock(refs, kidsOf []queue.Ref, draw int) error {
 	return nil
 }
 
-func (w *work) runLockBatch(b *pgx.Batch, need, readKids []queue.Ref) error {
+func (w *work) runLockBatch(b *pgx.Batch, ph, need, readKids []queue.Ref) error {
 	br := w.conn.SendBatch(w.ctx, b)
 	defer br.Close()
-	if len(need) > 0 {
+	if len(ph) > 0 {
 		rows, err := br.Query()
 		if err != nil {
 			return err
@@ -204,7 +222,9 @@ func (w *work) runLockBatch(b *pgx.Batch, need, readKids []queue.Ref) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		rows, err = br.Query()
+	}
+	if len(need) > 0 {
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
@@ -220,9 +240,14 @@ func (w *work) runLockBatch(b *pgx.Batch, need, readKids []queue.Ref) error {
 			return err
 		}
 		for _, r := range need {
+			if _, ok := w.rows[r]; !ok {
+				w.rows[r] = nil // absent, not locked
+			}
+		}
+		for _, r := range ph {
 			if w.rows[r] == nil {
-				// Records rows are never deleted but for placeholders of other
-				// transactions that were never visible: this cannot happen.
+				// A placeholder is deleted only by the transaction that
+				// made it, before anyone saw it: this cannot happen.
 				return fmt.Errorf("row %s/%s vanished while being locked", r.Table, r.ID)
 			}
 		}
@@ -315,32 +340,38 @@ func (w *work) next() uint64 {
 	return v
 }
 
+// unlocked returns those of refs this work has not looked at yet, sorted.
 func (w *work) unlocked(refs []queue.Ref) []queue.Ref {
 	var out []queue.Ref
-	for _, r := range dedupe(refs) {
+	for _, r := range refs {
 		if _, ok := w.rows[r]; !ok {
 			out = append(out, r)
 		}
 	}
-	return out
+	return dedupe(out)
 }
 
-// reader is the queue.Reader of one decision: locked rows only; a read of
-// anything else is noted, and the decision runs again once it is locked.
+// reader is the queue.Reader of one decision: rows looked at only; a read
+// of anything else is noted, and the decision runs again once it is
+// looked at (locked, or found absent).
 type reader struct {
 	w         *work
 	misses    []queue.Ref
+	absent    []queue.Ref // absent records read (their absence is not locked)
 	kidMisses []queue.Ref
 }
 
 func (r *reader) State(table, id string) (queue.RecordState, bool, error) {
 	ref := queue.Ref{Table: table, ID: id}
 	row, ok := r.w.rows[ref]
-	if !ok {
+	switch {
+	case !ok:
 		r.misses = append(r.misses, ref)
 		return queue.RecordState{}, false, nil
-	}
-	if !row.exists {
+	case row == nil:
+		r.absent = append(r.absent, ref)
+		return queue.RecordState{}, false, nil
+	case !row.exists:
 		return queue.RecordState{}, false, nil
 	}
 	v := row.state
@@ -357,11 +388,12 @@ func (r *reader) Children(parent queue.Ref) ([]queue.Ref, error) {
 	return slices.Clone(kids), nil
 }
 
-// decide runs fn until it reads only rows this work has locked, and
-// returns its plan. seed and kidsOf are locked (and kidsOf's child index
-// read) before the first run; estimate is how many versions to draw.
+// decide runs fn until everything it reads is locked — but the absence of
+// records it creates — and returns its plan. seed is looked at and
+// kidsOf's child index read before the first run; estimate is how many
+// versions to draw.
 func (w *work) decide(seed, kidsOf []queue.Ref, estimate int, fn func(r *reader) (queue.Plan, error)) (queue.Plan, error) {
-	if err := w.lock(seed, kidsOf, estimate); err != nil {
+	if err := w.lock(seed, nil, kidsOf, estimate); err != nil {
 		return queue.Plan{}, err
 	}
 	for round := 1; ; round++ {
@@ -374,15 +406,32 @@ func (w *work) decide(seed, kidsOf []queue.Ref, estimate int, fn func(r *reader)
 		if err != nil {
 			return queue.Plan{}, err
 		}
-		need := append(r.misses, w.planRefs(plan)...)
-		kidsNeed := r.kidMisses
-		if len(w.unlocked(need)) == 0 && len(w.unlocked(kidsNeed)) == 0 && !w.kidsMissing(kidsNeed) {
+		written := map[queue.Ref]bool{}
+		for _, pr := range plan.Recs {
+			if ref, ok := pr.Ref(); ok {
+				written[ref] = true
+			}
+		}
+		// Rows never looked at are looked at; absent rows the plan reads,
+		// queues or hangs children under without creating them get a
+		// placeholder.
+		var need, absence []queue.Ref
+		for _, ref := range append(append(r.misses, r.absent...), w.planRefs(plan)...) {
+			row, seen := w.rows[ref]
+			switch {
+			case !seen:
+				need = append(need, ref)
+			case row == nil && !written[ref]:
+				absence = append(absence, ref)
+			}
+		}
+		if len(need) == 0 && len(absence) == 0 && !w.kidsMissing(r.kidMisses) {
 			return plan, nil
 		}
 		if round >= maxRounds {
 			return queue.Plan{}, fmt.Errorf("the decision read new rows %d times running; giving up", round)
 		}
-		if err := w.lock(need, kidsNeed, max(estimate, w.used+8)); err != nil {
+		if err := w.lock(need, absence, r.kidMisses, max(estimate, w.used+8)); err != nil {
 			return queue.Plan{}, err
 		}
 	}

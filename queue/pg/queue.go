@@ -151,6 +151,9 @@ func (s *Store) fill(site int) (int, error) {
 		if err != nil {
 			return total, err
 		}
+		if h := s.testHookFill; h != nil {
+			h(total)
+		}
 	}
 	if _, err := conn.Exec(ctx, `CLOSE `+cursor); err != nil {
 		return total, err

@@ -117,6 +117,7 @@ type Store struct {
 	fills     chan struct{}   // bounds Fills running at once on this node
 
 	testHookApply func(applied) // tests: runs after a plan's cursors are drawn, before it is written
+	testHookFill  func(int)     // tests: runs after each batch of a Fill, with the entries added so far
 }
 
 // contact is a site's last contact as this node knows it.
@@ -204,13 +205,16 @@ func (s *Store) dbError(what string, err error) error {
 }
 
 // retryable reports whether err rolled its transaction back for a reason
-// that a new attempt may not meet (a deadlock, a serialization failure).
+// that a new attempt may not meet (a deadlock, a serialization failure, a
+// record created meanwhile by another transaction).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "40P01", "40001":
 			return true
+		case "23505": // another transaction created a record this one found absent
+			return pe.TableName == "records"
 		}
 	}
 	return false

@@ -237,6 +237,42 @@ func (c *Cluster) Exec(db, sql string) error {
 	return nil
 }
 
+// CPU is the processor time the server's processes have used so far (the
+// postmaster and the backends now running; exited backends are counted by
+// the postmaster only once reaped, so measure with sessions open).
+func (c *Cluster) CPU() time.Duration {
+	if c.proc == nil {
+		return 0
+	}
+	var total time.Duration
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime cutime cstime: fields 4, 14-17.
+		end := bytes.LastIndexByte(b, ')')
+		if end < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[end+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.Fields(string(b))[0])
+		ppid, _ := strconv.Atoi(f[1])
+		if pid != c.proc.Pid && ppid != c.proc.Pid {
+			continue
+		}
+		for _, i := range []int{11, 12, 13, 14} {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			total += time.Duration(n) * time.Second / 100 // USER_HZ
+		}
+	}
+	return total
+}
+
 // Port is the TCP port the server listens on (127.0.0.1).
 func (c *Cluster) Port() int { return c.port }
 
