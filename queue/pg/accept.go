@@ -77,6 +77,9 @@ func (s *Store) accept(ctx context.Context, origin int, in []queue.Inbound, rout
 				return queue.AcceptResult{}, applied{}, s.dbError("cannot write record", perr)
 			}
 			continue
+		case errors.Is(err, errLostAtBegin) && ctx.Err() == nil && attempt < maxRetries:
+			// Nothing was written: a pooled connection had been ended.
+			continue
 		case retryable(err) && attempt < maxRetries:
 			s.log.Debug("push retried", "site", origin, "attempt", attempt+1, "err", err)
 			backoff(ctx, attempt)
@@ -92,6 +95,9 @@ func (s *Store) accept(ctx context.Context, origin int, in []queue.Inbound, rout
 func (s *Store) acceptOnce(ctx context.Context, origin int, in []queue.Inbound, router queue.Router, central bool) (queue.AcceptResult, applied, error) {
 	w, err := s.begin(ctx, central, origin)
 	if err != nil {
+		if connLost(err) {
+			err = fmt.Errorf("%w: %w", errLostAtBegin, err)
+		}
 		return queue.AcceptResult{}, applied{}, err
 	}
 	defer w.abort()
@@ -120,6 +126,10 @@ func (s *Store) acceptOnce(ctx context.Context, origin int, in []queue.Inbound, 
 	w.release()
 	return res, ap, nil
 }
+
+// errLostAtBegin: the connection was lost before the transaction did
+// anything; another connection may safely try.
+var errLostAtBegin = errors.New("connection lost at the start of the transaction")
 
 // targetRefs names the records a batch lands on (a merge: the record it
 // deletes), to lock before the decision. A malformed record may be among

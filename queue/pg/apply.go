@@ -3,6 +3,7 @@ package pg
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -50,10 +51,12 @@ const (
 		d AS (INSERT INTO queue_len (site, n) SELECT site, count(*) FROM up WHERE inserted GROUP BY site RETURNING n)
 		SELECT coalesce(sum(n), 0)::bigint FROM d`
 	// sqlQueueRemove is removeEntry: take out an entry queued before ord.
-	sqlQueueRemove = `WITH gone AS (
-			DELETE FROM queue q USING unnest($1::integer[], $2::text[], $3::text[], $4::bigint[]) AS u(s, t, i, o)
-			WHERE q.site = u.s AND q.tbl = u.t AND q.id = u.i AND q.ord < u.o
-			RETURNING q.site)
+	sqlQueueRemove = `WITH locked AS (
+			SELECT q.site, q.tbl, q.id FROM queue q
+			JOIN unnest($1::integer[], $2::text[], $3::text[], $4::bigint[]) AS u(s, t, i, o)
+				ON q.site = u.s AND q.tbl = u.t AND q.id = u.i AND q.ord < u.o
+			ORDER BY q.site, q.tbl, q.id FOR UPDATE OF q),
+		gone AS (DELETE FROM queue q USING locked l WHERE q.site = l.site AND q.tbl = l.tbl AND q.id = l.id RETURNING q.site)
 		INSERT INTO queue_len (site, n) SELECT site, -count(*) FROM gone GROUP BY site`
 	sqlKidsAdd = `INSERT INTO kids (parent_tbl, parent_id, tbl, id)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING`
@@ -254,6 +257,13 @@ func queueEntries(b *pgx.Batch, ops []queue.QueueOp) {
 		rounds[r] = append(rounds[r], q)
 	}
 	for _, round := range rounds {
+		// In key order, as every writer of the queue locks its rows.
+		slices.SortFunc(round, func(a, b queue.QueueOp) int {
+			if a.Site != b.Site {
+				return a.Site - b.Site
+			}
+			return compareRefs(queue.Ref{Table: a.Table, ID: a.ID}, queue.Ref{Table: b.Table, ID: b.ID})
+		})
 		var set, rm queueArrays
 		for _, q := range round {
 			if q.Remove {

@@ -245,10 +245,12 @@ func (s *Store) Filling(site int) bool {
 	}
 	defer cancel()
 	var filling bool
-	err = s.pool.QueryRow(ctx, `SELECT coalesce(bool_or(filling_token IS NOT NULL AND filling_until > now()), false)
-		FROM sites WHERE sync_id = $1`, site).Scan(&filling)
+	err = s.withConn(ctx, func(c *pgxconn) error {
+		return c.QueryRow(ctx, `SELECT coalesce(bool_or(filling_token IS NOT NULL AND filling_until > now()), false)
+			FROM sites WHERE sync_id = $1`, site).Scan(&filling)
+	})
 	if err != nil {
-		s.log.Warn("cannot read whether a site is filling", "site", site, "err", err)
+		s.warn("cannot read whether a site is filling", "site", site, "err", err)
 		return false
 	}
 	return filling

@@ -41,20 +41,26 @@ func (s *Store) Current(table, id string) (queue.Current, error) {
 		return queue.Current{}, err
 	}
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+sqlRecordCols+` FROM records WHERE tbl = $1 AND id = $2 AND version > 0`, table, id)
+	var cur queue.Current
+	err = s.withConn(ctx, func(c *pgxconn) error {
+		rows, err := c.Query(ctx, `SELECT `+sqlRecordCols+` FROM records WHERE tbl = $1 AND id = $2 AND version > 0`, table, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			_, row, err := scanLocked(rows)
+			if err != nil {
+				return err
+			}
+			cur = row.state.Current(table, id)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return queue.Current{}, s.dbError("cannot read record", err)
 	}
-	defer rows.Close()
-	var cur queue.Current
-	for rows.Next() {
-		_, row, err := scanLocked(rows)
-		if err != nil {
-			return queue.Current{}, s.dbError("cannot read record", err)
-		}
-		cur = row.state.Current(table, id)
-	}
-	return cur, s.dbError("cannot read record", rows.Err())
+	return cur, nil
 }
 
 // List returns up to limit live records of table with an id greater than
@@ -70,23 +76,30 @@ func (s *Store) List(table, after string, limit int) ([]queue.Record, error) {
 		return nil, err
 	}
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT id, action, data FROM records
-		WHERE tbl = $1 AND id > $2 AND version > 0 AND NOT deleted ORDER BY id LIMIT $3`, table, after, limit)
+	var out []queue.Record
+	err = s.withConn(ctx, func(c *pgxconn) error {
+		rows, err := c.Query(ctx, `SELECT id, action, data FROM records
+			WHERE tbl = $1 AND id > $2 AND version > 0 AND NOT deleted ORDER BY id LIMIT $3`, table, after, limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (queue.Record, error) {
+			rec := queue.Record{Table: table}
+			var action string
+			var data []byte
+			err := r.Scan(&rec.ID, &action, &data)
+			rec.Action = queue.Action(action)
+			if len(data) > 0 {
+				rec.Data = data
+			}
+			return rec, err
+		})
+		return err
+	})
 	if err != nil {
 		return nil, s.dbError("cannot list records", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (queue.Record, error) {
-		rec := queue.Record{Table: table}
-		var action string
-		var data []byte
-		err := r.Scan(&rec.ID, &action, &data)
-		rec.Action = queue.Action(action)
-		if len(data) > 0 {
-			rec.Data = data
-		}
-		return rec, err
-	})
-	return out, s.dbError("cannot list records", err)
+	return out, nil
 }
 
 func pageLimit(limit int) int {
@@ -214,23 +227,23 @@ func (s *Store) queued(ctx context.Context, site int, limit int) ([]queue.Queued
 	return out, n, nil
 }
 
-// QueueLen is the number of records waiting in site's queue (-1 when the
-// database cannot say).
+// QueueLen is the number of records waiting in site's queue (0, logged,
+// when the database cannot say: the contract has no error here).
 func (s *Store) QueueLen(site int) int {
 	ctx, cancel, err := s.call()
 	if err != nil {
-		return -1
+		return 0
 	}
 	defer cancel()
-	n := -1
+	n := 0
 	err = s.withConn(ctx, func(c *pgxconn) error {
 		var err error
 		n, err = queueLen(ctx, c, site)
 		return err
 	})
 	if err != nil {
-		s.log.Warn("cannot read a queue length", "site", site, "err", err)
-		return -1
+		s.warn("cannot read a queue length", "site", site, "err", err)
+		return 0
 	}
 	return n
 }

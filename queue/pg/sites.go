@@ -99,7 +99,12 @@ func (s *Store) Site(id int) (queue.SiteState, error) {
 }
 
 func (s *Store) readSite(ctx context.Context, id int) (*siteRow, error) {
-	r, err := scanSiteRow(s.pool.QueryRow(ctx, `SELECT `+sqlSiteCols+` FROM sites WHERE sync_id = $1`, id))
+	var r *siteRow
+	err := s.withConn(ctx, func(c *pgxconn) error {
+		var err error
+		r, err = scanSiteRow(c.QueryRow(ctx, `SELECT `+sqlSiteCols+` FROM sites WHERE sync_id = $1`, id))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return &siteRow{state: queue.SiteState{SyncID: id, Initialisation: queue.InitNew}}, nil
 	}
@@ -211,7 +216,7 @@ func purgeQueue(ctx context.Context, tx pgx.Tx, site int) (int, error) {
 	for {
 		var n int
 		err := tx.QueryRow(ctx, `WITH gone AS (
-				DELETE FROM queue WHERE (site, tbl, id) IN (SELECT site, tbl, id FROM queue WHERE site = $1 LIMIT $2)
+				DELETE FROM queue WHERE (site, tbl, id) IN (SELECT site, tbl, id FROM queue WHERE site = $1 ORDER BY tbl, id LIMIT $2 FOR UPDATE)
 				RETURNING 1),
 			d AS (INSERT INTO queue_len (site, n) SELECT $1, -count(*) FROM gone HAVING count(*) > 0)
 			SELECT count(*) FROM gone`, site, purgeBatch).Scan(&n)
@@ -281,9 +286,12 @@ func (s *Store) saveContact(id int, at time.Time) error {
 	}
 	defer cancel()
 	st, _ := encodeSite(queue.SiteState{SyncID: id, Initialisation: queue.InitNew})
-	if _, err := s.pool.Exec(ctx, `INSERT INTO sites (sync_id, state, last_contact) VALUES ($1, $2::jsonb, $3)
-		ON CONFLICT (sync_id) DO UPDATE SET last_contact = greatest(sites.last_contact, EXCLUDED.last_contact)`,
-		id, st, at.UnixNano()); err != nil {
+	if err := s.withConn(ctx, func(c *pgxconn) error {
+		_, err := c.Exec(ctx, `INSERT INTO sites (sync_id, state, last_contact) VALUES ($1, $2::jsonb, $3)
+			ON CONFLICT (sync_id) DO UPDATE SET last_contact = greatest(sites.last_contact, EXCLUDED.last_contact)`,
+			id, st, at.UnixNano())
+		return err
+	}); err != nil {
 		return s.dbError(fmt.Sprintf("cannot save the last contact of site %d", id), err)
 	}
 	s.contactMu.Lock()
@@ -354,23 +362,25 @@ func (s *Store) Sites() []queue.SiteState {
 		return nil
 	}
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+sqlSiteCols+` FROM sites ORDER BY sync_id`)
-	if err != nil {
-		s.log.Warn("cannot list sites", "err", err)
-		return nil
-	}
-	defer rows.Close()
 	var out []queue.SiteState
-	for rows.Next() {
-		r, err := scanSiteRow(rows)
+	err = s.withConn(ctx, func(c *pgxconn) error {
+		out = out[:0]
+		rows, err := c.Query(ctx, `SELECT `+sqlSiteCols+` FROM sites ORDER BY sync_id`)
 		if err != nil {
-			s.log.Warn("cannot list sites", "err", err)
-			return out
+			return err
 		}
-		out = append(out, s.view(r))
-	}
-	if err := rows.Err(); err != nil {
-		s.log.Warn("cannot list sites", "err", err)
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanSiteRow(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, s.view(r))
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		s.warn("cannot list sites", "err", err)
 	}
 	return out
 }

@@ -33,7 +33,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +115,9 @@ type Store struct {
 	logCovered atomic.Int64 // central_log has partitions for every cursor below this (as this node last saw)
 	partMu     sync.Mutex   // one partition maker per node
 
+	warnMu   sync.Mutex
+	warnedAt map[string]time.Time // per kind of warning: when it was last logged
+
 	contactMu sync.Mutex
 	contacts  map[int]contact // per site: this node's view of its last contact
 	fills     chan struct{}   // bounds Fills running at once on this node
@@ -158,7 +164,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open primary database: %w", err)
 	}
-	s := &Store{pool: pool, opts: opts, log: log, contacts: map[int]contact{},
+	s := &Store{pool: pool, opts: opts, log: log, contacts: map[int]contact{}, warnedAt: map[string]time.Time{},
 		fills: make(chan struct{}, max(1, opts.MaxConns/2))}
 	n, err := migrate(ctx, pool, ms)
 	if err != nil {
@@ -182,6 +188,21 @@ func (s *Store) Close() error {
 	}
 	s.pool.Close()
 	return nil
+}
+
+// warn logs a failure of a call that cannot return an error (QueueLen,
+// Filling, Sites), at most once every ten seconds per kind: a database that
+// is down would otherwise log on every request.
+func (s *Store) warn(kind string, args ...any) {
+	s.warnMu.Lock()
+	due := time.Since(s.warnedAt[kind]) >= 10*time.Second
+	if due {
+		s.warnedAt[kind] = time.Now()
+	}
+	s.warnMu.Unlock()
+	if due {
+		s.log.Warn(kind, args...)
+	}
 }
 
 // call returns the context of one call of the contract, or ErrClosed.
@@ -222,8 +243,21 @@ func retryable(err error) bool {
 
 type pgxconn = pgxpool.Conn
 
-// withConn runs fn on a pooled connection.
+// withConn runs fn on a pooled connection, again on another one when the
+// connection turns out to be lost (a pooled connection whose server
+// session was ended finds out only when used). fn must be safe to run
+// twice: a read, or a write that changes nothing the second time.
 func (s *Store) withConn(ctx context.Context, fn func(c *pgxconn) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.onConn(ctx, fn)
+		if err == nil || !connLost(err) || ctx.Err() != nil || attempt >= 2 {
+			return err
+		}
+		s.log.Debug("connection lost; retried on another", "err", err)
+	}
+}
+
+func (s *Store) onConn(ctx context.Context, fn func(c *pgxconn) error) error {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -232,14 +266,30 @@ func (s *Store) withConn(ctx context.Context, fn func(c *pgxconn) error) error {
 	return fn(c)
 }
 
-// txn runs fn in one transaction (read committed), retrying a deadlock or
-// serialization failure a few times. fn must only read and write through
-// tx.
+// connLost reports an error that ended the connection (the server session
+// was terminated or the network failed), not the statement.
+func connLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ne net.Error
+	return pgconn.SafeToRetry(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne)
+}
+
+// txn runs fn in one transaction (read committed), retrying a deadlock, a
+// serialization failure or a lost connection a few times. fn must only
+// read and write through tx, and be safe to run again after a commit whose
+// answer was lost (every caller's is: the same change again changes
+// nothing).
 func (s *Store) txn(ctx context.Context, what string, fn func(tx pgx.Tx) error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = pgx.BeginFunc(ctx, s.pool, fn)
-		if err == nil || !retryable(err) || attempt >= maxRetries {
+		if err == nil || !(retryable(err) || connLost(err) && ctx.Err() == nil) || attempt >= maxRetries {
 			return s.dbError(what, err)
 		}
 		s.log.Debug("transaction retried", "what", what, "attempt", attempt+1, "err", err)
