@@ -109,6 +109,20 @@ func pageLimit(limit int) int {
 	return min(limit, maxList)
 }
 
+// sqlCentralSince reads a page of the central log and the bound, in one
+// statement (one snapshot). The oldest running transaction's id is an
+// InitPlan, so both the page and the bound are index scans on cursor that
+// stop early.
+const sqlCentralSince = `WITH b AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin),
+	top AS (SELECT coalesce((SELECT l.cursor FROM central_log l WHERE l.xid < (SELECT xmin FROM b)
+		ORDER BY l.cursor DESC LIMIT 1), 0) AS m)
+	SELECT top.m, l.cursor, r.tbl, r.id, r.action, r.deleted, r.data
+	FROM top LEFT JOIN LATERAL (
+		SELECT l.cursor, l.tbl, l.id FROM central_log l WHERE l.cursor > $1 AND l.xid < (SELECT xmin FROM b)
+		ORDER BY l.cursor LIMIT $2) l ON true
+	LEFT JOIN records r ON r.tbl = l.tbl AND r.id = l.id
+	ORDER BY l.cursor`
+
 // CentralSince returns up to limit central-log entries with a cursor greater
 // than cursor, ascending, and the highest cursor a site may advance to.
 // Only entries of transactions older than the oldest one still running are
@@ -130,14 +144,7 @@ func (s *Store) CentralSince(cursor uint64, limit int) ([]queue.CentralEntry, ui
 		if cursor < math.MaxInt64 {
 			from = int64(cursor)
 		}
-		rows, err := c.Query(ctx, `WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin),
-			top AS (SELECT coalesce(max(l.cursor), 0) AS m FROM central_log l, b WHERE l.xid < b.xmin)
-			SELECT top.m, l.cursor, r.tbl, r.id, r.action, r.deleted, r.data
-			FROM top LEFT JOIN LATERAL (
-				SELECT l.cursor, l.tbl, l.id FROM central_log l, b WHERE l.cursor > $1 AND l.xid < b.xmin
-				ORDER BY l.cursor LIMIT $2) l ON true
-			LEFT JOIN records r ON r.tbl = l.tbl AND r.id = l.id
-			ORDER BY l.cursor`, from, limit)
+		rows, err := c.Query(ctx, sqlCentralSince, from, limit)
 		if err != nil {
 			return err
 		}
