@@ -196,9 +196,12 @@ func (s *Store) queued(ctx context.Context, site int, limit int) ([]queue.Queued
 	var out []queue.QueuedEntry
 	var n int
 	err := s.withConn(ctx, func(c *pgxconn) error {
+		// The page first, then its records: the join never sees more than
+		// a page, whatever the planner thinks the queue holds.
 		rows, err := c.Query(ctx, `SELECT q.ord, q.tbl, q.id, q.del, coalesce(r.version, 0), r.action, r.deleted, r.data
-			FROM queue q LEFT JOIN records r ON r.tbl = q.tbl AND r.id = q.id
-			WHERE q.site = $1 ORDER BY q.ord LIMIT $2`, site, limit)
+			FROM (SELECT ord, tbl, id, del FROM queue WHERE site = $1 ORDER BY ord LIMIT $2) q
+			LEFT JOIN records r ON r.tbl = q.tbl AND r.id = q.id
+			ORDER BY q.ord`, site, limit)
 		if err != nil {
 			return err
 		}
