@@ -67,6 +67,10 @@ func makeScript(seed uint64, n int) []op {
 					r = storeRecord("head", "h"+fmt.Sprint(rng.IntN(5)), store, rng.IntN(100))
 				case y < 4:
 					r = queue.Record{Table: "item", ID: id, Action: queue.Delete}
+				case y < 5:
+					keep := fmt.Sprintf("r%d", rng.IntN(30))
+					r = queue.Record{Table: "item", ID: keep, Action: queue.Merge,
+						Data: json.RawMessage(fmt.Sprintf(`{"mergeIdToKeep":%q,"mergeIdToDelete":%q}`, keep, id))}
 				default:
 					r = storeRecord("item", id, store, rng.IntN(100))
 				}
@@ -87,6 +91,10 @@ func makeScript(seed uint64, n int) []op {
 		case x < 18:
 			ops = append(ops, op{kind: "fill", site: site})
 		case x < 19:
+			if rng.IntN(3) == 0 {
+				ops = append(ops, op{kind: "reconcile", k: rng.IntN(len(routers))})
+				break
+			}
 			ops = append(ops, op{kind: "pin", site: site, rec: queue.Record{ID: fmt.Sprintf("hw-%d-%d", site, rng.IntN(2))}})
 		default:
 			ops = append(ops, op{kind: "clearpin", site: site})
@@ -95,14 +103,24 @@ func makeScript(seed uint64, n int) []op {
 	return ops
 }
 
-func (o op) run(t *testing.T, c queue.PrimaryStore) {
+// routers are the site rows a script moves between (reconcile): store s2
+// moves from sites 4 and 5 to 3 and 5, site 2 leaves s1 and comes back.
+var routers = []storetest.Router{shared, {"s1": {3, 4}, "s2": {3, 5}}, {"s1": {2, 3, 4}, "s2": {3, 5}}}
+
+// script state: the rows in force (the same for every store the script runs on).
+type scriptRun struct{ router storetest.Router }
+
+func (o op) run(t *testing.T, c queue.PrimaryStore, st *scriptRun) {
 	t.Helper()
 	var err error
 	switch o.kind {
+	case "reconcile":
+		st.router = routers[o.k]
+		_, err = c.Reconcile(st.router.Members(), st.router)
 	case "push":
-		_, err = c.Accept(o.site, o.in, shared)
+		_, err = c.Accept(o.site, o.in, st.router)
 	case "write":
-		_, err = c.Write(o.rec, shared)
+		_, err = c.Write(o.rec, st.router)
 	case "ack":
 		q, _, qerr := c.Queued(o.site, o.k)
 		if qerr != nil {
@@ -180,10 +198,11 @@ func TestStore_TwoNodesSameAsOne(t *testing.T) {
 			one := openStore(t, pgtest.DSN(t), Options{})
 			dsn := pgtest.DSN(t)
 			two := []*Store{openStore(t, dsn, Options{}), openStore(t, dsn, Options{})}
+			var sb, s1, s2 = &scriptRun{shared}, &scriptRun{shared}, &scriptRun{shared}
 			for i, o := range ops {
-				o.run(t, bunt)
-				o.run(t, one)
-				o.run(t, two[i%2])
+				o.run(t, bunt, sb)
+				o.run(t, one, s1)
+				o.run(t, two[i%2], s2)
 			}
 			want := snapshot(t, bunt)
 			if got := snapshot(t, one); got != want {
