@@ -144,6 +144,7 @@ func (w *work) apply(plan queue.Plan) (applied, error) {
 		if err := br.Close(); err != nil {
 			return out, err
 		}
+		w.central = false
 		for i, ref := range newLog {
 			out.cursors[ref] = uint64(cursors[i])
 		}

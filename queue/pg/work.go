@@ -100,7 +100,9 @@ func (w *work) abort() {
 	defer cancel()
 	_, err := w.conn.Exec(ctx, "ROLLBACK")
 	if err == nil && w.central {
-		_, err = w.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(centralLock))
+		// All of them: a session lock is counted, and a work's connection
+		// holds no other.
+		_, err = w.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
 	}
 	if err != nil {
 		w.conn.Conn().Close(ctx) // the pool drops a closed connection
@@ -115,12 +117,12 @@ func (w *work) release() {
 	w.conn = nil
 }
 
-// unlockCentral releases the central log lock once the cursors are drawn
-// (it is queued into the batch that draws them).
+// unlockCentral queues the release of the central log lock into the batch
+// that draws the cursors; w.central stays set until that batch has run, so
+// a failed batch still releases it in abort.
 func (w *work) unlockCentral(b *pgx.Batch) {
 	if w.central {
 		b.Queue("SELECT pg_advisory_unlock($1)", int64(centralLock))
-		w.central = false
 	}
 }
 
