@@ -67,7 +67,7 @@ systemd-e2e:
 
 # The replication property test (testtools/model, docs/replication.md) over
 # many seeds: `make soak-model SEEDS=10000`; prints the seeds that failed.
-# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -trace'.
+# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -history'.
 SEEDS ?= 2000
 .PHONY: soak-model
 soak-model:
@@ -89,6 +89,16 @@ FOOTPRINT_FLAGS ?=
 .PHONY: footprint
 footprint:
 	$(GO) run ./packaging/footprint $(FOOTPRINT_FLAGS)
+
+# The primary under load (testtools/cmd/benchprimary): N simulated sites
+# speaking v5 over real HTTP against a primary in its own process, at rising
+# rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
+# a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
+BENCH_PRIMARY_FLAGS ?=
+.PHONY: bench-primary
+bench-primary:
+	$(GO) build -o bin/benchprimary ./testtools/cmd/benchprimary
+	bin/benchprimary $(BENCH_PRIMARY_FLAGS)
 
 # The PostgreSQL backend's benchmark (queue/pg): 500-record pushes from four
 # sites at once into a throw-away cluster (testtools/pgtest), and a site's

@@ -24,3 +24,17 @@ const (
 	// a success (SuccessExitStatus=4), so the unit does not show as failed.
 	ExitRestart = 4
 )
+
+// Exit codes of `syncagent status` beyond 0 (healthy) and 1 (failed to
+// ask): a monitoring script can tell what is wrong without parsing. When
+// several apply, the first in this list wins.
+const (
+	// StatusNotRunning: no agent answers on the control socket.
+	StatusNotRunning = 5
+	// StatusSyncFailing: the last sync cycle failed (the link is down, or
+	// the primary refused).
+	StatusSyncFailing = 6
+	// StatusPrefsNotApplied: the prefs file on disk is not what runs (it was
+	// rejected, or its change needs a restart).
+	StatusPrefsNotApplied = 7
+)

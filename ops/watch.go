@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -266,21 +265,16 @@ func (w *Watcher) report(err error) {
 	w.log.Warn("problem watching file; retrying", "err", err)
 }
 
-// hashFile returns the SHA-256 of the regular file at path.
+// hashFile returns the SHA-256 of the regular file at path. It opens the
+// file as ReadRegular does, so a FIFO or a device at the path is refused
+// instead of wedging the watch.
 func hashFile(path string) ([32]byte, error) {
 	var sum [32]byte
-	f, err := os.Open(path)
+	f, _, err := OpenRegular(path)
 	if err != nil {
 		return sum, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return sum, err
-	}
-	if !fi.Mode().IsRegular() {
-		return sum, fmt.Errorf("cannot read %s: not a regular file", path)
-	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(f, maxWatchedBytes)); err != nil {
 		return sum, fmt.Errorf("cannot read %s: %w", path, err)

@@ -59,10 +59,10 @@ func (l *Local) Apply(recs []Record) (ApplyResult, error) {
 					}
 					liveDelta += liveChange(old, ok, localValue{}, false)
 				}
-			case ok && old.live() && old.Action == r.Action && bytes.Equal(old.Data, r.Data):
+			case ok && old.live() && old.Action == r.Action && bytes.Equal(old.Data, r.Data) && old.Gen >= l.gen:
 				// Already there: nothing to write.
 			default:
-				nv := localValue{Version: old.Version + 1, Action: r.Action, Data: r.Data}
+				nv := localValue{Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data}
 				if err := setLocal(tx, key, nv); err != nil {
 					return err
 				}

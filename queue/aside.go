@@ -101,13 +101,14 @@ func (l *Local) SetAside(e OutboxEntry, reason string) error {
 	var cleared bool
 	if err := l.st.update("set record aside", func(tx *buntdb.Tx) error {
 		var err error
-		cleared, err = clearPending(tx, key, e.Seq)
+		cleared, err = clearPending(tx, key, e.Seq, l.gen)
 		return err
 	}); err != nil {
 		return err
 	}
 	if cleared {
 		l.outboxLen--
+		l.noteOutboxLocked()
 	}
 	l.log.Debug("record set aside", "table", e.Record.Table, "id", e.Record.ID, "sync_out_id", e.SyncOutID, "reason", reason)
 	return nil
@@ -229,7 +230,7 @@ func (l *Local) finishRetries(keys []string, vals []asideValue) error {
 			if ok && old.Pending != 0 {
 				continue
 			}
-			nv := localValue{Pending: vals[i].Retry, Version: old.Version + 1, Action: r.Action, Data: r.Data,
+			nv := localValue{Pending: vals[i].Retry, Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data,
 				Tomb: r.Action == Delete || r.Action == Merge}
 			if targetID(r) != r.ID {
 				nv.PushID = r.ID
@@ -245,6 +246,7 @@ func (l *Local) finishRetries(keys []string, vals []asideValue) error {
 		return err
 	}
 	l.outboxLen += added
+	l.noteOutboxLocked()
 	l.count += liveDelta
 	return l.st.update("remove aside record", func(tx *buntdb.Tx) error {
 		for _, k := range keys {
@@ -282,7 +284,7 @@ func (l *Local) reconcileAside() (bool, error) {
 	if len(clear) > 0 {
 		if err := l.st.update("finish set-aside", func(tx *buntdb.Tx) error {
 			for _, a := range clear {
-				if _, err := clearPending(tx, outboxKey(a.Record.record()), a.Seq); err != nil {
+				if _, err := clearPending(tx, outboxKey(a.Record.record()), a.Seq, l.gen); err != nil {
 					return err
 				}
 			}

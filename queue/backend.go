@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // What a backend outside this package (queue/pg) needs of the shared
@@ -90,4 +91,20 @@ func DecideMembership(r Reader, recs []StoredRecord, m Membership, router Router
 		res.Queued += len(gained)
 	}
 	return p.it, res
+}
+
+// NoteRestored is NoteHealth's rule on a site's state: a box reporting
+// outboxSeq and acked behind what the primary has seen from it was restored
+// from an older copy; it then must initialise again, and its marks start
+// from what it reports. It returns the new state and whether it was.
+func NoteRestored(s SiteState, outboxSeq string, acked uint64, at time.Time) (SiteState, bool) {
+	if !restored(s, outboxSeq, acked) {
+		return s, false
+	}
+	s.RewoundAt, s.Rewinds, s.Initialisation = at.UTC(), s.Rewinds+1, InitNew
+	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered {
+		s.SyncOutEpoch, s.SyncOutHigh = epoch, seq
+	}
+	s.AckedHigh = acked
+	return s, true
 }

@@ -172,6 +172,7 @@ func (c *Central) Ack(site int, syncOutIDs []string) (int, error) {
 		return 0, err
 	}
 	var keys []string
+	var ords []uint64
 	if err := c.st.view(func(tx *buntdb.Tx) error {
 		for _, id := range syncOutIDs {
 			ord, err := parseUint(id)
@@ -181,7 +182,7 @@ func (c *Central) Ack(site int, syncOutIDs []string) (int, error) {
 			want := queueSitePivot(site) + pad(ord) + `"`
 			if err := tx.AscendGreaterOrEqual(queueIndex, want, func(k, s string) bool {
 				if strings.HasPrefix(s, want) {
-					keys = append(keys, k)
+					keys, ords = append(keys, k), append(ords, ord)
 				}
 				return false
 			}); err != nil {
@@ -196,8 +197,18 @@ func (c *Central) Ack(site int, syncOutIDs []string) (int, error) {
 		return 0, nil
 	}
 	removed := 0
+	site0 := c.siteLocked(site).state
+	state := site0
+	for _, o := range ords {
+		state.AckedHigh = max(state.AckedHigh, o)
+	}
 	err := c.updateLocked("acknowledge records", func(tx *buntdb.Tx) error {
 		removed = 0
+		if state.AckedHigh != site0.AckedHigh {
+			if err := setJSONKey(tx, siteKey(site), state, nil); err != nil {
+				return err
+			}
+		}
 		for _, k := range keys {
 			_, err := tx.Delete(k)
 			if errors.Is(err, buntdb.ErrNotFound) {
@@ -214,6 +225,8 @@ func (c *Central) Ack(site int, syncOutIDs []string) (int, error) {
 		return 0, err
 	}
 	c.qlen[site] -= removed
+	e := c.siteLocked(site)
+	e.state.AckedHigh = state.AckedHigh
 	return removed, nil
 }
 

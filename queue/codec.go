@@ -83,7 +83,7 @@ func decodeRecord(s string) (Record, error) {
 // normalize validates r and returns it in canonical form: lower-case action,
 // compact data, no data on a delete.
 func normalize(r Record) (Record, error) {
-	if err := r.Validate(); err != nil {
+	if err := r.validateShape(); err != nil { // Compact below checks the data
 		return Record{}, err
 	}
 	a, _ := ParseAction(string(r.Action))
@@ -93,8 +93,9 @@ func normalize(r Record) (Record, error) {
 		return r, nil
 	}
 	var b bytes.Buffer
-	if err := json.Compact(&b, r.Data); err != nil {
-		return Record{}, fmt.Errorf("record %s/%s: recordData: %w", r.Table, r.ID, err)
+	b.Grow(len(r.Data))
+	if err := json.Compact(&b, r.Data); err != nil || b.Len() == 0 || b.Bytes()[0] != '{' {
+		return Record{}, fmt.Errorf("record %s/%s: recordData must be a JSON object", r.Table, r.ID)
 	}
 	r.Data = json.RawMessage(b.Bytes())
 	return r, nil

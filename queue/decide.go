@@ -117,10 +117,12 @@ func (p *planner) plan(x Inbound, out *Outcome) error {
 	if p.origin > 0 && exists {
 		if ver, h, sid, ok := parseFromMark(cur.From[p.origin]); ok && sid == x.SyncOutID && h == hash {
 			out.Duplicate = true
-			if cur.Version != ver && !cur.Held && (cur.Central || cur.holds(p.origin)) {
-				// Superseded since it was accepted: the site still shows its own
-				// value, so it gets the current copy.
-				p.queue(p.origin, r.Table, id, false)
+			holds := !cur.Held && (cur.Central || cur.holds(p.origin))
+			if cur.Version != ver || !holds {
+				// Superseded since it was accepted, or no longer the site's to
+				// hold (its store moved): the site still shows its own value,
+				// so it gets the current copy, or a delete.
+				p.queue(p.origin, r.Table, id, !holds)
 			}
 			return nil
 		}

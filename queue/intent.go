@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,7 +87,7 @@ func (c *Central) runIntentLocked(it Plan) error {
 		return nil
 	}
 	it.ID = c.nextVersion()
-	b, err := marshal(it)
+	states, b, err := encodePlan(it)
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func (c *Central) runIntentLocked(it Plan) error {
 		return err
 	}
 	c.pending = true
-	if err := c.applyLocked(it); err != nil {
+	if err := c.applyLocked(it, states); err != nil {
 		return err
 	}
 	c.pending = false
@@ -107,15 +108,59 @@ func (c *Central) runIntentLocked(it Plan) error {
 	return nil
 }
 
-// applyLocked applies an intent in one commit.
-func (c *Central) applyLocked(it Plan) error {
+// encodePlan renders the intent key's value, encoding each record state
+// once: the same bytes go into the intent and, when applied, into the
+// record's key.
+func encodePlan(it Plan) ([][]byte, []byte, error) {
+	states := make([][]byte, len(it.Recs))
+	var b bytes.Buffer
+	b.WriteString(`{"r":[`)
+	for i, r := range it.Recs {
+		v, err := marshal(r.Val)
+		if err != nil {
+			return nil, nil, err
+		}
+		states[i] = v
+		k, _ := marshal(r.Key)
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"k":`)
+		b.Write(k)
+		b.WriteString(`,"v":`)
+		b.Write(v)
+		b.WriteByte('}')
+	}
+	b.WriteString("],")
+	rest := it
+	rest.Recs = nil
+	tail, err := marshal(rest)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.Write(tail[1:]) // without its opening brace
+	return states, b.Bytes(), nil
+}
+
+// applyLocked applies an intent in one commit. states, when given, are the
+// record states already encoded, for a plan decided under this lock just
+// now: no later change can be in their keys, so their versions need no
+// check (a plan applied again after a restart is checked).
+func (c *Central) applyLocked(it Plan, states [][]byte) error {
 	delta := map[int]int{}
 	maxCentral := c.maxCentral
 	err := c.updateLocked("apply incoming change", func(tx *buntdb.Tx) error {
 		clear(delta)
 		maxCentral = c.maxCentral
 		versions := map[string]uint64{}
-		for _, r := range it.Recs {
+		for i, r := range it.Recs {
+			if states != nil {
+				if _, _, err := tx.Set(r.Key, string(states[i]), nil); err != nil {
+					return err
+				}
+				versions[r.Key] = r.Val.Version
+				continue
+			}
 			old, ok, err := getCentral(tx, r.Key)
 			if err != nil {
 				return err
@@ -214,7 +259,7 @@ func (c *Central) drainLocked() error {
 		return err
 	}
 	for _, it := range its { // in key order: the order they were decided in
-		if err := c.applyLocked(it); err != nil {
+		if err := c.applyLocked(it, nil); err != nil {
 			return fmt.Errorf("cannot apply a pending change: %w", err)
 		}
 	}

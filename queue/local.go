@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tidwall/buntdb"
 )
@@ -40,15 +41,19 @@ type Local struct {
 
 	epoch     string // random, created with the file; prefix of every SyncOutID
 	nextSeq   uint64 // next outbox seq to hand out
+	gen       uint64 // generation stamped on every write, apply and push (localgen.go)
 	outboxLen int    // keys with a pending seq
-	count     int    // live (non-tombstone) records
-	recovered string // why the datafile was started afresh, or ""
+	// waitingSince is when the outbox last stopped being empty.
+	waitingSince time.Time
+	count        int    // live (non-tombstone) records
+	recovered    string // why the datafile was started afresh, or ""
 }
 
 const (
 	outboxIndex = "outbox"
 	epochKey    = sysPrefix + "epoch"
 	seqKey      = sysPrefix + "seq"
+	genKey      = sysPrefix + "gen"
 	// DefaultListLimit is the page size List uses when limit <= 0.
 	DefaultListLimit = 1000
 )
@@ -180,7 +185,7 @@ func (l *Local) finishOpen() error {
 // load walks the whole file: derives the counters and returns the keys whose
 // value does not decode.
 func (l *Local) load() (bad []string, err error) {
-	var storedSeq, maxSeq uint64
+	var storedSeq, maxSeq, storedGen, maxGen uint64
 	l.outboxLen, l.count, l.epoch = 0, 0, ""
 	err = l.st.view(func(tx *buntdb.Tx) error {
 		var live int64
@@ -203,7 +208,7 @@ func (l *Local) load() (bad []string, err error) {
 				if lv.Pending != 0 {
 					l.outboxLen++
 				}
-				maxSeq = max(maxSeq, lv.Pending)
+				maxSeq, maxGen = max(maxSeq, lv.Pending), max(maxGen, lv.Gen)
 			case strings.HasPrefix(k, asidePrefix):
 				a, err := decodeAside(v)
 				if err != nil {
@@ -213,6 +218,10 @@ func (l *Local) load() (bad []string, err error) {
 				maxSeq = max(maxSeq, a.Seq, a.Retry)
 			case k == seqKey:
 				if json.Unmarshal([]byte(v), &storedSeq) != nil {
+					bad = append(bad, k)
+				}
+			case k == genKey:
+				if json.Unmarshal([]byte(v), &storedGen) != nil {
 					bad = append(bad, k)
 				}
 			case k == epochKey:
@@ -228,6 +237,10 @@ func (l *Local) load() (bad []string, err error) {
 	// A torn commit may hold a record but not the counter, or the reverse:
 	// the larger of both is the last seq ever handed out.
 	l.nextSeq = max(storedSeq, maxSeq) + 1
+	l.waitingSince = time.Time{}
+	l.noteOutboxLocked()
+	// A salvaged file has no generation key but keeps its records' stamps.
+	l.gen = max(storedGen, maxGen)
 	return bad, err
 }
 

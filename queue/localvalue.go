@@ -11,10 +11,14 @@ import (
 type localValue struct {
 	Pending uint64 // outbox seq; 0 = nothing to push
 	Version uint64 // bumped on every change of the key
-	Action  Action
-	Tomb    bool   // a delete or a merge that removed this id: reads as absent
-	PushID  string // id of the record to push when it is not the key's (a merge)
-	Data    json.RawMessage
+	// Gen is the datafile's generation when the key was last written by a
+	// local write, an apply or a push (see Local.Generation): a clean
+	// re-initialisation removes what an older generation left behind.
+	Gen    uint64
+	Action Action
+	Tomb   bool   // a delete or a merge that removed this id: reads as absent
+	PushID string // id of the record to push when it is not the key's (a merge)
+	Data   json.RawMessage
 }
 
 // localValueJSON fixes the field order: the value starts with
@@ -22,6 +26,7 @@ type localValue struct {
 type localValueJSON struct {
 	Pending string          `json:"pending"`
 	Version uint64          `json:"version"`
+	Gen     uint64          `json:"gen,omitempty"`
 	Action  Action          `json:"action"`
 	Tomb    bool            `json:"tomb,omitempty"`
 	PushID  string          `json:"rid,omitempty"`
@@ -32,7 +37,7 @@ type localValueJSON struct {
 const pendingPrefixLen = len(`{"pending":"`) + seqWidth
 
 func (v localValue) encode() (string, error) {
-	b, err := marshal(localValueJSON{pad(v.Pending), v.Version, v.Action, v.Tomb, v.PushID, v.Data})
+	b, err := marshal(localValueJSON{pad(v.Pending), v.Version, v.Gen, v.Action, v.Tomb, v.PushID, v.Data})
 	return string(b), err
 }
 
@@ -48,7 +53,7 @@ func decodeLocal(s string) (localValue, error) {
 	if _, err := ParseAction(string(j.Action)); err != nil {
 		return localValue{}, err
 	}
-	return localValue{p, j.Version, j.Action, j.Tomb, j.PushID, j.Data}, nil
+	return localValue{p, j.Version, j.Gen, j.Action, j.Tomb, j.PushID, j.Data}, nil
 }
 
 // live reports whether the key holds a readable record.

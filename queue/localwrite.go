@@ -56,7 +56,7 @@ func (l *Local) WriteMany(rs []Record) ([]OutboxEntry, error) {
 				return fmt.Errorf("cannot write %s/%s: %w: %d changes are waiting to be pushed (limit %d); retry after the next sync",
 					r.Table, r.ID, ErrOutboxFull, l.outboxLen+added, l.max)
 			}
-			nv := localValue{Pending: seq, Version: old.Version + 1, Action: r.Action, Data: r.Data,
+			nv := localValue{Pending: seq, Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data,
 				Tomb: r.Action == Delete || r.Action == Merge}
 			if targetID(r) != r.ID {
 				nv.PushID = r.ID
@@ -81,6 +81,7 @@ func (l *Local) WriteMany(rs []Record) ([]OutboxEntry, error) {
 		return nil, err
 	}
 	l.outboxLen += added
+	l.noteOutboxLocked()
 	l.count += liveDelta
 	return entries, nil
 }

@@ -2,7 +2,9 @@ package queue
 
 import (
 	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/tidwall/buntdb"
 )
@@ -27,6 +29,67 @@ const DefaultOutboxBatch = 1000
 // least one entry, even one that alone exceeds maxBytes, whenever the
 // outbox is not empty. maxRecords <= 0 means DefaultOutboxBatch.
 func (l *Local) Outbox(maxRecords, maxBytes int) ([]OutboxEntry, error) {
+	return l.OutboxUpTo(math.MaxUint64, maxRecords, maxBytes)
+}
+
+// LastSeq is the last outbox seq handed out: every entry waiting now has a
+// seq at or below it, and every later write gets a higher one. A sync cycle
+// takes it when it starts and pushes only up to it (OutboxUpTo), so writes
+// that keep coming wait for the next cycle instead of holding this one.
+func (l *Local) LastSeq() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.nextSeq - 1
+}
+
+// OutboxNumbering is where the outbox's numbering stands: the syncOutId the
+// last seq handed out had (or would have) — "<epoch>-<seq>". A primary that
+// took higher numbers from this box sees that the datafile went back.
+func (l *Local) OutboxNumbering() string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.syncOutID(l.nextSeq - 1)
+}
+
+// OutboxWaitingSince is when the outbox last went from empty to holding a
+// change (zero when empty): its oldest change has waited at least since
+// then. After a restart with changes waiting it is the time of the open.
+func (l *Local) OutboxWaitingSince() time.Time {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.waitingSince
+}
+
+// noteOutboxLocked keeps waitingSince in step with outboxLen.
+func (l *Local) noteOutboxLocked() {
+	switch {
+	case l.outboxLen == 0:
+		l.waitingSince = time.Time{}
+	case l.waitingSince.IsZero():
+		l.waitingSince = time.Now()
+	}
+}
+
+// OutboxLenUpTo is the number of entries waiting with a seq at or below last.
+func (l *Local) OutboxLenUpTo(last uint64) int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if last >= l.nextSeq-1 {
+		return l.outboxLen
+	}
+	n := 0
+	// The index orders values by their pending prefix: stop before last+1.
+	_ = l.view(func(tx *buntdb.Tx) error {
+		return tx.AscendRange(outboxIndex, firstPending, `{"pending":"`+pad(last+1), func(string, string) bool {
+			n++
+			return true
+		})
+	})
+	return n
+}
+
+// OutboxUpTo is Outbox for the entries with a seq at or below last.
+func (l *Local) OutboxUpTo(last uint64, maxRecords, maxBytes int) ([]OutboxEntry, error) {
 	if maxRecords <= 0 {
 		maxRecords = DefaultOutboxBatch
 	}
@@ -44,6 +107,9 @@ func (l *Local) Outbox(maxRecords, maxBytes int) ([]OutboxEntry, error) {
 			}
 			if v.Pending == 0 { // defensive: the pivot already skips these
 				return true
+			}
+			if v.Pending > last {
+				return false
 			}
 			table, id, _ := splitRecKey(k)
 			e := OutboxEntry{SyncOutID: l.syncOutID(v.Pending), Seq: v.Pending, Record: v.outboxRecord(table, id)}
@@ -80,7 +146,7 @@ func (l *Local) MarkPushed(entries []OutboxEntry) error {
 	err := l.st.update("mark records pushed", func(tx *buntdb.Tx) error {
 		cleared = 0
 		for _, e := range entries {
-			ok, err := clearPending(tx, outboxKey(e.Record), e.Seq)
+			ok, err := clearPending(tx, outboxKey(e.Record), e.Seq, l.gen)
 			if err != nil {
 				return err
 			}
@@ -92,6 +158,7 @@ func (l *Local) MarkPushed(entries []OutboxEntry) error {
 	})
 	if err == nil {
 		l.outboxLen -= cleared
+		l.noteOutboxLocked()
 	}
 	return err
 }
@@ -104,8 +171,10 @@ func outboxKey(r Record) string {
 	return recKey(r.Table, targetID(r))
 }
 
-// clearPending takes key out of the outbox if its pending seq is still seq.
-func clearPending(tx *buntdb.Tx, key string, seq uint64) (bool, error) {
+// clearPending takes key out of the outbox if its pending seq is still seq,
+// stamping it with generation gen: the record as pushed (or set aside) is
+// this site's own, not a leftover a re-initialisation should sweep.
+func clearPending(tx *buntdb.Tx, key string, seq, gen uint64) (bool, error) {
 	v, ok, err := getLocal(tx, key)
 	if err != nil || !ok || v.Pending == 0 || v.Pending != seq {
 		return false, err
@@ -114,7 +183,7 @@ func clearPending(tx *buntdb.Tx, key string, seq uint64) (bool, error) {
 		_, err = tx.Delete(key)
 		return err == nil, err
 	}
-	v.Pending = 0
+	v.Pending, v.Gen = 0, max(v.Gen, gen)
 	return true, setLocal(tx, key, v)
 }
 
@@ -183,7 +252,7 @@ func (l *Local) requeueBatch(match func(Record) bool, pivot string, batch, scan 
 			if !ok || v.Pending != 0 || !v.live() {
 				continue
 			}
-			v.Pending, v.Version = seq, v.Version+1
+			v.Pending, v.Version, v.Gen = seq, v.Version+1, max(v.Gen, l.gen)
 			seq++
 			if err := setLocal(tx, k, v); err != nil {
 				return err
@@ -198,5 +267,6 @@ func (l *Local) requeueBatch(match func(Record) bool, pivot string, batch, scan 
 		return 0, next, end, err
 	}
 	l.outboxLen += n
+	l.noteOutboxLocked()
 	return n, next, end, nil
 }

@@ -55,6 +55,12 @@ func buildLocalHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	step("merge", err)
 	as := must(l.Aside())
 	step("retry aside", l.RetryAside(as[0].Record.Table, as[0].Record.ID))
+	// A clean re-initialisation: a new generation, a delivery, the sweep.
+	step("set generation", l.SetGeneration(1))
+	_, err = l.Apply([]Record{storeRec("item", "m2", "s1", 100), storeRec("item", "base2", "s1", 22)})
+	step("apply new generation", err)
+	_, err = l.SweepOlder(1)
+	step("sweep", err)
 	l.Close()
 	return cps, must(os.ReadFile(path))
 }
@@ -63,7 +69,7 @@ func buildLocalHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 func checkLocalConsistent(t testing.TB, l *Local, st rawState, issued uint64, where string) {
 	t.Helper()
 	live, pending := 0, 0
-	var maxPending uint64
+	var maxPending, maxGen uint64
 	for k, v := range st {
 		if !strings.HasPrefix(k, recPrefix) {
 			continue
@@ -75,6 +81,7 @@ func checkLocalConsistent(t testing.TB, l *Local, st rawState, issued uint64, wh
 		if lv.live() {
 			live++
 		}
+		maxGen = max(maxGen, lv.Gen)
 		if lv.Pending != 0 {
 			pending++
 			maxPending = max(maxPending, lv.Pending)
@@ -82,6 +89,9 @@ func checkLocalConsistent(t testing.TB, l *Local, st rawState, issued uint64, wh
 	}
 	if l.Count() != live || l.OutboxLen() != pending {
 		t.Fatalf("%s: Count %d OutboxLen %d, file has %d live and %d pending", where, l.Count(), l.OutboxLen(), live, pending)
+	}
+	if l.gen < maxGen {
+		t.Fatalf("%s: generation %d is below a record's %d", where, l.gen, maxGen)
 	}
 	if l.nextSeq <= maxPending || l.nextSeq <= issued {
 		t.Fatalf("%s: next seq %d would reuse one (max pending %d, issued %d)", where, l.nextSeq, maxPending, issued)

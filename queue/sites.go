@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -32,6 +34,13 @@ type SiteState struct {
 	// used before; Rewinds counts such pushes.
 	RewoundAt time.Time `json:",omitempty"`
 	Rewinds   int       `json:",omitempty"`
+	// AckedHigh is the highest queue entry (by the version that queued it)
+	// the site has acknowledged.
+	AckedHigh uint64 `json:",omitempty"`
+	// Health is the site's last health block as it sent it (compact JSON,
+	// validated by the caller), and when it came.
+	Health   json.RawMessage `json:",omitempty"`
+	HealthAt time.Time       `json:",omitempty"`
 }
 
 // The initialisation statuses of sync API v5.
@@ -190,6 +199,80 @@ func (c *Central) Touch(id int, at time.Time) error {
 	return c.saveSiteLocked(e.state)
 }
 
+// NoteHealth keeps site id's latest health block (raw: validated by the
+// caller; nil when the box sent only its marks) in memory, written to the
+// file with the last contact, and
+// compares the numbering the box reports with what the primary has seen
+// from it: a box whose outbox numbering (outboxSeq, "<epoch>-<seq>") is
+// below the highest syncOutId taken from it in the same epoch, or that has
+// acknowledged less than it did, was restored from an older copy. It then
+// must initialise again (it lost what it pulled since its copy): the site's
+// status turns "new", and the marks start again from what the box reports.
+func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (rewound bool, err error) {
+	if err := checkSiteID(id); err != nil {
+		return false, err
+	}
+	if raw == nil {
+		// Marks only (every request): read first, lock only when it matters.
+		c.mu.RLock()
+		e, ok := c.sites[id]
+		quiet := !ok || !restored(e.state, outboxSeq, acked)
+		c.mu.RUnlock()
+		if quiet {
+			return false, nil
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.st.usable(); err != nil {
+		return false, err
+	}
+	e := c.siteLocked(id)
+	s := e.state
+	if raw != nil {
+		s.Health, s.HealthAt = bytes.Clone(raw), at.UTC()
+	}
+	s, rewound = NoteRestored(s, outboxSeq, acked, at)
+	if !rewound {
+		e.state = s
+		return false, nil
+	}
+	if err := c.saveSiteLocked(s); err != nil {
+		return false, err
+	}
+	c.log.Warn("site reports an older state than the primary has seen (restored from an older copy?); it must initialise again",
+		"site", id, "outbox", outboxSeq, "acked", acked)
+	return true, nil
+}
+
+// restored reports whether a box reporting outboxSeq and acked is behind
+// what the primary has seen from it.
+func restored(s SiteState, outboxSeq string, acked uint64) bool {
+	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered && epoch == s.SyncOutEpoch && seq < s.SyncOutHigh {
+		return true
+	}
+	return acked < s.AckedHigh && (acked > 0 || outboxSeq != "")
+}
+
+// FlushContacts writes every site's last contact that Touch kept in memory
+// only (it writes at most once a minute per site); the primary calls it on a
+// clean stop, so the times survive a restart.
+func (c *Central) FlushContacts() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.st.usable(); err != nil {
+		return err
+	}
+	for _, e := range c.sites {
+		if e.state.LastContact.After(e.saved) {
+			if err := c.saveSiteLocked(e.state); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // SetInitialisation records site id's initialisation status ("new",
 // "started", "completed" or "error").
 func (c *Central) SetInitialisation(id int, status string) error {
@@ -249,7 +332,8 @@ func NoteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (S
 		s.Rewinds++
 		s.Initialisation = InitNew // it may have lost what it pulled since its backup: it must refill
 	}
-	return s, s != before, rewound
+	changed := rewound || s.SyncOutEpoch != before.SyncOutEpoch || s.SyncOutHigh != before.SyncOutHigh
+	return s, changed, rewound
 }
 
 // syncOutNumber splits a syncOutId into its numbering epoch and number:

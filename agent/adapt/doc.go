@@ -24,9 +24,9 @@
 //	      Elapsed: took, Outcome: OK/Failed/TooLarge/TimedOut,
 //	      Full: the record or the byte bound stopped the batch})
 //	success: backoff.Reset(); wake the other loop's Backoff
-//	failure of one record: n++; if sizer.SetAside(n) set it aside with the error
 //	failure of a larger batch: Limit is now smaller: re-slice at once
-//	failure of one record not set aside: backoff.Wait(ctx)
+//	failure of one record: backoff.Wait(ctx) (the link's failure is never
+//	      the record's: only the server's refusal of it sets it aside)
 //
 // After a failure the next Limit is smaller than the failed batch (unless it
 // held one record), so the caller re-slices the failed batch at the new

@@ -506,6 +506,10 @@ func (s *Sizer) clampLocked(budget float64) float64 {
 // only if the link's own failure rate makes such a run unlikely (under 1%).
 // It says yes at most once between two successful requests, so a server that
 // fails everything costs at most one record set aside, not the queue.
+//
+// The satellite no longer asks: a failure on the link never sets a record
+// aside, only the primary's refusal of it does (issue 10). It stays for the
+// link simulation in this package's tests.
 func (s *Sizer) SetAside(consecutiveSingleFailures int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

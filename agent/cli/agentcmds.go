@@ -15,7 +15,9 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"syncagent/agent/control"
+	"syncagent/agent/daemon"
 	"syncagent/agent/prefs"
+	"syncagent/ops"
 )
 
 // client connects to the running agent named by --socket or the prefs.
@@ -23,8 +25,11 @@ func (e *env) client() *control.Client {
 	if e.socket != "" {
 		return control.NewClient(e.socket)
 	}
-	if p, err := prefs.Load(e.prefs); err == nil {
-		return control.NewClient(p.Paths.ControlSocket)
+	data, err := prefs.ReadFile(e.prefs) // bounded, never a FIFO
+	if err == nil {
+		if p, err := prefs.Parse(e.prefs, data); err == nil {
+			return control.NewClient(p.Paths.ControlSocket)
+		}
 	}
 	// The file may be invalid while the agent runs its last good prefs: read
 	// just the socket path, leniently.
@@ -33,7 +38,7 @@ func (e *env) client() *control.Client {
 			ControlSocket string `toml:"control_socket"`
 		} `toml:"paths"`
 	}
-	if _, err := toml.DecodeFile(e.prefs, &loose); err == nil && loose.Paths.ControlSocket != "" {
+	if _, err := toml.Decode(string(data), &loose); err == nil && loose.Paths.ControlSocket != "" {
 		return control.NewClient(loose.Paths.ControlSocket)
 	}
 	return control.NewClient("/run/syncagent/control.sock")
@@ -55,18 +60,30 @@ func init() {
 	jsonFlag := func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") }
 
 	register(&command{name: "status", summary: "show role, last sync, outbox and queues, request size and prefs state", nargs: [2]int{0, 0}, flags: jsonFlag,
+		help: `Exits 0 when the agent runs and is healthy (a paused or disabled sync is
+healthy), 5 when no agent answers, 6 when its last sync failed (the link is
+down, or the primary refused), 7 when the prefs file on disk is not what runs
+(rejected, or restart needed); the first that applies. --json always prints
+JSON, {"running": false, "error": …} when no agent answers.`,
 		run: func(e *env, _ []string) error {
 			ctx, cancel := e.quick()
 			defer cancel()
 			st, err := e.client().Status(ctx)
 			if err != nil {
+				if asJSON {
+					printJSON(e.stdout, map[string]any{"running": false, "error": err.Error()})
+				}
+				if control.NotRunning(err) {
+					return &daemon.ExitError{Code: ops.StatusNotRunning, Err: err}
+				}
 				return err
 			}
 			if asJSON {
-				return printJSON(e.stdout, st)
+				printJSON(e.stdout, st)
+			} else {
+				printStatus(e.stdout, st, time.Now())
 			}
-			printStatus(e.stdout, st, time.Now())
-			return nil
+			return unhealthy(st)
 		}})
 
 	var timeout time.Duration
@@ -97,7 +114,10 @@ func init() {
 	register(&command{name: "retrieve", summary: "pull the records waiting for this site on the primary now", nargs: [2]int{0, 0}, flags: cycleFlags, run: cycle(true)})
 
 	register(&command{name: "check", summary: "check the connection to the primary: reachable, TLS, login, hardware ID, round trip", nargs: [2]int{0, 0}, flags: jsonFlag,
-		help: "Works whatever the lock state. Refuses with the reason when sync is disabled (sync_id = 0).",
+		help: `Works whatever the lock state, with the URL, user and password of the prefs
+in force. Each step says ok, failed, or not tried (an earlier step failed);
+TLS says "not used" for an http URL, and the round trip is measured only when
+the primary answered. Refuses with the reason when sync is disabled.`,
 		run: func(e *env, _ []string) error {
 			ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 			defer cancel()
@@ -108,17 +128,14 @@ func init() {
 			if asJSON {
 				printJSON(e.stdout, c)
 			} else {
-				tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintf(tw, "primary\t%s\n", c.URL)
-				fmt.Fprintf(tw, "reachable\t%s\n", yesNo(c.Reachable))
-				fmt.Fprintf(tw, "tls\t%s\n", c.TLS)
-				fmt.Fprintf(tw, "authenticated\t%s\n", yesNo(c.Authenticated))
-				fmt.Fprintf(tw, "hardware ID accepted\t%s\n", yesNo(c.HardwareAccepted))
-				fmt.Fprintf(tw, "round trip\t%d ms\n", c.RoundTripMS)
-				tw.Flush()
+				printCheck(e.stdout, c)
 			}
 			if c.Error != "" {
-				return fmt.Errorf("connection check failed: %s%s", c.Error, adviceSuffix(c.Advice))
+				what := "connection check failed"
+				if c.Refused {
+					what = "the primary refused the check"
+				}
+				return fmt.Errorf("%s: %s%s", what, c.Error, adviceSuffix(c.Advice))
 			}
 			return nil
 		}})
@@ -128,7 +145,7 @@ func init() {
 		help: `On a satellite, --existing re-queues the store data of its active stores;
 --new does that too and also re-reads central data and asks the primary to
 refill this site's queue (a full refresh). On the primary both refill every
-site's queue with the store data it should hold.`,
+site's queue with the store data it should hold. --new needs root (sudo).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&fresh, "new", false, "system and store data: a full refresh")
 			fs.BoolVar(&existing, "existing", false, "store data of the active stores only")
@@ -155,12 +172,28 @@ site's queue with the store data it should hold.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, "prefs:", r.State)
-			if r.State != "ok" {
+			if !reloadOK(r) {
 				return fmt.Errorf("prefs not applied: %s", r.State)
 			}
+			fmt.Fprintln(e.stdout, "prefs:", r.State)
 			return nil
 		}})
+}
+
+// unhealthy is status's verdict: nil when healthy, else the exit code and
+// the one line that says why.
+func unhealthy(st control.Status) error {
+	if c := st.LastSync; c != nil && c.Error != "" {
+		what := "the last sync failed"
+		if c.Refused {
+			what = "the primary refused the last sync"
+		}
+		return &daemon.ExitError{Code: ops.StatusSyncFailing, Err: fmt.Errorf("%s: %s%s", what, c.Error, adviceSuffix(c.Advice))}
+	}
+	if st.Prefs.State != "ok" {
+		return &daemon.ExitError{Code: ops.StatusPrefsNotApplied, Err: fmt.Errorf("prefs %s: %s", st.Prefs.State, st.Prefs.Error)}
+	}
+	return nil
 }
 
 func adviceSuffix(a string) string {
@@ -170,11 +203,30 @@ func adviceSuffix(a string) string {
 	return " — " + a
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "yes"
+// reloadOK reports whether a reload applied ("ok", or "ok (applies when …)").
+func reloadOK(r control.Reload) bool { return r.State == "ok" || strings.HasPrefix(r.State, "ok (") }
+
+// stepLabels name the check steps as a technician reads them.
+var stepLabels = map[string]string{"reachable": "reachable", "tls": "tls", "authenticated": "authenticated",
+	"hardware_id": "hardware ID accepted", "stores": "stores active"}
+
+func printCheck(w io.Writer, c control.Check) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "primary\t%s\n", c.URL)
+	fmt.Fprintf(tw, "user\t%s\n", c.User)
+	for _, s := range c.Steps {
+		res := s.Result
+		if s.Detail != "" && s.Result != control.StepOK {
+			res += " (" + s.Detail + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", stepLabels[s.Name], res)
 	}
-	return "no"
+	if c.RoundTripMS != nil {
+		fmt.Fprintf(tw, "round trip\t%d ms\n", *c.RoundTripMS)
+	} else {
+		fmt.Fprintf(tw, "round trip\tnot measured (no answer)\n")
+	}
+	tw.Flush()
 }
 
 func printStatus(w io.Writer, st control.Status, now time.Time) {
@@ -187,18 +239,48 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	} else {
 		fmt.Fprintf(tw, "sync\toff: %s\n", st.DisabledReason)
 	}
+	if st.PrimaryURL != "" {
+		fmt.Fprintf(tw, "primary\t%s as %s\n", st.PrimaryURL, st.PrimaryUser)
+	}
 	if st.LastSync != nil {
 		c := st.LastSync
 		res := fmt.Sprintf("ok (pushed %d, pulled %d, applied %d)", c.Pushed, c.Pulled, c.Applied)
-		if c.Error != "" {
+		switch {
+		case c.Refused:
+			res = "refused by the primary: " + c.Error + adviceSuffix(c.Advice)
+		case c.Error != "":
 			res = "failed: " + c.Error + adviceSuffix(c.Advice)
+		case c.Truncated:
+			res += "; cut by its round cap, the next cycle started at once"
+		}
+		if c.Busy {
+			res += "; the primary was busy, the next cycle comes soon"
 		}
 		fmt.Fprintf(tw, "last sync\t%s, %s\n", c.Finished.Local().Format(time.DateTime), res)
-	} else if st.Role != "primary" {
+		for _, n := range c.Notes {
+			fmt.Fprintf(tw, "note\t%s\n", n)
+		}
+	} else if st.Role == "satellite" {
 		fmt.Fprintf(tw, "last sync\tnone yet\n")
 	}
-	if !st.LastSuccess.IsZero() {
-		fmt.Fprintf(tw, "last success\t%s\n", st.LastSuccess.Local().Format(time.DateTime))
+	if st.Role == "satellite" {
+		fmt.Fprintf(tw, "last success\t%s\n", orNever(st.LastSuccess))
+		if f := st.LastFailure; f != nil {
+			fmt.Fprintf(tw, "last failure\t%s, %s\n", f.Finished.Local().Format(time.DateTime), f.Error)
+		}
+		if !st.FailingSince.IsZero() {
+			fmt.Fprintf(tw, "failing since\t%s\n", st.FailingSince.Local().Format(time.DateTime))
+		}
+		fmt.Fprintf(tw, "last contact\t%s\n", orNever(st.LastContact))
+		if st.Initialisation != "" {
+			fmt.Fprintf(tw, "initialisation\t%s\n", st.Initialisation)
+		}
+		if !st.Rewound.IsZero() {
+			fmt.Fprintf(tw, "warning\tthe primary saw this box's outbox numbering go back at %s (datafile restored from a copy?); its changes were taken\n", st.Rewound.Local().Format(time.DateTime))
+		}
+		if !st.CentralReread.IsZero() {
+			fmt.Fprintf(tw, "warning\tthe primary's central data went back at %s (primary restored from a backup?); it was read again from the start\n", st.CentralReread.Local().Format(time.DateTime))
+		}
 	}
 	if !st.NextSync.IsZero() {
 		fmt.Fprintf(tw, "next sync\t%s (in %s)\n", st.NextSync.Local().Format(time.DateTime), st.NextSync.Sub(now).Round(time.Second))
@@ -236,6 +318,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	if p.Error != "" {
 		state += ": " + p.Error
 	}
+	if p.Pending != "" {
+		state += " (" + p.Pending + ")"
+	}
 	fmt.Fprintf(tw, "prefs\t%s (%s)\n", state, p.File)
 	fmt.Fprintf(tw, "locked digest\t%s\n", p.Digest)
 	if p.UnlockedBy != "" {
@@ -252,8 +337,8 @@ func init() {
 	var reverse, asJSON bool
 	register(&command{name: "sites", summary: "list the sites this box syncs with (on the primary: every site, its pin, last contact and queue)", nargs: [2]int{0, 0},
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&filter, "filter", "", "only sites whose sync ID or user name starts with `PREFIX`")
-			fs.StringVar(&sortBy, "sort", "id", "order by id, user or last-sync")
+			fs.StringVar(&filter, "filter", "", "only sites whose sync ID or user name starts with `PREFIX` (any letter case)")
+			fs.StringVar(&sortBy, "sort", "id", "order by `ORDER`: id, user or last-sync")
 			fs.BoolVar(&reverse, "reverse", false, "reverse the order")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
 		},
@@ -292,7 +377,7 @@ func init() {
 
 	var code string
 	register(&command{name: "sites clear-hwid", args: "SYNC_ID [--code CODE]", summary: "clear a site's pinned hardware ID on the primary, so a replaced box can sync", nargs: [2]int{1, 1},
-		help:  "Needs an unlock code bound to this operation, or an open maintenance window.\nWithout --code it prints the change digest to send to the vendor.",
+		help:  "Needs root (sudo) and an unlock code bound to this operation, or an open\nmaintenance window. Without --code it prints the change digest to send to the vendor.",
 		flags: func(fs *flag.FlagSet) { fs.StringVar(&code, "code", "", "unlock `CODE` for this operation") },
 		run: func(e *env, args []string) error {
 			id, err := strconv.Atoi(args[0])
@@ -321,7 +406,7 @@ func filterSites(sites []control.Site, prefix string) []control.Site {
 	}
 	out := sites[:0]
 	for _, s := range sites {
-		if strings.HasPrefix(strconv.Itoa(s.SyncID), prefix) || strings.HasPrefix(s.User, prefix) {
+		if strings.HasPrefix(strconv.Itoa(s.SyncID), prefix) || strings.HasPrefix(strings.ToLower(s.User), strings.ToLower(prefix)) {
 			out = append(out, s)
 		}
 	}
@@ -340,4 +425,48 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func init() {
+	var asJSON bool
+	var limit int
+	register(&command{name: "history", summary: "list the last sync cycles (kept in the datafile across restarts), newest first", nargs: [2]int{0, 0},
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&asJSON, "json", false, "print JSON")
+			fs.IntVar(&limit, "limit", 0, "at most `N` cycles (default all kept)")
+		},
+		run: func(e *env, _ []string) error {
+			ctx, cancel := e.quick()
+			defer cancel()
+			cycles, err := e.client().History(ctx)
+			if err != nil {
+				return err
+			}
+			if limit > 0 && len(cycles) > limit {
+				cycles = cycles[:limit]
+			}
+			if asJSON {
+				return printJSON(e.stdout, cycles)
+			}
+			if len(cycles) == 0 {
+				fmt.Fprintln(e.stdout, "no sync cycle yet")
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "FINISHED\tKIND\tRESULT\tPUSHED\tPULLED\tAPPLIED\tTOOK\tERROR")
+			for _, c := range cycles {
+				res := "ok"
+				switch {
+				case c.Refused:
+					res = "refused"
+				case c.Error != "":
+					res = "failed"
+				case c.Truncated:
+					res = "ok, cut"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", c.Finished.Local().Format(time.DateTime), c.Kind, res, c.Pushed, c.Pulled, c.Applied,
+					c.Finished.Sub(c.Started).Round(time.Millisecond), c.Error)
+			}
+			return tw.Flush()
+		}})
 }

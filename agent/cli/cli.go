@@ -2,7 +2,7 @@
 // agent talk to it over the control socket; only offline commands (prefs
 // check, hwid, passwd, authcode, version) read disk.
 //
-// Imported only by agent/cmd/syncagent.
+// Imported by agent/cmd/syncagent.
 package cli
 
 import (
@@ -13,11 +13,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 
 	"syncagent/agent/daemon"
+	"syncagent/agent/version"
 	"syncagent/ops"
 )
 
@@ -94,15 +96,25 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if v := os.Getenv("SYNCAGENT_PREFS"); v != "" {
 		e.prefs = v
 	}
-	rest, help, err := takeGlobal(args, e)
+	rest, g, err := takeGlobal(args, e)
 	if err != nil {
 		return err
 	}
+	if g.version && len(words(rest)) == 0 {
+		fmt.Fprintln(stdout, "syncagent", version.Version)
+		return nil
+	}
+	if w := words(rest); len(w) > 0 && w[0] == "help" { // `syncagent help [COMMAND]`
+		rest, g.help = dropFirstWord(rest), true
+	}
 	cmd, cmdArgs := findCommand(rest)
 	if cmd == nil {
-		if len(rest) == 0 || help {
+		if group := words(rest); len(group) > 0 && printGroup(stdout, group) {
+			return nil
+		}
+		if len(rest) == 0 || g.help {
 			printUsage(stdout)
-			if len(rest) == 0 && !help {
+			if len(rest) == 0 && !g.help {
 				return usagef("no command given")
 			}
 			return nil
@@ -111,13 +123,13 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	fs := flag.NewFlagSet("syncagent "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&e.prefs, "prefs", e.prefs, "prefs `FILE`")
-	fs.StringVar(&e.socket, "socket", e.socket, "control socket `PATH` (default: the prefs' control_socket)")
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
+	fs.StringVar(&e.prefs, "prefs", e.prefs, "prefs `FILE`")
+	fs.StringVar(&e.socket, "socket", e.socket, "control socket `PATH` (default: the prefs' control_socket)")
 	e.fs = fs
-	if help {
+	if g.help {
 		printCommandHelp(stdout, cmd, fs)
 		return nil
 	}
@@ -135,19 +147,27 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	return cmd.run(e, pos)
 }
 
+// globals are the flags that may come before the command.
+type globals struct{ help, version bool }
+
 // takeGlobal pulls --prefs/--socket given before the command, and notes
-// --help anywhere before it.
-func takeGlobal(args []string, e *env) (rest []string, help bool, err error) {
+// --help and --version anywhere before it (and before a `--`).
+func takeGlobal(args []string, e *env) (rest []string, g globals, err error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), g, nil
+		}
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch {
 		case a == "-h" || a == "--help" || a == "-help":
-			help = true
+			g.help = true
+		case (a == "--version" || a == "-version") && len(words(rest)) == 0:
+			g.version = true
 		case strings.HasPrefix(a, "-") && (name == "prefs" || name == "socket") && len(rest) == 0:
 			if !hasVal {
 				if i+1 >= len(args) {
-					return nil, false, usagef("--%s needs a value", name)
+					return nil, g, usagef("--%s needs a value", name)
 				}
 				i++
 				val = args[i]
@@ -161,7 +181,16 @@ func takeGlobal(args []string, e *env) (rest []string, help bool, err error) {
 			rest = append(rest, a)
 		}
 	}
-	return rest, help, nil
+	return rest, g, nil
+}
+
+func dropFirstWord(args []string) []string {
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			return append(append([]string(nil), args[:i]...), args[i+1:]...)
+		}
+	}
+	return args
 }
 
 // findCommand matches the longest command name at the start of args.
@@ -200,10 +229,13 @@ func findCommand(args []string) (*command, []string) {
 	return best, out
 }
 
-// words are the leading arguments that are not flags.
+// words are the arguments that are not flags, up to a `--`.
 func words(args []string) []string {
 	var w []string
 	for _, a := range args {
+		if a == "--" {
+			break
+		}
 		if strings.HasPrefix(a, "-") {
 			continue
 		}
@@ -212,23 +244,52 @@ func words(args []string) []string {
 	return w
 }
 
-// parseInterspersed parses flags anywhere among positional arguments.
+// parseInterspersed parses flags anywhere among positional arguments; after
+// a `--` everything is positional (an ID that starts with "-").
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
+	var pos, after []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, after = args[:i], args[i+1:]
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+			return append(pos, after...), nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// subcommands are the commands whose name starts with the words prefix.
+func subcommands(prefix []string) []*command {
+	var out []*command
+	for _, c := range commands {
+		parts := strings.Fields(c.name)
+		if len(parts) > len(prefix) && slices.Equal(parts[:len(prefix)], prefix) {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// printGroup lists the subcommands of a group given alone (`syncagent
+// record`), and reports whether there were any.
+func printGroup(w io.Writer, group []string) bool {
+	subs := subcommands(group)
+	if len(subs) == 0 {
+		return false
+	}
+	fmt.Fprintf(w, "Usage: syncagent %s COMMAND [ARGS] [FLAGS]\n\nCommands:\n", strings.Join(group, " "))
+	for _, c := range subs {
+		fmt.Fprintf(w, "  %-20s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun `syncagent %s COMMAND --help` for a command's flags.\n", strings.Join(group, " "))
+	return true
 }
 
 func printUsage(w io.Writer) {
@@ -246,11 +307,13 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Every command takes --prefs FILE (default %s, or $SYNCAGENT_PREFS)
-before or after it, and --help. Commands other than run, hwid, passwd,
-prefs check, authcode and version talk to the running agent over its
-control socket.
+before or after it, and --help; `+"`syncagent help COMMAND`"+` is the same. Put --
+before an argument that starts with "-". Commands other than run, hwid,
+passwd, prefs check, authcode and version talk to the running agent over its
+control socket (unlock reads the files on disk when the agent is stopped).
+syncagent --version prints the version.
 
-Exit status: 0 success, 1 failure, 2 usage error, 3 invalid prefs at start.
+Exit status: 0 success, 1 failure, 2 usage error, 3 invalid prefs at start; status: 5 agent not running, 6 last sync failed, 7 prefs not applied.
 `, DefaultPrefs)
 }
 
@@ -259,8 +322,40 @@ func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	if c.help != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.help))
 	}
-	fmt.Fprintln(w, "\nFlags:")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	if subs := subcommands(strings.Fields(c.name)); len(subs) > 0 {
+		fmt.Fprintln(w, "\nSubcommands:")
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-20s %s\n", s.name, s.summary)
+		}
+	}
+	own := false
+	fs.VisitAll(func(f *flag.Flag) { own = own || !globalFlag[f.Name] })
+	if own {
+		fmt.Fprintln(w, "\nFlags:")
+		printFlags(w, fs, func(name string) bool { return !globalFlag[name] })
+	}
+	fmt.Fprintln(w, "\nGlobal flags:")
+	printFlags(w, fs, func(name string) bool { return globalFlag[name] })
+	fmt.Fprintln(w, "  --help\n    \tprint this help")
+}
+
+var globalFlag = map[string]bool{"prefs": true, "socket": true}
+
+// printFlags prints the flags keep selects as flag.PrintDefaults does, but
+// in the --flag form the commands are written with.
+func printFlags(w io.Writer, fs *flag.FlagSet, keep func(string) bool) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if !keep(f.Name) {
+			return
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" {
+			usage += fmt.Sprintf(" (default %q)", d)
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, usage)
+	})
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -67,12 +68,25 @@ func firstLines(s string) string {
 	return s
 }
 
-// TestMain_agentDown protects the message a technician sees when the agent
-// is not running.
+// TestMain_agentDown protects the message a technician sees, and the exit
+// code and JSON a script sees, when the agent is not running: status --json
+// used to print nothing, and status exited 1 like any other failure.
 func TestMain_agentDown(t *testing.T) {
-	code, _, errOut := run(t, "", "status", "--socket", filepath.Join(t.TempDir(), "none.sock"))
-	if code != ops.ExitError || !strings.Contains(errOut, "the agent is not running") {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, _, errOut := run(t, "", "status", "--socket", sock)
+	if code != ops.StatusNotRunning || !strings.Contains(errOut, "the agent is not running") {
 		t.Errorf("exit %d, %q", code, errOut)
+	}
+	code, out, _ := run(t, "", "status", "--json", "--socket", sock)
+	var st struct {
+		Running *bool  `json:"running"`
+		Error   string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Running == nil || *st.Running || !strings.Contains(st.Error, "not running") {
+		t.Errorf("status --json with the agent down: %q (%v)", out, err)
+	}
+	if code != ops.StatusNotRunning {
+		t.Errorf("status --json exit %d, want %d", code, ops.StatusNotRunning)
 	}
 }
 

@@ -4,23 +4,35 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 
 	"syncagent/agent/control"
 )
 
 func init() {
 	var data string
-	register(&command{name: "record put", args: "TABLE ID --data JSON", summary: "write a record (datafile and outbox as one unit)", nargs: [2]int{2, 2},
-		help:  `--data is the record as a JSON object. On a satellite a record belongs to one of the site's stores: put its store in "store_ID".`,
-		flags: func(fs *flag.FlagSet) { fs.StringVar(&data, "data", "", "the record as a JSON `OBJECT`") },
+	register(&command{name: "record put", args: "TABLE ID --data JSON|@FILE|-", summary: "write a record (datafile and outbox as one unit)", nargs: [2]int{2, 2},
+		help: `--data is the record as a JSON object, @FILE to read it from a file, or - to
+read it from stdin (for records over the 128 KiB a command line can carry; at
+most 4 MiB). On a satellite a record belongs to one of the site's stores: put
+its store in "store_ID". Put -- before an ID that starts with "-".`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&data, "data", "", "the record as a JSON `OBJECT`, @FILE or - (stdin)")
+		},
 		run: func(e *env, args []string) error {
+			raw, err := readData(e, data)
+			if err != nil {
+				return err
+			}
 			var obj map[string]json.RawMessage
-			if err := json.Unmarshal([]byte(data), &obj); err != nil || obj == nil {
+			if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 				return usagef("--data must be a JSON object, e.g. --data '{\"store_ID\":\"store-a\",\"name\":\"amoxicillin\"}'")
 			}
 			ctx, cancel := e.quick()
 			defer cancel()
-			r, err := e.client().PutRecord(ctx, args[0], args[1], json.RawMessage(data))
+			r, err := e.client().PutRecord(ctx, args[0], args[1], json.RawMessage(raw))
 			if err != nil {
 				return err
 			}
@@ -70,6 +82,33 @@ func init() {
 			}
 			return nil
 		}})
+}
+
+// readData is --data: the JSON itself, @FILE, or - for stdin, bounded by
+// what the local API takes.
+func readData(e *env, data string) ([]byte, error) {
+	var r io.Reader
+	switch {
+	case data == "-":
+		r = e.stdin
+	case strings.HasPrefix(data, "@"):
+		f, err := os.Open(strings.TrimPrefix(data, "@"))
+		if err != nil {
+			return nil, fmt.Errorf("--data %s: %w", data, err)
+		}
+		defer f.Close()
+		r = f
+	default:
+		return []byte(data), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, control.MaxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("--data %s: %w", data, err)
+	}
+	if len(b) > control.MaxBody {
+		return nil, usagef("--data %s: more than %d bytes", data, control.MaxBody)
+	}
+	return b, nil
 }
 
 func init() {

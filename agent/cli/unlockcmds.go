@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -10,55 +11,79 @@ import (
 	"syscall"
 	"time"
 
+	"syncagent/agent/control"
+	"syncagent/agent/daemon"
+	"syncagent/agent/lock"
+	"syncagent/agent/prefs"
 	"syncagent/agent/unlock"
 )
 
 func init() {
-	var asJSON bool
+	var asJSON, resetClock bool
 	var code string
-	register(&command{name: "unlock", args: "[--code CODE] [--json]", summary: "the technician's unlock: print what to send the vendor, or apply a code", nargs: [2]int{0, 0},
+	register(&command{name: "unlock", args: "[--code CODE] [--json] [--reset-clock]", summary: "the technician's unlock: print what to send the vendor, or apply a code", nargs: [2]int{0, 0},
 		help: `Without --code: prints this box's hardware ID, the digest of the pending
 locked change (the file on disk against the running prefs) and a one-line
-request to send to the vendor.
+request to send to the vendor. With the agent stopped it reads the files on
+disk: the prefs file, the last good prefs in the state directory and the
+hardware ID the unit wrote (run it as root).
 
-With --code: writes the code into [unlock] code of the prefs file; the agent
-reloads and applies the change if the code is valid for it (or opens a
-maintenance window), and this command prints the result.`,
+With --code: checks the code first (a refused code never stays in the prefs
+file), writes it into [unlock] code, and the agent reloads and applies the
+change (or opens a maintenance window); if the agent refuses it anyway, the
+file is put back as it was. With the agent stopped, the code is checked and
+written, and applies when the agent starts.
+
+With --reset-clock --code: the way out for a box whose unlock ledger trusts a
+time ahead of its clock (a clock that once ran ahead, since set right: every
+code is refused as "clock behind"). ` + "`syncagent unlock`" + ` prints the digest such a code
+must be bound to; set the clock right first. Needs root and the running agent.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&asJSON, "json", false, `print {"hardware_id": …, "change_digest": …}`)
 			fs.StringVar(&code, "code", "", "unlock `CODE` from the vendor")
+			fs.BoolVar(&resetClock, "reset-clock", false, "reset the unlock ledger's trusted time with --code")
 		},
 		run: func(e *env, _ []string) error {
 			ctx, cancel := e.quick()
 			defer cancel()
 			c := e.client()
+			if resetClock {
+				if code == "" {
+					return usagef("--reset-clock needs --code CODE (a code bound to the reset digest `syncagent unlock` prints)")
+				}
+				u, err := c.ResetClock(ctx, code)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "the unlock ledger's trusted time is now this box's clock (%s)\n", u.UnlockedBy)
+				return nil
+			}
 			if code != "" {
 				parsed, err := unlock.ParseCode(code)
 				if err != nil {
 					return err // a typo is caught here, before the file is touched
 				}
-				if err := writeUnlockCode(e.prefs, parsed.String()); err != nil {
-					return err
-				}
-				r, err := c.Reload(ctx)
-				if err != nil {
-					return fmt.Errorf("code written to %s, but the agent did not answer: %w", e.prefs, err)
-				}
-				fmt.Fprintln(e.stdout, "prefs:", r.State)
-				if r.State != "ok" {
-					return fmt.Errorf("code written to %s but not accepted: %s", e.prefs, r.State)
-				}
-				return nil
+				return applyCode(ctx, e, c, parsed.String())
 			}
 			u, err := c.Unlock(ctx)
+			if control.NotRunning(err) {
+				u, err = offlineUnlock(e)
+			}
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return printJSON(e.stdout, map[string]string{"hardware_id": u.HardwareID, "change_digest": u.ChangeDigest})
+				out := map[string]any{"hardware_id": u.HardwareID, "change_digest": u.ChangeDigest}
+				if u.ClockResetDigest != "" {
+					out["clock_reset_digest"] = u.ClockResetDigest
+				}
+				return printJSON(e.stdout, out)
 			}
 			fmt.Fprintf(e.stdout, "hardware ID    %s\nchange digest  %s\n", u.HardwareID, u.ChangeDigest)
-			if !u.Pending {
+			if !u.TrustedAhead.IsZero() {
+				fmt.Fprintf(e.stdout, "clock reset    %s (the unlock ledger trusts %s, ahead of this box's clock)\n", u.ClockResetDigest, u.TrustedAhead.UTC().Format(time.RFC3339))
+			}
+			if !u.Pending && u.Provisioned {
 				fmt.Fprintln(e.stdout, "(no locked change is pending: edit the prefs file first, or ask for a maintenance-window code)")
 			}
 			fmt.Fprintf(e.stdout, "send this to the vendor:\n  %s\n", u.Request)
@@ -154,6 +179,111 @@ issued with a warning, so expiry can be tested.`,
 		}})
 }
 
+// applyCode checks code, writes it into the prefs file and has the agent
+// apply it; a code that is refused never stays in the file.
+func applyCode(ctx context.Context, e *env, c *control.Client, code string) error {
+	err := c.CheckCode(ctx, code)
+	if control.NotRunning(err) {
+		if err := offlineCheckCode(e, code); err != nil {
+			return fmt.Errorf("code refused, %s left as it was: %w", e.prefs, err)
+		}
+		if err := writeUnlockCode(e.prefs, code); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "code written to %s; the agent is not running, so it applies when it starts\n", e.prefs)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("code refused, %s left as it was: %w", e.prefs, err)
+	}
+	path := e.prefs
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	before, err := prefs.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := writeUnlockCode(e.prefs, code); err != nil {
+		return err
+	}
+	r, err := c.Reload(ctx)
+	if err != nil {
+		return fmt.Errorf("code written to %s, but the agent did not answer: %w", e.prefs, err)
+	}
+	if !reloadOK(r) {
+		restoreFile(path, before, code)
+		return fmt.Errorf("code not accepted, %s put back as it was: %s", e.prefs, r.State)
+	}
+	fmt.Fprintln(e.stdout, "prefs:", r.State)
+	return nil
+}
+
+// restoreFile puts the prefs file back as it was before the code was
+// written, unless someone changed it since (it no longer holds the code).
+func restoreFile(path string, before []byte, code string) {
+	now, err := prefs.ReadFile(path)
+	if err != nil || !strings.Contains(string(now), code) {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	tmp := path + ".syncagent-tmp"
+	if os.WriteFile(tmp, before, fi.Mode().Perm()) != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		os.Chown(tmp, int(st.Uid), int(st.Gid))
+	}
+	if os.Rename(tmp, path) != nil {
+		os.Remove(tmp)
+	}
+}
+
+// offlineLock is the lock of a stopped agent, read from the files on disk,
+// never written.
+func offlineLock(e *env) (*lock.Lock, *prefs.Prefs, *prefs.Prefs, error) {
+	data, err := prefs.ReadFile(e.prefs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	onDisk, err := prefs.Parse(e.prefs, data)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("the prefs file on disk is invalid, so there is no change to unlock yet: %s", lock.FirstLine(err))
+	}
+	hwid, err := daemon.OfflineHardwareID()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot compute this box's hardware ID: %w", err)
+	}
+	l := lock.New(lock.Options{Dir: lock.Dir(os.Getenv, onDisk.Paths.StateDir), HardwareID: hwid, ReadOnly: true})
+	running, _, err := l.LastGood()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot read the last good prefs: %w", err)
+	}
+	return l, running, onDisk, nil
+}
+
+func offlineUnlock(e *env) (control.Unlock, error) {
+	l, running, onDisk, err := offlineLock(e)
+	if err != nil {
+		return control.Unlock{}, err
+	}
+	in := l.Info(running, onDisk)
+	fmt.Fprintln(e.stderr, "(the agent is not running: read from the files on disk)")
+	return control.Unlock{HardwareID: in.HardwareID, ChangeDigest: in.ChangeDigest, Pending: in.Pending, Provisioned: in.Provisioned,
+		TrustedAhead: in.TrustedAhead, ClockResetDigest: in.ClockResetDigest, Request: in.Request}, nil
+}
+
+func offlineCheckCode(e *env, code string) error {
+	l, running, onDisk, err := offlineLock(e)
+	if err != nil {
+		return err
+	}
+	return l.Preview(running, onDisk, code)
+}
+
 // parseExpiry reads a duration from now or an RFC 3339 time.
 func parseExpiry(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
@@ -176,7 +306,7 @@ func writeUnlockCode(path, code string) error {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
-	data, err := os.ReadFile(path)
+	data, err := prefs.ReadFile(path)
 	if err != nil {
 		return err
 	}

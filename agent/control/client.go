@@ -69,7 +69,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 func (c *Client) explain(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("the agent is not running (no one answers on %s): start it with `systemctl start syncagent`", c.Socket)
+		return &notRunningError{fmt.Sprintf("the agent is not running (no one answers on %s): start it with `systemctl start syncagent`", c.Socket)}
 	case errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("permission denied on %s: run as root or as a member of the syncagent group", c.Socket)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -167,6 +167,35 @@ func (c *Client) Unlock(ctx context.Context) (Unlock, error) {
 	var out Unlock
 	return out, c.call(ctx, http.MethodGet, "/v1/unlock", nil, &out)
 }
+
+// History lists the last sync cycles, newest first.
+func (c *Client) History(ctx context.Context) ([]Cycle, error) {
+	var out []Cycle
+	return out, c.call(ctx, http.MethodGet, "/v1/history", nil, &out)
+}
+
+// CheckCode asks whether code would unlock the change on disk, without
+// spending it.
+func (c *Client) CheckCode(ctx context.Context, code string) error {
+	return c.call(ctx, http.MethodPost, "/v1/unlock/check", CodeRequest{Code: code}, nil)
+}
+
+// ResetClock resets an unlock ledger whose trusted time is ahead of the
+// clock.
+func (c *Client) ResetClock(ctx context.Context, code string) (Unlocked, error) {
+	var out Unlocked
+	return out, c.call(ctx, http.MethodPost, "/v1/unlock/reset-clock", CodeRequest{Code: code}, &out)
+}
+
+// NotRunning reports whether err says no agent answers on the socket.
+func NotRunning(err error) bool {
+	var nr *notRunningError
+	return errors.As(err, &nr)
+}
+
+type notRunningError struct{ msg string }
+
+func (e *notRunningError) Error() string { return e.msg }
 
 func recordPath(table, id string) string {
 	return "/v1/records/" + url.PathEscape(table) + "/" + url.PathEscape(id)

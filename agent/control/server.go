@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,14 @@ type Backend interface {
 	RetryAside(table, id string) error
 	Reload() (Reload, error)
 	Unlock() (Unlock, error)
+	// History lists the last sync cycles, newest first.
+	History() ([]Cycle, error)
+	// CheckCode says whether code would unlock the change on disk,
+	// without spending it.
+	CheckCode(code string) error
+	// ResetClock resets an unlock ledger whose trusted time is ahead of
+	// the clock, with a code bound to that reset.
+	ResetClock(code string) (Unlocked, error)
 }
 
 // Error is a local API failure with the HTTP status to answer.
@@ -48,7 +57,10 @@ func Errorf(status int, format string, args ...any) error {
 // MaxBody bounds a local API request body.
 const MaxBody = 4 << 20
 
-// Handler routes the local API to b.
+// Handler routes the local API to b. Every caller that can open the socket
+// (root and the socket's group) may read and write records and use the
+// read-only commands; the operations that can cost a site its data need a
+// privileged caller (Permit).
 func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, f func(r *http.Request) (any, error)) {
@@ -77,6 +89,11 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	handle("POST /v1/generate", func(r *http.Request) (any, error) {
 		switch mode := r.URL.Query().Get("mode"); mode {
 		case "new", "existing":
+			if mode == "new" {
+				if err := Permit(r, "generate --new (it resets what this site has pulled)"); err != nil {
+					return nil, err
+				}
+			}
 			return b.Generate(r.Context(), mode == "new")
 		default:
 			return nil, Errorf(http.StatusBadRequest, "generate needs mode new or existing, not %q", mode)
@@ -84,6 +101,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	})
 	handle("GET /v1/sites", func(*http.Request) (any, error) { return b.Sites() })
 	handle("POST /v1/sites/{id}/clear-hwid", func(r *http.Request) (any, error) {
+		if err := Permit(r, "clear-hwid (the next box to call as that site takes it over)"); err != nil {
+			return nil, err
+		}
 		id, err := strconv.Atoi(r.PathValue("id"))
 		if err != nil {
 			return nil, Errorf(http.StatusBadRequest, "site id %q is not a number", r.PathValue("id"))
@@ -126,6 +146,24 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	})
 	handle("POST /v1/prefs/reload", func(*http.Request) (any, error) { return b.Reload() })
 	handle("GET /v1/unlock", func(*http.Request) (any, error) { return b.Unlock() })
+	handle("POST /v1/unlock/check", func(r *http.Request) (any, error) {
+		var body CodeRequest
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return struct{}{}, b.CheckCode(body.Code)
+	})
+	handle("POST /v1/unlock/reset-clock", func(r *http.Request) (any, error) {
+		if err := Permit(r, "reset-clock"); err != nil {
+			return nil, err
+		}
+		var body CodeRequest
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return b.ResetClock(body.Code)
+	})
+	handle("GET /v1/history", func(*http.Request) (any, error) { return b.History() })
 	return mux
 }
 
@@ -172,7 +210,67 @@ func Listen(path string) (net.Listener, error) {
 }
 
 // NewServer returns an http.Server for the control socket, with the timeouts
-// a local API needs (a sync request may legitimately take minutes).
+// a local API needs (a sync request may legitimately take minutes), and the
+// peer credentials of each connection in its requests' context (Permit).
 func NewServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cred, ok := peerCred(c); ok {
+				return context.WithValue(ctx, peerKey{}, cred)
+			}
+			return ctx
+		}}
+}
+
+type peerKey struct{}
+
+// Peer is who is on the other end of a control socket connection, from the
+// kernel (SO_PEERCRED), not from anything the caller says.
+type Peer struct {
+	UID, GID uint32
+	PID      int32
+}
+
+func peerCred(c net.Conn) (Peer, bool) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return Peer{}, false
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return Peer{}, false
+	}
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil || credErr != nil {
+		return Peer{}, false
+	}
+	return Peer{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}, true
+}
+
+// PeerOf returns the caller of r, when the request came over a unix socket.
+func PeerOf(r *http.Request) (Peer, bool) {
+	p, ok := r.Context().Value(peerKey{}).(Peer)
+	return p, ok
+}
+
+// Privileged reports whether a caller with uid may run the operations that
+// can cost a site its data: root, or the user the agent itself runs as
+// (who owns the datafile anyway). Apps in the socket's group are neither.
+func Privileged(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
+
+// Permit refuses (403) a request for a privileged operation from a caller
+// who is not privileged.
+func Permit(r *http.Request, what string) error {
+	p, ok := PeerOf(r)
+	if ok && Privileged(p.UID) {
+		return nil
+	}
+	who := "a caller whose credentials are unknown"
+	if ok {
+		who = fmt.Sprintf("user %d", p.UID)
+	}
+	return Errorf(http.StatusForbidden, "%s needs root on the control socket, and %s is not: run it with sudo", what, who)
 }

@@ -1,8 +1,8 @@
 // Package control is the agent's local API: JSON over the unix control
 // socket. The daemon serves it; the CLI and apps on the box call it, and never
-// open the datafile themselves.
-//
-// Imported by agent/daemon (server side) and agent/cli (client side).
+// open the datafile themselves. docs/local-api.md documents it for app
+// developers. Who may call what is decided per request from the caller's
+// peer credentials (Permit).
 package control
 
 import (
@@ -12,6 +12,9 @@ import (
 
 // Status is `syncagent status`.
 type Status struct {
+	// Running is true in every answer of a running agent; the CLI prints
+	// {"running": false, …} when none answers.
+	Running        bool      `json:"running"`
 	Role           string    `json:"role"`
 	SyncID         int       `json:"sync_id"`
 	HardwareID     string    `json:"hardware_id"`
@@ -23,14 +26,33 @@ type Status struct {
 	NextSync       time.Time `json:"next_sync,omitzero"`
 	LastSync       *Cycle    `json:"last_sync,omitempty"`
 	LastSuccess    time.Time `json:"last_success,omitzero"`
-	OutboxLength   int       `json:"outbox_length"`
-	SetAside       int       `json:"set_aside"`
-	RequestSize    string    `json:"request_size"`
-	PushSizer      string    `json:"push_sizer,omitempty"`
-	PullSizer      string    `json:"pull_sizer,omitempty"`
-	Queues         []Site    `json:"queues,omitempty"` // primary: per site
-	Prefs          Prefs     `json:"prefs"`
-	Records        int       `json:"records"`
+	// LastFailure is the last cycle that failed (kept across restarts, as
+	// LastSuccess is), and FailingSince when the failures in a row up to
+	// now began (zero while the last cycle succeeded).
+	LastFailure  *Cycle    `json:"last_failure,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// LastContact is the last time the primary answered this satellite,
+	// refusals included.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// PrimaryURL and PrimaryUser are what the satellite's client uses now.
+	PrimaryURL   string `json:"primary_url,omitempty"`
+	PrimaryUser  string `json:"primary_user,omitempty"`
+	OutboxLength int    `json:"outbox_length"`
+	SetAside     int    `json:"set_aside"`
+	RequestSize  string `json:"request_size"`
+	PushSizer    string `json:"push_sizer,omitempty"`
+	PullSizer    string `json:"pull_sizer,omitempty"`
+	Queues       []Site `json:"queues,omitempty"` // primary: per site
+	Prefs        Prefs  `json:"prefs"`
+	Records      int    `json:"records"`
+	// Initialisation is the satellite datafile's state: "completed (sync_id
+	// N)", "never", or the step of a (re-)initialisation in progress.
+	Initialisation string `json:"initialisation,omitempty"`
+	// CentralReread and Rewound are when (since start) the primary's
+	// central data was seen to go back, and when the primary said this
+	// box's outbox numbering went back.
+	CentralReread time.Time `json:"central_reread,omitzero"`
+	Rewound       time.Time `json:"rewound,omitzero"`
 }
 
 // Prefs is the state of the preferences.
@@ -42,6 +64,9 @@ type Prefs struct {
 	UnlockedBy  string    `json:"unlocked_by,omitempty"` // "key 1 seq 7"
 	WindowUntil time.Time `json:"window_until,omitzero"` // a maintenance window is open until then
 	Error       string    `json:"error,omitempty"`
+	// Pending says the applied prefs take effect only once something ends
+	// ("applies when the sync cycle in progress ends").
+	Pending string `json:"pending,omitempty"`
 }
 
 // Cycle is the result of one sync cycle.
@@ -57,19 +82,64 @@ type Cycle struct {
 	Invalid   int       `json:"invalid"`
 	Error     string    `json:"error,omitempty"`
 	Advice    string    `json:"advice,omitempty"`
+	// Refused: the primary answered and refused (credentials, hardware
+	// ID, stores, API version, busy): not a link failure.
+	Refused bool `json:"refused,omitempty"`
+	// Truncated: the cycle was cut by its round cap; the next one starts
+	// at once.
+	Truncated bool `json:"truncated,omitempty"`
+	// Busy: the primary said it was busy (sync_is_running) for longer than
+	// the cycle waits; the next cycle comes soon.
+	Busy bool `json:"busy,omitempty"`
+	// Removed: records a completed re-initialisation removed (not delivered
+	// again, no change waiting).
+	Removed int `json:"removed,omitempty"`
+	// Initialisation: what the cycle did about initialising the site:
+	// "requested", "waited", "completed" or "".
+	Initialisation string `json:"initialisation,omitempty"`
+	// CentralReread: the primary's central data went back (a restored
+	// primary), so it was read again from the start.
+	CentralReread bool `json:"central_reread,omitempty"`
+	// Rewound: the primary saw this box's outbox numbering go back (this
+	// datafile restored from a copy) and took the changes.
+	Rewound bool `json:"rewound,omitempty"`
+	// Notes are warnings, one line each.
+	Notes []string `json:"notes,omitempty"`
 }
+
+// The results of a check step.
+const (
+	StepOK       = "ok"
+	StepFailed   = "failed"
+	StepNotTried = "not tried" // an earlier step failed, so this one was never reached
+	StepNotUsed  = "not used"  // does not apply (TLS on an http URL)
+)
 
 // Check is `syncagent check`.
 type Check struct {
-	URL              string `json:"url"`
-	Reachable        bool   `json:"reachable"`
-	TLS              string `json:"tls"`
-	Authenticated    bool   `json:"authenticated"`
-	HardwareAccepted bool   `json:"hardware_id_accepted"`
-	RoundTripMS      int64  `json:"round_trip_ms"`
-	SiteID           int    `json:"site_id,omitempty"`
-	Error            string `json:"error,omitempty"`
-	Advice           string `json:"advice,omitempty"`
+	URL  string `json:"url"`
+	User string `json:"user"`
+	// Steps are reachable, tls, authenticated, hardware_id, stores, in
+	// that order, each ok, failed, not tried or not used.
+	Steps            []CheckStep `json:"steps"`
+	Reachable        bool        `json:"reachable"`
+	TLS              string      `json:"tls"`
+	Authenticated    bool        `json:"authenticated"`
+	HardwareAccepted bool        `json:"hardware_id_accepted"`
+	// RoundTripMS is measured only when the primary answered.
+	RoundTripMS *int64 `json:"round_trip_ms,omitempty"`
+	SiteID      int    `json:"site_id,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Advice      string `json:"advice,omitempty"`
+	// Refused: the primary answered and refused.
+	Refused bool `json:"refused,omitempty"`
+}
+
+// CheckStep is one step of a connection check.
+type CheckStep struct {
+	Name   string `json:"name"`
+	Result string `json:"result"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Site is one line of `syncagent sites`.
@@ -115,7 +185,23 @@ type Unlock struct {
 	HardwareID   string `json:"hardware_id"`
 	ChangeDigest string `json:"change_digest"`
 	Pending      bool   `json:"pending"` // the file on disk differs from the running prefs in locked settings
-	Request      string `json:"request"`
+	Provisioned  bool   `json:"provisioned"`
+	// TrustedAhead is set when the unlock ledger trusts a time ahead of the
+	// clock (every code is refused as "clock behind"); a code bound to
+	// ClockResetDigest resets it (`syncagent unlock --reset-clock`).
+	TrustedAhead     time.Time `json:"trusted_ahead,omitzero"`
+	ClockResetDigest string    `json:"clock_reset_digest,omitempty"`
+	Request          string    `json:"request"`
+}
+
+// CodeRequest carries an unlock code to check or to redeem.
+type CodeRequest struct {
+	Code string `json:"code"`
+}
+
+// Unlocked answers a redeemed code.
+type Unlocked struct {
+	UnlockedBy string `json:"unlocked_by"`
 }
 
 // ErrorBody is the body of every failed local API call.

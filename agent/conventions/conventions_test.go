@@ -48,10 +48,12 @@ func TestPackagesHaveDocs(t *testing.T) {
 
 // owners maps each outside dependency to the only package that may import it.
 var owners = map[string]string{
-	"github.com/jaypipes/ghw":          "syncagent/hw",
-	"github.com/tidwall/buntdb":        "syncagent/queue",
-	"github.com/coreos/go-systemd/v22": "syncagent/ops",
-	"github.com/fsnotify/fsnotify":     "syncagent/ops",
+	"github.com/jaypipes/ghw":            "syncagent/hw",
+	"github.com/tidwall/buntdb":          "syncagent/queue",
+	"github.com/coreos/go-systemd/v22":   "syncagent/ops",
+	"github.com/fsnotify/fsnotify":       "syncagent/ops",
+	"github.com/VictoriaMetrics/metrics": "syncagent/agent/metrics",
+	"github.com/jackc/pgx/v5":            "syncagent/queue/pg",
 }
 
 // TestDependencyOwners protects the layout of the design card: ghw only in
@@ -75,9 +77,11 @@ func TestDependencyOwners(t *testing.T) {
 }
 
 // TestBinaryDeps protects the binary's size and attack surface: test-only
-// tools (toxiproxy and its metrics stack) never reach syncagent itself.
+// tools (toxiproxy and its metrics stack, the browser driver, our own test
+// tooling) never reach syncagent itself.
 func TestBinaryDeps(t *testing.T) {
-	banned := []string{"github.com/Shopify/toxiproxy", "github.com/prometheus/", "github.com/gorilla/mux", "github.com/rs/zerolog", "github.com/goreleaser/"}
+	banned := []string{"github.com/Shopify/toxiproxy", "github.com/prometheus/", "github.com/gorilla/mux", "github.com/rs/zerolog", "github.com/goreleaser/",
+		"github.com/chromedp/", "syncagent/testtools/"}
 	for _, p := range list(t, "-deps", "./agent/cmd/syncagent") {
 		for _, b := range banned {
 			if strings.HasPrefix(p.ImportPath, b) {

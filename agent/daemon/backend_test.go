@@ -11,7 +11,6 @@ import (
 
 	"syncagent/agent/control"
 	"syncagent/agent/prefs"
-	"syncagent/ops"
 	"syncagent/queue"
 )
 
@@ -34,17 +33,16 @@ func TestWrite_deleteNeedsActiveStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{local: l, role: prefs.RoleSatellite, log: slog.New(slog.NewTextHandler(io.Discard, nil)), notify: ops.NewNotifier(nil)}
-	a.prefs.Store(p)
-	a.prefsSt.Store(&control.Prefs{})
+	a := &localRecords{local: l, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a.stores.Store(&p.Site.Stores)
 	var ce *control.Error
-	if err := a.DeleteRecord("item", "i1"); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest {
+	if err := a.del("item", "i1"); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest {
 		t.Errorf("deleting central data on a satellite: %v", err)
 	}
 	if _, found, _ := l.Get("item", "i1"); !found {
 		t.Error("the central record was deleted")
 	}
-	if err := a.DeleteRecord("stock", "s1"); err != nil {
+	if err := a.del("stock", "s1"); err != nil {
 		t.Errorf("deleting a record of an active store: %v", err)
 	}
 }

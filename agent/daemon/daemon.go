@@ -1,6 +1,12 @@
-// Package daemon is the one place that wires syncagent together: prefs,
-// hardware ID, storage, the primary or satellite role, the control socket, the
-// sync loop, systemd notification and reload. Only agent/cli imports it.
+// Package daemon is the one place that wires syncagent together: prefs and
+// their lock, the hardware ID, the role (satellite, primary or sync
+// disabled, each with its datafile and its goroutine), the control socket,
+// systemd notification, the watchdog and reload. Behaviour lives in the
+// roles and in the packages they use; this package builds them, completely,
+// before anything serves, and runs them under one WaitGroup.
+//
+// Imported by agent/cli, and by the demo and test harnesses that run whole
+// agents in one process (agent/demo, agent/e2e, agent/soak).
 package daemon
 
 import (
@@ -11,21 +17,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"syncagent/agent/adapt"
 	"syncagent/agent/control"
+	"syncagent/agent/lock"
 	"syncagent/agent/prefs"
-	"syncagent/agent/primary"
-	"syncagent/agent/satellite"
-	"syncagent/agent/syncapi"
-	"syncagent/agent/unlock"
 	"syncagent/agent/version"
 	"syncagent/ops"
-	"syncagent/queue"
 )
 
 // Options are what `syncagent run` passes in.
@@ -50,28 +50,22 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// Agent is a running syncagent.
+// Agent is a running syncagent: the wiring of its parts, each built
+// completely before anything serves.
 type Agent struct {
-	opts     Options
-	log      *slog.Logger
-	notify   *ops.Notifier
-	hwid     string
-	started  time.Time
-	clock    adapt.Clock
-	role     prefs.Role
-	prefs    atomic.Pointer[prefs.Prefs]
-	prefsMu  sync.Mutex // serialises reloads
-	prefsSt  atomic.Pointer[control.Prefs]
-	lastSeen [32]byte       // content hash of the last rejected file, so a rejection is logged once; guarded by prefsMu
-	ledger   *unlock.Ledger // opened on first use; guarded by prefsMu
-	watcher  *ops.Watcher   // the prefs file; created before the file is first read
-
-	local   *queue.Local   // satellite or disabled
-	central *queue.Central // primary
-	sat     *satellite.Satellite
-	prim    *primary.Server
-
-	loop *loop
+	opts    Options
+	log     *slog.Logger
+	notify  *ops.Notifier
+	hwid    string
+	started time.Time
+	watcher *ops.Watcher // the prefs file; created before the file is first read
+	watched bool         // the watcher runs (and releases itself when it ends)
+	lock    *lock.Lock
+	start   *lock.Start // what this start runs; committed once it serves
+	role    role
+	prefs   *prefsControl
+	fatal   chan error   // a part that needs the agent to exit (the datafile is gone)
+	beat    atomic.Int64 // the heartbeat's last sign of life
 }
 
 // Run starts the agent and blocks until ctx ends or it fails.
@@ -121,10 +115,10 @@ func open(opts Options) (_ *Agent, err error) {
 	if opts.HardwareID == nil {
 		opts.HardwareID = defaultHardwareID()
 	}
-	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), clock: adapt.SystemClock{}}
+	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), fatal: make(chan error, 1)}
 	defer func() {
-		if err != nil && a.watcher != nil {
-			a.watcher.Close() // serve never ran to release it
+		if err != nil {
+			a.close() // serve never ran to release them
 		}
 	}()
 	// Watch before the first read, so an edit in between is not lost.
@@ -134,143 +128,125 @@ func open(opts Options) (_ *Agent, err error) {
 	if a.hwid, err = opts.HardwareID(); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot compute this box's hardware ID: %w", err)}
 	}
-	p, state, err := a.loadStartupPrefs()
-	if err != nil {
+	// The exact bytes read are what the lock decides on and keeps.
+	data, readErr := prefs.ReadFile(opts.PrefsPath)
+	var file *prefs.Prefs
+	if readErr == nil {
+		file, _ = prefs.Parse(opts.PrefsPath, data)
+	}
+	a.lock = lock.New(lock.Options{Dir: lock.Dir(os.Getenv, lock.StateDirOf(file, data)), HardwareID: a.hwid, Log: opts.Log})
+	if a.start, err = a.lock.Start(opts.PrefsPath, data, readErr); err != nil {
 		return nil, &ExitError{Code: ops.ExitConfig, Err: err}
 	}
-	state.WindowUntil = a.windowUntil()
-	a.prefs.Store(p)
-	a.prefsSt.Store(&state)
-	a.role = p.Role()
+	p := a.start.Prefs
+	p.Source = opts.PrefsPath
 	if err := os.MkdirAll(p.Paths.StateDir, 0o700); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot create state directory: %w", err)}
 	}
-	if err := a.openRole(p); err != nil {
-		a.close()
+	if a.role, err = a.openRole(p); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: err}
 	}
+	if err := a.start.Confirm(a.role.evidence()); err != nil {
+		return nil, &ExitError{Code: ops.ExitConfig, Err: err}
+	}
+	state := control.Prefs{File: opts.PrefsPath, LoadedAt: time.Now(), State: a.start.State, Error: a.start.Error, Digest: p.LockedDigest()}
+	a.prefs = newPrefsControl(opts.PrefsPath, opts.Log, a.lock, p, state, a.updateStatus, lockComponent{}, a.role)
 	return a, nil
 }
 
-func (a *Agent) openRole(p *prefs.Prefs) error {
-	switch a.role {
+// openRole builds the role p's sync ID gives, with its datafile open.
+func (a *Agent) openRole(p *prefs.Prefs) (role, error) {
+	gone := func(err error) {
+		a.log.Error("the datafile is gone; writes are refused and the agent exits", "err", err)
+		select {
+		case a.fatal <- err:
+		default:
+		}
+	}
+	switch p.Role() {
 	case prefs.RolePrimary:
-		c, err := queue.OpenCentral(filepath.Join(p.Paths.StateDir, "central.db"), queue.CentralOptions{Logger: a.log})
-		if err != nil {
-			return fmt.Errorf("cannot open the central datafile: %w", err)
-		}
-		a.central = c
-		if why := c.Recovered(); why != "" {
-			a.log.Error("the central datafile was damaged; a copy was kept and every readable record recovered", "detail", why)
-		}
-		a.prim, err = primary.New(c, primaryConfig(p), a.log, nil)
-		return err
+		return newPrimaryRole(p, a.log, gone)
+	case prefs.RoleSatellite:
+		return newSatelliteRole(p, a.hwid, a.log, gone, a.updateStatus)
 	default:
-		l, err := queue.OpenLocal(filepath.Join(p.Paths.StateDir, "satellite.db"), queue.LocalOptions{OutboxMax: p.Limits.OutboxMaxRecords, Logger: a.log})
-		if err != nil {
-			return fmt.Errorf("cannot open the datafile: %w", err)
-		}
-		a.local = l
-		if why := l.Recovered(); why != "" {
-			a.log.Error("the datafile was damaged and has been set aside; this site will be refilled from the primary", "detail", why)
-		}
-		if a.role == prefs.RoleSatellite {
-			a.sat = satellite.New(l, a.newClient(p), satelliteConfig(p), a.log, a.clock)
-		}
-		return nil
+		return newDisabledRole(p, a.log, gone, a.updateStatus)
 	}
 }
 
-func (a *Agent) newClient(p *prefs.Prefs) *syncapi.Client {
-	peer := p.Primary()
-	return &syncapi.Client{BaseURL: peer.URL, User: peer.User, PasswordSHA256: peer.PasswordSHA256,
-		HardwareID: a.hwid, AppVersion: version.Version}
-}
-
-func primaryConfig(p *prefs.Prefs) primary.Config {
-	// interval_minutes paces a satellite's cycles; on the primary it pauses nothing.
-	serving := *p
-	serving.Site.IntervalMinutes = max(serving.Site.IntervalMinutes, 1)
-	cfg := primary.Config{DisabledReason: serving.SyncDisabledReason()}
-	for _, row := range p.SyncWith {
-		cfg.Sites = append(cfg.Sites, primary.SiteRow{SyncID: row.SyncID, User: row.User, PasswordHash: row.PasswordHash, Stores: row.Stores, HardwareID: row.HardwareID})
-	}
-	return cfg
-}
-
-func satelliteConfig(p *prefs.Prefs) satellite.Config {
-	return satellite.Config{Stores: p.Site.Stores, RequestSize: p.Site.RequestSize.Fixed}
-}
-
+// close releases what open acquired, after serve (or a failed open).
 func (a *Agent) close() {
-	if a.local != nil {
-		if err := a.local.Close(); err != nil {
+	if a.watcher != nil && !a.watched {
+		a.watcher.Close() // its Run never started to release it
+	}
+	if a.role != nil {
+		if err := a.role.Close(); err != nil {
 			a.log.Error("closing the datafile", "err", err)
 		}
 	}
-	if a.central != nil {
-		if err := a.central.Close(); err != nil {
-			a.log.Error("closing the central datafile", "err", err)
-		}
-	}
 }
 
-// serve runs the listeners and the loop until ctx ends.
+// serve binds the listeners, commits the start (only a start that serves
+// provisions), then runs every part under one WaitGroup until ctx ends or a
+// part fails; it cancels them, waits for them, and returns.
 func (a *Agent) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p := a.prefs.Load()
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-
+	p := a.prefs.running.Load()
 	ctl, err := control.Listen(p.Paths.ControlSocket)
 	if err != nil {
 		return &ExitError{Code: ops.ExitError, Err: err}
 	}
-	ctlSrv := control.NewServer(control.Handler(a, a.log))
-	wg.Add(1)
-	go func() { defer wg.Done(); serveUntil(ctx, ctlSrv, ctl, errc) }()
-
-	if a.prim != nil {
-		l, err := net.Listen("tcp", p.Listen.Address)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot listen on %s: %w", p.Listen.Address, err)}
+	if err := a.role.bind(); err != nil {
+		ctl.Close()
+		return &ExitError{Code: ops.ExitError, Err: err}
+	}
+	if err := a.start.Commit(); err != nil {
+		ctl.Close()
+		return &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot keep the prefs this start runs: %w", err)}
+	}
+	if p.Site.SyncID > 0 {
+		if err := a.role.provisioned(); err != nil {
+			a.log.Warn("cannot record in the datafile that this box is provisioned", "err", err)
 		}
-		srv := primary.NewHTTPServer(p.Listen.Address, a.prim.Handler(), a.log)
-		if p.Listen.TLSCert != "" {
-			srv.TLSConfig = nil
-			l, err = tlsListener(l, p.Listen.TLSCert, p.Listen.TLSKey)
-			if err != nil {
-				cancel()
-				wg.Wait()
-				return &ExitError{Code: ops.ExitConfig, Err: err}
-			}
-		}
-		a.log.Info("primary listening", "address", l.Addr().String(), "tls", p.Listen.TLSCert != "")
-		wg.Add(1)
-		go func() { defer wg.Done(); serveUntil(ctx, srv, l, errc) }()
+	}
+	if by := a.start.UnlockedBy; by != "" {
+		st := *a.prefs.state.Load()
+		st.UnlockedBy = by
+		a.prefs.state.Store(&st)
 	}
 
-	a.loop = newLoop(a)
-	wg.Add(1)
-	go func() { defer wg.Done(); a.loop.run(ctx) }()
-	wg.Add(1)
-	go func() { defer wg.Done(); a.watchdog(ctx) }()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	ctlSrv := control.NewServer(control.Handler(a, a.log))
+	run("control socket", func(ctx context.Context) error { return serveUntil(ctx, ctlSrv, ctl) })
+	run(a.role.kind().String(), a.role.Run)
 	hup := ops.ReloadSignals(ctx)
 	var changes <-chan struct{}
 	if a.watcher != nil {
-		changes = a.watcher.Changes()
-		wg.Add(1)
-		go func() { defer wg.Done(); a.watcher.Run(ctx) }()
+		changes, a.watched = a.watcher.Changes(), true
+		run("prefs watch", func(ctx context.Context) error {
+			if err := a.watcher.Run(ctx); err != nil {
+				a.log.Error("the prefs file is no longer watched; reload with SIGHUP or `syncagent prefs reload`", "err", err)
+			}
+			return nil
+		})
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); a.watchPrefs(ctx, changes, hup) }()
+	run("prefs", func(ctx context.Context) error { a.prefs.Run(ctx, changes, hup, a.notify); return nil })
+	run("heartbeat", a.heartbeat)
+	run("watchdog", a.watchdog)
 
 	a.notify.Ready()
 	a.updateStatus()
-	a.log.Info("syncagent ready", "role", a.role.String(), "sync_id", p.Site.SyncID, "version", version.Version)
+	a.log.Info("syncagent ready", "role", a.role.kind().String(), "sync_id", p.Site.SyncID, "version", version.Version)
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
@@ -279,31 +255,35 @@ func (a *Agent) serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+	case runErr = <-a.fatal:
 	}
 	a.notify.Stopping()
 	cancel()
 	wg.Wait()
+	if runErr != nil {
+		a.log.Error("syncagent stopped", "err", runErr)
+		return &ExitError{Code: ops.ExitError, Err: runErr}
+	}
 	a.log.Info("syncagent stopped")
-	return runErr
+	return nil
 }
 
 // serveUntil serves srv on l until ctx ends, then shuts it down with a fresh,
 // bounded context.
-func serveUntil(ctx context.Context, srv *http.Server, l net.Listener, errc chan<- error) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
+func serveUntil(ctx context.Context, srv *http.Server, l net.Listener) error {
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
 	select {
 	case <-ctx.Done():
-	case <-done:
-		return
+	case err := <-done:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
 	<-done
+	return nil
 }

@@ -1,13 +1,19 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,11 +22,16 @@ import (
 	"syncagent/agent/unlock"
 )
 
-func init() { passwd.Iterations = 1000 }
+func init() {
+	passwd.Iterations = 1000
+	firstCycleDelay = time.Hour // tests run cycles when they ask for them
+	commitWait = 5 * time.Second
+	heartbeatEvery = 100 * time.Millisecond
+}
 
 const testHWID = "test-box-0001"
 
-// box is an agent under test with its own prefs file and state.
+// box is an agent under test with its own prefs file, state and log.
 type box struct {
 	t      *testing.T
 	dir    string
@@ -32,10 +43,12 @@ type box struct {
 	cancel context.CancelFunc
 	wait   func() error
 	client *control.Client
+
+	logMu sync.Mutex
+	log   bytes.Buffer
 }
 
-// newBox prepares a state dir, a vendor keyring and prefs from tmpl
-// (%[1]s = state dir, %[2]s = socket, %[3]s = keyring path).
+// newBox prepares a state dir and a vendor keyring.
 func newBox(t *testing.T) *box {
 	t.Helper()
 	t.Setenv("STATE_DIRECTORY", "")
@@ -55,26 +68,133 @@ func newBox(t *testing.T) *box {
 	if err := os.WriteFile(b.keys, []byte(pub), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	b.client = control.NewClient(b.socket)
+	t.Cleanup(func() {
+		b.stop()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", b.logged())
+		}
+	})
 	return b
+}
+
+func (b *box) Write(p []byte) (int, error) {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.log.Write(p)
+}
+
+func (b *box) logged() string {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.log.String()
+}
+
+// spec is the one prefs builder of these tests: a field per setting.
+type spec struct {
+	version     int // 0: 1
+	syncID      int
+	interval    int
+	requestSize string // "" for the default
+	stores      []string
+	stateDir    string // "": the box's
+	socket      string // "": the box's
+	vendorKeys  string // "": the box's; "-": none
+	listen      string // the primary's address; "" on a satellite
+	tlsCert     string
+	tlsKey      string
+	omsupplyURL string // listen.omsupply_central_server_url
+	outboxMax   int
+	rows        []row
+	code        string
+}
+
+// row is one [[sync_with]] row.
+type row struct {
+	syncID       int
+	user         string
+	passwordSHA  string
+	passwordHash string
+	url          string
+	stores       []string
+	hardwareID   string
+}
+
+func quoted(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func (b *box) render(s spec) string {
+	var w strings.Builder
+	fmt.Fprintf(&w, "version = %d\n[site]\nsync_id = %d\ninterval_minutes = %d\n", max(s.version, 1), s.syncID, s.interval)
+	if s.requestSize != "" {
+		fmt.Fprintf(&w, "request_size = %s\n", s.requestSize)
+	}
+	fmt.Fprintf(&w, "stores = %s\n", quoted(s.stores))
+	state, socket, keys := orStr(s.stateDir, b.state), orStr(s.socket, b.socket), orStr(s.vendorKeys, b.keys)
+	fmt.Fprintf(&w, "[paths]\nstate_dir = %q\ncontrol_socket = %q\n", state, socket)
+	if keys != "-" {
+		fmt.Fprintf(&w, "vendor_keys = %q\n", keys)
+	}
+	if s.listen != "" || s.tlsCert != "" || s.omsupplyURL != "" {
+		fmt.Fprintf(&w, "[listen]\naddress = %q\n", s.listen)
+		if s.tlsCert != "" {
+			fmt.Fprintf(&w, "tls_cert = %q\ntls_key = %q\n", s.tlsCert, s.tlsKey)
+		}
+		if s.omsupplyURL != "" {
+			fmt.Fprintf(&w, "omsupply_central_server_url = %q\n", s.omsupplyURL)
+		}
+	}
+	if s.outboxMax > 0 {
+		fmt.Fprintf(&w, "[limits]\noutbox_max_records = %d\n", s.outboxMax)
+	}
+	for _, r := range s.rows {
+		fmt.Fprintf(&w, "[[sync_with]]\nsync_id = %d\nuser = %q\n", r.syncID, r.user)
+		if r.passwordSHA != "" {
+			fmt.Fprintf(&w, "password_sha256 = %q\n", r.passwordSHA)
+		}
+		if r.passwordHash != "" {
+			fmt.Fprintf(&w, "password_hash = %q\n", r.passwordHash)
+		}
+		if r.url != "" {
+			fmt.Fprintf(&w, "url = %q\n", r.url)
+		}
+		if len(r.stores) > 0 {
+			fmt.Fprintf(&w, "stores = %s\n", quoted(r.stores))
+		}
+		if r.hardwareID != "" {
+			fmt.Fprintf(&w, "hardware_id = %q\n", r.hardwareID)
+		}
+	}
+	if s.code != "" {
+		fmt.Fprintf(&w, "[unlock]\ncode = %q\n", s.code)
+	}
+	return w.String()
+}
+
+func orStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// satellite is a satellite's spec pointing at url.
+func satellite12(url string) spec {
+	return spec{syncID: 12, interval: 60, stores: []string{"a"}, rows: []row{{syncID: 1, user: "clinic", passwordSHA: passwd.SHA256Hex("pw"), url: url}}}
 }
 
 // satellitePrefs is a satellite pointing at a primary that is not there.
 func (b *box) satellitePrefs(syncID, interval int, stores, extra string) string {
-	return fmt.Sprintf(`version = 1
-[site]
-sync_id = %d
-interval_minutes = %d
-stores = [%s]
-[paths]
-state_dir = %q
-control_socket = %q
-vendor_keys = %q
-[[sync_with]]
-sync_id = 1
-user = "clinic"
-password_sha256 = "%s"
-url = "http://127.0.0.1:9"
-%s`, syncID, interval, stores, b.state, b.socket, b.keys, passwd.SHA256Hex("pw"), extra)
+	s := satellite12("http://127.0.0.1:9")
+	s.syncID, s.interval = syncID, interval
+	text := b.render(s)
+	text = strings.Replace(text, `stores = ["a"]`, "stores = ["+stores+"]", 1)
+	return text + extra
 }
 
 func (b *box) write(text string) {
@@ -84,22 +204,33 @@ func (b *box) write(text string) {
 	}
 }
 
+func (b *box) options() Options {
+	return Options{PrefsPath: b.prefs, Log: slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		HardwareID: func() (string, error) { return testHWID, nil }}
+}
+
 // start runs the agent until the test ends or stop is called.
 func (b *box) start() {
+	b.t.Helper()
+	if err := b.tryStart(); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// tryStart starts the agent and returns why it did not start.
+func (b *box) tryStart() error {
 	b.t.Helper()
 	if os.Geteuid() != 0 {
 		b.t.Skip("vendor_keys must be root-owned: run the tests as root")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	wait, err := Start(ctx, Options{PrefsPath: b.prefs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		HardwareID: func() (string, error) { return testHWID, nil }}, 20*time.Second)
-	b.cancel, b.wait = cancel, wait
+	wait, err := Start(ctx, b.options(), 20*time.Second)
 	if err != nil {
-		b.stop()
-		b.t.Fatal(err)
+		cancel()
+		return err
 	}
-	b.client = control.NewClient(b.socket)
-	b.t.Cleanup(b.stop)
+	b.cancel, b.wait = cancel, wait
+	return nil
 }
 
 func (b *box) stop() {
@@ -129,7 +260,19 @@ func (b *box) reload() control.Reload {
 	return r
 }
 
-// code issues an unlock code from the test vendor key.
+func (b *box) sync() control.Cycle {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := b.client.Sync(ctx, false)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return c
+}
+
+// code issues an unlock code from the test vendor key: bound to digest, or
+// a maintenance window when digest is "".
 func (b *box) code(seq uint32, digest string, expiry time.Duration) string {
 	b.t.Helper()
 	c := unlock.Claims{KeyNumber: 3, HardwareID: testHWID, Expiry: time.Now().Add(expiry), Seq: seq, Scope: unlock.ScopeWindow}
@@ -141,6 +284,20 @@ func (b *box) code(seq uint32, digest string, expiry time.Duration) string {
 		b.t.Fatal(err)
 	}
 	return code
+}
+
+// openWindow opens a maintenance window on the running, provisioned box,
+// so that the test can make locked changes without a code each.
+func (b *box) openWindow(s spec) {
+	b.t.Helper()
+	s.code = b.code(1, "", 2*time.Hour)
+	b.write(b.render(s))
+	if r := b.reload(); r.State != "ok" {
+		b.t.Fatalf("window code refused: %s", r.State)
+	}
+	if b.status().Prefs.WindowUntil.IsZero() {
+		b.t.Fatal("no window open")
+	}
 }
 
 // eventually polls cond until it holds or 10s pass.
@@ -158,6 +315,154 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func unlockSection(code string) string { return "[unlock]\ncode = \"" + code + "\"\n" }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// fakePrimary is a sync API v5 primary with no data that records what each
+// request carried: who called (user, password), where, with what limit. It
+// accepts one user and password; anything else is refused as the real
+// primary refuses it.
+type fakePrimary struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	user, pw string
+	calls    []fakeCall
+	status   int // when set, every request gets this status with a v5 error body
+}
+
+type fakeCall struct {
+	user, pw, path, limit string
+}
+
+func newFakePrimary(t *testing.T) *fakePrimary {
+	f := &fakePrimary{user: "clinic", pw: passwd.SHA256Hex("pw")}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakePrimary) url() string { return f.srv.URL }
+
+func (f *fakePrimary) serve(w http.ResponseWriter, r *http.Request) {
+	user, pw, _ := r.BasicAuth()
+	io.Copy(io.Discard, r.Body)
+	f.mu.Lock()
+	f.calls = append(f.calls, fakeCall{user: user, pw: pw, path: r.URL.Path, limit: r.URL.Query().Get("limit")})
+	wantUser, wantPW, status := f.user, f.pw, f.status
+	f.mu.Unlock()
+	fail := func(status int, code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":{"code":%q,"message":"fake primary","data":null}}`, code)
+	}
+	switch {
+	case status != 0:
+		fail(status, "storage_error") // a v5 error, not "busy" (which a satellite waits out)
+		return
+	case user != wantUser:
+		fail(http.StatusUnauthorized, "site_name_not_found")
+		return
+	case pw != wantPW:
+		fail(http.StatusUnauthorized, "site_incorrect_password")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	var body any
+	switch endpoint := strings.TrimPrefix(r.URL.Path, "/sync/v5/"); {
+	case endpoint == "site":
+		body = map[string]any{"id": "s12", "siteId": 12, "initialisationStatus": "completed", "isOmSupplyCentralServer": false, "omSupplyCentralServerUrl": "", "mSupplyCentralSiteId": 1}
+	case endpoint == "site_status":
+		body = map[string]any{"code": "idle", "message": "", "data": nil}
+	case endpoint == "initialise":
+		body = map[string]any{"queueLength": 0}
+	case endpoint == "central_records":
+		body = map[string]any{"maxCursor": 0, "data": []any{}}
+	case endpoint == "queued_records" && r.Method == http.MethodGet:
+		body = map[string]any{"queueLength": 0, "data": []any{}}
+	case endpoint == "queued_records":
+		body = map[string]any{"integrationStarted": true}
+	case endpoint == "acknowledged_records":
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		fail(http.StatusNotFound, "not_found")
+		return
+	}
+	json.NewEncoder(w).Encode(body)
+}
+
+// since returns the calls after the first n, and the total.
+func (f *fakePrimary) since(n int) ([]fakeCall, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeCall(nil), f.calls[min(n, len(f.calls)):]...), len(f.calls)
+}
+
+func (f *fakePrimary) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+func (f *fakePrimary) accept(user, pw string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.user, f.pw = user, pw
+}
+
+func (f *fakePrimary) answer(status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status = status
+}
+
+// notifySocket is a NOTIFY_SOCKET that keeps the STATUS= lines sent to it.
+type notifySocket struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sa-notify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", path)
+	n := &notifySocket{}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:k]), "\n") {
+				if s, ok := strings.CutPrefix(line, "STATUS="); ok {
+					n.mu.Lock()
+					n.lines = append(n.lines, s)
+					n.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return n
+}
+
+func (n *notifySocket) last() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.lines) == 0 {
+		return ""
+	}
+	return n.lines[len(n.lines)-1]
+}
 
 // TestStart_reportsFailure protects Start's other side: an agent that cannot
 // start returns its reason at once instead of leaving the caller waiting.

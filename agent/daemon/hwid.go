@@ -3,13 +3,13 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"syncagent/hw"
+	"syncagent/ops"
 )
 
 // HardwareIDFile is the name, inside the unit's RuntimeDirectory, of the
@@ -43,19 +43,17 @@ func hardwareID(getenv func(string) string, probe func() (string, error)) func()
 
 // readHardwareID reads the file: empty is "" with no error; anything but one
 // short printable token is an error, so a damaged file never becomes the ID a
-// primary pins.
+// primary pins. It is read as a regular file of bounded size: a FIFO or a
+// device there is refused, not waited on.
 func readHardwareID(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	b, _, err := ops.ReadRegular(path, maxHardwareIDFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxHardwareIDFile+1))
-	if err != nil {
-		return "", fmt.Errorf("cannot read the hardware ID file: %w", err)
-	}
-	if len(b) > maxHardwareIDFile {
+	case errors.Is(err, ops.ErrTooLarge):
 		return "", fmt.Errorf("%s is longer than a hardware ID (%d bytes at most); remove it and restart (`syncagent hwid --write` rewrites it)", path, maxHardwareIDFile)
+	case err != nil:
+		return "", fmt.Errorf("cannot read the hardware ID file: %w", err)
 	}
 	id := strings.TrimSpace(string(b))
 	for _, r := range id {
@@ -68,3 +66,17 @@ func readHardwareID(path string) (string, error) {
 
 // defaultHardwareID is Options.HardwareID when the caller leaves it nil.
 func defaultHardwareID() func() (string, error) { return hardwareID(os.Getenv, hw.ID) }
+
+// OfflineHardwareID is the ID the installed agent presents, for commands
+// run while it is stopped: the file the unit's root pre-start step wrote
+// ($RUNTIME_DIRECTORY, else /run/syncagent), else a probe of the hardware
+// (as root, to see what the agent sees).
+func OfflineHardwareID() (string, error) {
+	getenv := func(k string) string {
+		if v := os.Getenv(k); v != "" || k != "RUNTIME_DIRECTORY" {
+			return v
+		}
+		return "/run/syncagent"
+	}
+	return hardwareID(getenv, hw.ID)()
+}

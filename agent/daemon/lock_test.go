@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"syncagent/agent/lock"
 )
 
 // TestLock_refusals protects the locked settings: every way a change can be
@@ -14,7 +16,7 @@ func TestLock_refusals(t *testing.T) {
 	b := newBox(t)
 	b.write(b.satellitePrefs(12, 60, `"a"`, ""))
 	b.start()
-	if _, err := os.Stat(filepath.Join(b.state, provisionedName)); err != nil {
+	if _, err := os.Stat(filepath.Join(b.state, lock.ProvisionedName)); err != nil {
 		t.Fatalf("first prefs with sync_id > 0 did not provision the box: %v", err)
 	}
 	edited := b.satellitePrefs(12, 60, `"a", "b"`, "")
@@ -136,8 +138,8 @@ func TestLock_interval(t *testing.T) {
 	text := off.satellitePrefs(0, 60, `"a"`, "")
 	off.write(text)
 	os.MkdirAll(off.state, 0o700)
-	os.WriteFile(filepath.Join(off.state, lastGoodName), []byte(text), 0o600)
-	os.WriteFile(filepath.Join(off.state, provisionedName), []byte("test\n"), 0o600)
+	os.WriteFile(filepath.Join(off.state, lock.LastGoodName), []byte(text), 0o600)
+	os.WriteFile(filepath.Join(off.state, lock.ProvisionedName), []byte("test\n"), 0o600)
 	off.start()
 	off.write(off.satellitePrefs(0, 5, `"a"`, ""))
 	if r := off.reload(); !contains(r.State, "only while sync_id > 0") {
@@ -155,7 +157,7 @@ func TestLock_unprovisionedBoxIsOpen(t *testing.T) {
 	if r := b.reload(); r.State != "ok" {
 		t.Fatalf("unprovisioned box refused an edit: %s", r.State)
 	}
-	if _, err := os.Stat(filepath.Join(b.state, provisionedName)); err == nil {
+	if _, err := os.Stat(filepath.Join(b.state, lock.ProvisionedName)); err == nil {
 		t.Error("sync_id 0 prefs marked the box provisioned")
 	}
 	b.write(b.satellitePrefs(12, 60, `"a", "b"`, ""))

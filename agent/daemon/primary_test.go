@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syncagent/agent/lock"
 	"testing"
 	"time"
 
@@ -58,13 +59,13 @@ func TestPrimary_siteChangesNeedCodes(t *testing.T) {
 	ctx := context.Background()
 	var ce *control.Error
 	err = b.client.ClearHardwareID(ctx, 12, "")
-	if !errors.As(err, &ce) || ce.Status != http.StatusForbidden || !contains(ce.Msg, OperationDigest("clear-hwid 12")) {
+	if !errors.As(err, &ce) || ce.Status != http.StatusForbidden || !contains(ce.Msg, lock.OperationDigest("clear-hwid 12")) {
 		t.Fatalf("clear-hwid without a code: %v", err)
 	}
-	if err := b.client.ClearHardwareID(ctx, 12, b.code(2, OperationDigest("clear-hwid 13"), time.Hour)); !errors.As(err, &ce) || !contains(ce.Msg, "another change") {
+	if err := b.client.ClearHardwareID(ctx, 12, b.code(2, lock.OperationDigest("clear-hwid 13"), time.Hour)); !errors.As(err, &ce) || !contains(ce.Msg, "another change") {
 		t.Errorf("clear-hwid with another site's code: %v", err)
 	}
-	if err := b.client.ClearHardwareID(ctx, 12, b.code(3, OperationDigest("clear-hwid 12"), time.Hour)); err != nil {
+	if err := b.client.ClearHardwareID(ctx, 12, b.code(3, lock.OperationDigest("clear-hwid 12"), time.Hour)); err != nil {
 		t.Errorf("clear-hwid with its code: %v", err)
 	}
 }

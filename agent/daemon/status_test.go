@@ -18,8 +18,16 @@ func TestStatusLine(t *testing.T) {
 		want []string
 	}{
 		{"new satellite", control.Status{Role: "satellite", SyncID: 12, OutboxLength: 3}, []string{"satellite 12", "no sync yet", "outbox 3"}},
-		{"failing", control.Status{Role: "satellite", SyncID: 12, LastSync: &control.Cycle{Finished: now.Add(-90 * time.Second), Error: "site_incorrect_password: wrong"}},
-			[]string{"last sync 1m ago failed", "error: site_incorrect_password"}},
+		{"offline", control.Status{Role: "satellite", SyncID: 12, LastSuccess: now.Add(-3 * time.Hour), FailingSince: now.Add(-2 * time.Hour),
+			LastSync: &control.Cycle{Finished: now.Add(-90 * time.Second), Error: "push: connection refused"}},
+			[]string{"offline since 08:00 (last ok 3h ago)", "error: push: connection refused"}},
+		{"refused", control.Status{Role: "satellite", SyncID: 12, FailingSince: now.Add(-90 * time.Second),
+			LastSync: &control.Cycle{Finished: now.Add(-90 * time.Second), Error: "site_incorrect_password: wrong", Refused: true}},
+			[]string{"refused since 09:58 (never synced)", "error: site_incorrect_password"}},
+		{"offline since yesterday", control.Status{Role: "satellite", SyncID: 12, FailingSince: now.Add(-26 * time.Hour),
+			LastSync: &control.Cycle{Finished: now.Add(-time.Minute), Error: "timeout"}},
+			[]string{"offline since Nov 22 08:00"}},
+		{"ok 4m ago", control.Status{Role: "satellite", SyncID: 12, LastSync: &control.Cycle{Finished: now.Add(-4 * time.Minute)}}, []string{"last sync 4m ago ok"}},
 		{"prefs refused", control.Status{Role: "satellite", SyncID: 12, LastSync: &control.Cycle{Finished: now.Add(-5 * time.Second)}, Prefs: control.Prefs{State: "rejected", Error: "locked settings changed"}},
 			[]string{"last sync 5s ago ok", "prefs rejected: locked settings changed"}},
 		{"primary", control.Status{Role: "primary", SyncID: 1, Queues: []control.Site{{QueueLength: 4, LastContact: now.Add(-2 * time.Hour)}, {QueueLength: 6}}},

@@ -65,14 +65,20 @@ func Run(ctx context.Context, out io.Writer, logTo io.Writer) error {
 		}
 	}()
 
+	// Real mSupply tables: central data, each clinic's stock, a shipment
+	// from store-a to store-b sent with its line (the line first, as
+	// open-mSupply sends them), and one record of the shared district store
+	// changed by both clinics before either syncs.
 	writes := []struct {
 		on, table, id, data string
 	}{
 		{"primary", "item", "amoxicillin-250", `{"name":"Amoxicillin 250mg caps","unit":"pack of 100"}`},
-		{"clinic-a", "stock_line", "a-1", `{"store_ID":"store-a","item":"amoxicillin-250","quantity":40}`},
-		{"clinic-a", "requisition", "a-req-1", `{"store_ID":"district","item":"amoxicillin-250","requested":200}`},
-		{"clinic-b", "stock_line", "b-1", `{"store_ID":"store-b","item":"amoxicillin-250","quantity":15}`},
-		{"clinic-b", "requisition", "b-req-1", `{"store_ID":"district","item":"amoxicillin-250","requested":120}`},
+		{"clinic-a", "item_line", "a-1", `{"store_ID":"store-a","item_ID":"amoxicillin-250","quantity":40}`},
+		{"clinic-b", "item_line", "b-1", `{"store_ID":"store-b","item_ID":"amoxicillin-250","quantity":15}`},
+		{"clinic-a", "trans_line", "ship-1-l1", `{"transaction_ID":"ship-1","item_ID":"amoxicillin-250","quantity":10}`},
+		{"clinic-a", "transact", "ship-1", `{"store_ID":"store-a","name_ID":"store-b","type":"ci","status":"cn"}`},
+		{"clinic-a", "requisition", "district-1", `{"store_ID":"district","item_ID":"amoxicillin-250","requested":200}`},
+		{"clinic-b", "requisition", "district-1", `{"store_ID":"district","item_ID":"amoxicillin-250","requested":120}`},
 	}
 	byName := map[string]*node{}
 	for _, n := range nodes {
@@ -98,18 +104,26 @@ func Run(ctx context.Context, out io.Writer, logTo io.Writer) error {
 		fmt.Fprintf(out, "  %-9s pushed %d, pulled %d, applied %d (%s)\n", name, c.Pushed, c.Pulled, c.Applied, c.Finished.Sub(c.Started).Round(time.Millisecond))
 	}
 
-	fmt.Fprintln(out, "\nwhat arrived where (x = present):")
+	fmt.Fprintln(out, "\nwhat arrived where (x = present; for the district order, its \"requested\"):")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "record\tstore\tprimary\tclinic-a\tclinic-b")
+	fmt.Fprintln(tw, "record\towner\tprimary\tclinic-a\tclinic-b")
+	seen := map[string]bool{}
 	for _, w := range writes {
-		var store struct {
-			Store string `json:"store_ID"`
+		key := w.table + "/" + w.id
+		if seen[key] {
+			continue
 		}
-		json.Unmarshal([]byte(w.data), &store)
-		row := []string{w.table + "/" + w.id, orCentral(store.Store)}
+		seen[key] = true
+		row := []string{key, owner(w.table, w.data)}
 		for _, n := range nodes {
-			_, err := n.client.GetRecord(ctx, w.table, w.id)
-			row = append(row, map[bool]string{true: "x", false: "-"}[err == nil])
+			r, err := n.client.GetRecord(ctx, w.table, w.id)
+			cell := map[bool]string{true: "x", false: "-"}[err == nil]
+			if err == nil && w.table == "requisition" {
+				var d struct{ Requested int }
+				json.Unmarshal(r.Data, &d)
+				cell = fmt.Sprint(d.Requested)
+			}
+			row = append(row, cell)
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -123,15 +137,28 @@ func Run(ctx context.Context, out io.Writer, logTo io.Writer) error {
 	for _, s := range sites {
 		fmt.Fprintf(out, "  %d %-9s pinned %s, queue %d\n", s.SyncID, s.User, s.HardwareID, s.QueueLength)
 	}
-	fmt.Fprintln(out, "\nStore data reached the sites where its store is active; central data reached every site.")
+	fmt.Fprintln(out, `
+Central data reached every site; each store's stock stayed with the sites
+where that store is active; the shipment went, with its line, to the site of
+the store it names; both clinics changed the district order, and the change
+that reached the primary last (clinic-b's) is the value everywhere.
+(docs/routing.md, docs/replication.md)`)
 	return nil
 }
 
-func orCentral(s string) string {
-	if s == "" {
+// owner says whose a demo record is, by the routing rules.
+func owner(table, data string) string {
+	switch table {
+	case "item":
 		return "(central)"
+	case "trans_line":
+		return "its shipment's"
 	}
-	return s
+	var d struct {
+		Store string `json:"store_ID"`
+	}
+	json.Unmarshal([]byte(data), &d)
+	return d.Store
 }
 
 func (n *node) start(ctx context.Context, log *slog.Logger) error {

@@ -35,6 +35,7 @@ type world struct {
 
 type site struct {
 	id     int
+	path   string // the datafile
 	store  *queue.Local
 	client *syncapi.Client
 	sat    *satellite.Satellite
@@ -85,14 +86,28 @@ func siteRows(t *testing.T, stores map[int][]string) []primary.SiteRow {
 // newSite opens a satellite datafile and points it at url.
 func (w *world) newSite(id int, stores []string, url string) *site {
 	w.t.Helper()
-	l, err := queue.OpenLocal(filepath.Join(w.t.TempDir(), fmt.Sprintf("site-%d.db", id)), queue.LocalOptions{Logger: quiet})
+	return w.openSite(id, filepath.Join(w.t.TempDir(), fmt.Sprintf("site-%d.db", id)), stores, url)
+}
+
+// reopenSite opens site id's datafile again (after a Close), as the box
+// restarting would.
+func (w *world) reopenSite(id int, stores []string) *site {
+	w.t.Helper()
+	s := w.openSite(id, w.sats[id].path, stores, w.sats[id].client.BaseURL)
+	w.sats[id] = s
+	return s
+}
+
+func (w *world) openSite(id int, path string, stores []string, url string) *site {
+	w.t.Helper()
+	l, err := queue.OpenLocal(path, queue.LocalOptions{Logger: quiet})
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { l.Close() })
 	cl := &syncapi.Client{BaseURL: url, User: fmt.Sprintf("site-%d", id), PasswordSHA256: password(id), HardwareID: fmt.Sprintf("hw-%d", id)}
-	s := &site{id: id, store: l, client: cl}
-	s.sat = satellite.New(l, cl, satellite.Config{Stores: stores, RequestSize: 50}, quiet, adapt.SystemClock{})
+	s := &site{id: id, path: path, store: l, client: cl}
+	s.sat = satellite.New(l, cl, satellite.Config{SyncID: id, Stores: stores, RequestSize: 50}, quiet, adapt.SystemClock{})
 	return s
 }
 

@@ -8,9 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,11 +282,13 @@ func basic(user, pass string) string {
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
 }
 
-// TestHostile_passwordGuessing protects the per-site lockout through HTTP:
-// guesses get site_incorrect_password, then site_auth_timeout (429) even
-// for the right password; other sites are served; nothing is written; the
-// site is let in again once the lockout has passed, and the next lockout
-// is longer.
+// TestHostile_passwordGuessing protects the lockout through HTTP: five
+// wrong passwords for a site from one address lock that address out for
+// that site (doubling), never the real box — not from another address, and
+// not even from the guesser's own address when it presents the right
+// password with the pinned hardware ID; other sites and unknown users are
+// unaffected, and nothing changes. The addresses come from X-Forwarded-For,
+// as behind a trusted load balancer.
 func TestHostile_passwordGuessing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "central.db")
 	c, err := queue.OpenCentral(path, queue.CentralOptions{Logger: quiet})
@@ -296,7 +302,8 @@ func TestHostile_passwordGuessing(t *testing.T) {
 		rows = append(rows, primary.SiteRow{SyncID: id, User: fmt.Sprintf("site-%d", id), PasswordHash: h, Stores: []string{"a"}})
 	}
 	now := time.Now() // the lockout's clock, moved by the test
-	prim, err := primary.New(c, primary.Config{Sites: rows}, quiet, func() time.Time { return now })
+	lb := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	prim, err := primary.New(c, primary.Config{Sites: rows, TrustedProxies: lb}, quiet, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,22 +315,32 @@ func TestHostile_passwordGuessing(t *testing.T) {
 			t.Fatalf("site %d: %d %s", id, status, b)
 		}
 	}
-	guess := func(pw string) (int, []byte) {
+	login := func(pw, from, hwid string) (int, []byte) {
 		return call{method: "GET", path: "/sync/v5/site", header: map[string]string{
-			"Authorization": "Basic " + basic("site-2", pw), syncapi.HeaderSiteUUID: "hw-2"}}.do(t, srv)
+			"Authorization": "Basic " + basic("site-2", pw), syncapi.HeaderSiteUUID: hwid, "X-Forwarded-For": from}}.do(t, srv)
 	}
+	const guesser, box = "192.0.2.66", "198.51.100.2"
 	before := fingerprint(t, path, c, rows)
 	for i := 0; i < 5; i++ {
-		status, body := guess(fmt.Sprintf("%064x", i))
+		status, body := login(fmt.Sprintf("%064x", i), guesser, "hw-guess")
 		checkV5Error(t, fmt.Sprintf("guess %d", i+1), status, body, 401, syncapi.CodeSiteIncorrectPassword)
 	}
-	status, body := guess(password(2))
-	checkV5Error(t, "right password while locked", status, body, 429, syncapi.CodeSiteAuthTimeout)
+	status, body := login(password(2), guesser, "hw-guess")
+	checkV5Error(t, "right password from the locked address, wrong hardware ID", status, body, 429, syncapi.CodeSiteAuthTimeout)
 	if !strings.Contains(string(body), "try again after") {
 		t.Errorf("lockout without a time: %s", body)
 	}
+	if status, body := login(password(2), box, "hw-2"); status != 200 {
+		t.Errorf("the real box from its own address is locked out: %d %s", status, body)
+	}
+	if status, body := login(password(2), guesser, "hw-2"); status != 200 {
+		t.Errorf("the real box behind the guesser's address is locked out: %d %s", status, body)
+	}
+	if status, body := login(fmt.Sprintf("%064x", 9), box, "hw-2"); status != 401 {
+		t.Errorf("a wrong password from an address that never guessed: %d %s, want 401", status, body)
+	}
 	if status, body := (call{method: "GET", path: "/sync/v5/site", site: 3}).do(t, srv); status != 200 {
-		t.Errorf("site 3 refused while site 2 is locked: %d %s", status, body)
+		t.Errorf("site 3 refused while site 2 is guessed at: %d %s", status, body)
 	}
 	for i := 0; i < 20; i++ { // unknown users cost nothing and lock nobody
 		status, body := call{method: "GET", path: "/sync/v5/site", header: map[string]string{
@@ -334,17 +351,88 @@ func TestHostile_passwordGuessing(t *testing.T) {
 		t.Errorf("guessing changed the primary:\n before %s\n after  %s", before, after)
 	}
 	now = now.Add(31 * time.Second)
-	if status, body := guess(password(2)); status != 200 {
+	if status, body := login(password(2), guesser, "hw-guess"); status != 401 && status != 200 {
 		t.Fatalf("after the lockout: %d %s", status, body)
 	}
 	for i := 0; i < 5; i++ {
-		guess(fmt.Sprintf("%064x", i))
+		login(fmt.Sprintf("%064x", i), guesser, "hw-guess")
 	}
 	now = now.Add(31 * time.Second)
-	status, body = guess(password(2))
+	status, body = login(password(2), guesser, "hw-guess")
 	checkV5Error(t, "second lockout after 31s", status, body, 429, syncapi.CodeSiteAuthTimeout)
 	now = now.Add(30 * time.Second)
-	if status, body := guess(password(2)); status != 200 {
+	if status, body := login(password(2), guesser, "hw-guess"); status == 429 {
 		t.Errorf("after the second lockout: %d %s", status, body)
+	}
+}
+
+// TestHostile_pushFloodBounded protects the primary's memory: forty
+// concurrent 15 MB pushes from one authenticated site cost the primary a
+// few of them (the rest are answered 503 with Retry-After before their
+// bodies are read), and the other sites are served meanwhile. It took the
+// primary to 2.3 GB, linearly, with no bound on requests in flight.
+func TestHostile_pushFloodBounded(t *testing.T) {
+	p, base := hostileSetup(t)
+	if err := p.prim.Configure(primary.Config{Sites: p.rows}); err != nil { // the default 16 MB body limit
+		t.Fatal(err)
+	}
+	body := pushBody(rec("big-1", "stock", "big", "insert", `{"store_ID":"b","pad":"`+strings.Repeat("x", 15<<20)+`"}`))
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+		}
+	}()
+	var runtimeBase runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&runtimeBase)
+	var wg sync.WaitGroup
+	statuses := make([]int, 40)
+	for i := range statuses {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", base+"/sync/v5/queued_records", strings.NewReader(body))
+			req.SetBasicAuth("site-2", password(2))
+			req.Header.Set(syncapi.HeaderSiteUUID, "hw-2")
+			req.Header.Set(syncapi.HeaderVersion, "14")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return // the primary may close a connection whose body it did not read
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After")
+			}
+		})
+	}
+	if status, b := (call{method: "GET", path: "/sync/v5/queued_records?limit=5", site: 3}).do(t, base); status != 200 {
+		t.Errorf("site 3 during the flood: %d %s", status, b)
+	}
+	wg.Wait()
+	close(stop)
+	busy := 0
+	for _, s := range statuses {
+		if s == http.StatusServiceUnavailable {
+			busy++
+		}
+	}
+	grew := (peak.Load() - min(peak.Load(), runtimeBase.HeapInuse)) >> 20
+	t.Logf("40 pushes of 15 MB: %d answered 503 before their body was read; the heap grew %d MiB at most", busy, grew)
+	if busy < 30 {
+		t.Errorf("only %d of 40 pushes were refused up front", busy)
+	}
+	if grew > 400 {
+		t.Errorf("the heap grew %d MiB; the flood is not bounded", grew)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
 	"syncagent/agent/primary"
+	"syncagent/agent/syncapi"
 	"syncagent/queue"
 )
 
@@ -323,4 +325,58 @@ func TestReplication_reusedSyncIDStartsClean(t *testing.T) {
 	}
 	nb.sync(t)
 	holdsExactly(t, nb, "r", 5)
+}
+
+// RESTORE: a satellite's datafile put back from an older copy (a restored
+// backup) is noticed by the primary on its first request — by the marks
+// every request carries, even when that request is not GET site — and the
+// box initialises again: it ends holding exactly the primary's copies, and
+// its new change is taken.
+func TestReplication_restoredSatelliteInitialisesAgain(t *testing.T) {
+	w := newWorld(t, map[int][]string{2: {"s"}, 3: {"s"}})
+	a, b := w.sats[2], w.sats[3]
+	marks := func(s *site) {
+		s.client.Marks = func() string { return syncapi.EncodeMarks(s.store.OutboxNumbering(), s.sat.Acked()) }
+	}
+	marks(b)
+	syncAll(t, 1, a, b)
+	a.put(t, "stock", "S1", "s", map[string]any{"qty": 1})
+	a.put(t, "stock", "S2", "s", map[string]any{"qty": 1})
+	syncAll(t, 1, a, b)
+	// The copy: b holds S1=1 and S2=1.
+	path := b.path
+	if err := b.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	copyOf, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = w.reopenSite(3, []string{"s"})
+	marks(b)
+	// After the copy: S1 changes, S2 goes, S3 comes; b pulls it all.
+	a.put(t, "stock", "S1", "s", map[string]any{"qty": 2})
+	a.store.Write(queue.Record{Table: "stock", ID: "S2", Action: queue.Delete})
+	a.put(t, "stock", "S3", "s", map[string]any{"qty": 3})
+	syncAll(t, 1, a, b)
+	// The box is restored from the copy, and its first GET site is lost.
+	b.store.Close()
+	if err := os.WriteFile(path, copyOf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b = w.reopenSite(3, []string{"s"})
+	marks(b)
+	b.put(t, "stock", "S4", "s", map[string]any{"qty": 4})
+	lossy := dropper(t, w.srv.URL, "GET", "/site", 1, false)
+	b.client.BaseURL = lossy.URL
+	b.sat.Cycle(context.Background())
+	b.client.BaseURL = w.srv.URL
+	if s, _ := w.central.Site(3); s.Rewinds == 0 {
+		t.Fatal("the primary did not notice the restored datafile")
+	}
+	syncAll(t, 2, b, a)
+	everywhere(t, w, "stock", "S1", "2", a, b)
+	everywhere(t, w, "stock", "S2", "-", a, b)
+	everywhere(t, w, "stock", "S3", "3", a, b)
+	everywhere(t, w, "stock", "S4", "4", a, b)
 }

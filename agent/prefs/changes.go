@@ -18,10 +18,37 @@ type Change struct {
 	// Locked: changing it needs an unlock code (everything but
 	// site.interval_minutes and unlock.code).
 	Locked bool
-	// Live: it can apply without a restart. Live: interval, request size,
-	// stores, [[sync_with]] rows, limits, the unlock code. Not live: version,
-	// sync_id (the box's identity and role), paths, listen.
-	Live bool
+}
+
+// Settings lists every Setting a Change can name, in file order: what the
+// components that apply prefs must each either apply live or leave to a
+// restart.
+var Settings = []string{
+	"version", "site.sync_id", "site.interval_minutes", "site.request_size", "site.stores",
+	"paths.state_dir", "paths.control_socket", "paths.vendor_keys",
+	"listen.address", "listen.tls_cert", "listen.tls_key", "listen.omsupply_central_server_url", "limits.outbox_max_records",
+	"sync_with", "sync_with.user", "sync_with.password_sha256", "sync_with.password_hash",
+	"sync_with.url", "sync_with.stores", "sync_with.hardware_id", "unlock.code",
+}
+
+// Setting is the key of a change without row indexes, the same for every
+// row: "sync_with.url" for "sync_with[2].url", "sync_with" for an added or
+// removed row. Components that apply prefs say by Setting what they can
+// apply while running.
+func (c Change) Setting() string {
+	var b []byte
+	skip := false
+	for i := 0; i < len(c.Key); i++ {
+		switch ch := c.Key[i]; {
+		case ch == '[':
+			skip = true
+		case ch == ']':
+			skip = false
+		case !skip:
+			b = append(b, ch)
+		}
+	}
+	return string(b)
 }
 
 // Changes lists the settings that differ from old to new, in file order.
@@ -36,26 +63,27 @@ func Changes(old, new *Prefs) []Change {
 		new = &Prefs{}
 	}
 	var out []Change
-	diff := func(changed bool, key string, locked, live bool) {
+	diff := func(changed bool, key string, locked bool) {
 		if changed {
-			out = append(out, Change{Key: key, Locked: locked, Live: live})
+			out = append(out, Change{Key: key, Locked: locked})
 		}
 	}
 	o, n := old, new
-	diff(o.Version != n.Version, "version", true, false)
-	diff(o.Site.SyncID != n.Site.SyncID, "site.sync_id", true, false)
-	diff(o.Site.IntervalMinutes != n.Site.IntervalMinutes, "site.interval_minutes", false, true)
-	diff(o.Site.RequestSize != n.Site.RequestSize, "site.request_size", true, true)
-	diff(!sameStores(o.Site.Stores, n.Site.Stores), "site.stores", true, true)
-	diff(o.Paths.StateDir != n.Paths.StateDir, "paths.state_dir", true, false)
-	diff(o.Paths.ControlSocket != n.Paths.ControlSocket, "paths.control_socket", true, false)
-	diff(o.Paths.VendorKeys != n.Paths.VendorKeys, "paths.vendor_keys", true, false)
-	diff(o.Listen.Address != n.Listen.Address, "listen.address", true, false)
-	diff(o.Listen.TLSCert != n.Listen.TLSCert, "listen.tls_cert", true, false)
-	diff(o.Listen.TLSKey != n.Listen.TLSKey, "listen.tls_key", true, false)
-	diff(o.Limits.OutboxMaxRecords != n.Limits.OutboxMaxRecords, "limits.outbox_max_records", true, true)
+	diff(o.Version != n.Version, "version", true)
+	diff(o.Site.SyncID != n.Site.SyncID, "site.sync_id", true)
+	diff(o.Site.IntervalMinutes != n.Site.IntervalMinutes, "site.interval_minutes", false)
+	diff(o.Site.RequestSize != n.Site.RequestSize, "site.request_size", true)
+	diff(!sameStores(o.Site.Stores, n.Site.Stores), "site.stores", true)
+	diff(o.Paths.StateDir != n.Paths.StateDir, "paths.state_dir", true)
+	diff(o.Paths.ControlSocket != n.Paths.ControlSocket, "paths.control_socket", true)
+	diff(o.Paths.VendorKeys != n.Paths.VendorKeys, "paths.vendor_keys", true)
+	diff(o.Listen.Address != n.Listen.Address, "listen.address", true)
+	diff(o.Listen.TLSCert != n.Listen.TLSCert, "listen.tls_cert", true)
+	diff(o.Listen.TLSKey != n.Listen.TLSKey, "listen.tls_key", true)
+	diff(o.Listen.OmSupplyCentralServerURL != n.Listen.OmSupplyCentralServerURL, "listen.omsupply_central_server_url", true)
+	diff(o.Limits.OutboxMaxRecords != n.Limits.OutboxMaxRecords, "limits.outbox_max_records", true)
 	out = append(out, rowChanges(o.SyncWith, n.SyncWith)...)
-	diff(o.Unlock.Code != n.Unlock.Code, "unlock.code", false, true)
+	diff(o.Unlock.Code != n.Unlock.Code, "unlock.code", false)
 	return out
 }
 
@@ -109,13 +137,13 @@ func rowChanges(oldRows, newRows []Peer) []Change {
 	var out []Change
 	for i, r := range newRows {
 		if match[i] < 0 {
-			out = append(out, Change{Key: indexPath("sync_with", i), Note: fmt.Sprintf("added site %d", r.SyncID), Locked: true, Live: true})
+			out = append(out, Change{Key: indexPath("sync_with", i), Note: fmt.Sprintf("added site %d", r.SyncID), Locked: true})
 			continue
 		}
 		or := oldRows[match[i]]
 		field := func(changed bool, key string) {
 			if changed {
-				out = append(out, Change{Key: rowKey(i, key), Locked: true, Live: true})
+				out = append(out, Change{Key: rowKey(i, key), Locked: true})
 			}
 		}
 		field(or.User != r.User, "user")
@@ -127,7 +155,7 @@ func rowChanges(oldRows, newRows []Peer) []Change {
 	}
 	for j := range oldRows {
 		if !used[j] {
-			out = append(out, Change{Key: indexPath("sync_with", j), Note: fmt.Sprintf("removed site %d", oldRows[j].SyncID), Locked: true, Live: true})
+			out = append(out, Change{Key: indexPath("sync_with", j), Note: fmt.Sprintf("removed site %d", oldRows[j].SyncID), Locked: true})
 		}
 	}
 	return out

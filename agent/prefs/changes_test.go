@@ -21,40 +21,40 @@ func TestChanges(t *testing.T) {
 		{"nothing", sat, sat, nil},
 		{"comments only", sat, "# edited\n" + strings.ReplaceAll(sat, "# the primary", ""), nil},
 		{"interval: unlocked, live", sat, strings.Replace(sat, "interval_minutes = 15", "interval_minutes = 30", 1),
-			[]Change{{Key: "site.interval_minutes", Locked: false, Live: true}}},
+			[]Change{{Key: "site.interval_minutes", Locked: false}}},
 		{"request size: locked, live", sat, strings.Replace(sat, `request_size = "auto"`, `request_size = 200`, 1),
-			[]Change{{Key: "site.request_size", Locked: true, Live: true}}},
+			[]Change{{Key: "site.request_size", Locked: true}}},
 		{"stores reordered: no change", sat, strings.Replace(sat, `["store-a", "store-b"]`, `["store-b", "store-a"]`, 1), nil},
 		{"store added: locked, live", sat, strings.Replace(sat, `["store-a", "store-b"]`, `["store-a", "store-b", "store-c"]`, 1),
-			[]Change{{Key: "site.stores", Locked: true, Live: true}}},
+			[]Change{{Key: "site.stores", Locked: true}}},
 		{"sync_id within the role: locked, restart", sat, strings.Replace(sat, "sync_id = 12", "sync_id = 13", 1),
-			[]Change{{Key: "site.sync_id", Locked: true, Live: false}}},
+			[]Change{{Key: "site.sync_id", Locked: true}}},
 		{"sync disabled: locked, restart", sat, strings.Replace(sat, "sync_id = 12", "sync_id = 0", 1),
-			[]Change{{Key: "site.sync_id", Locked: true, Live: false}}},
+			[]Change{{Key: "site.sync_id", Locked: true}}},
 		{"paths: locked, restart", sat, strings.Replace(sat, `state_dir = "/var/lib/syncagent"`, `state_dir = "/srv/sa"`, 1),
-			[]Change{{Key: "paths.state_dir", Locked: true, Live: false}}},
+			[]Change{{Key: "paths.state_dir", Locked: true}}},
 		{"limits: locked, live", sat, strings.Replace(sat, "500_000", "600_000", 1),
-			[]Change{{Key: "limits.outbox_max_records", Locked: true, Live: true}}},
+			[]Change{{Key: "limits.outbox_max_records", Locked: true}}},
 		{"primary's url: locked, live", sat, strings.Replace(sat, "central.example.org", "central2.example.org", 1),
-			[]Change{{Key: "sync_with[0].url", Locked: true, Live: true}}},
+			[]Change{{Key: "sync_with[0].url", Locked: true}}},
 		{"unlock code: unlocked", sat, strings.Replace(sat, "ABCDE-FGHJK", "ABCDE-FGHJX", 1),
-			[]Change{{Key: "unlock.code", Locked: false, Live: true}}},
+			[]Change{{Key: "unlock.code", Locked: false}}},
 		{"listen: locked, restart", pri, strings.Replace(pri, "0.0.0.0:2443", "0.0.0.0:2444", 1),
-			[]Change{{Key: "listen.address", Locked: true, Live: false}}},
+			[]Change{{Key: "listen.address", Locked: true}}},
 		{"site row added", pri, pri + row14,
-			[]Change{{Key: "sync_with[2]", Note: "added site 14", Locked: true, Live: true}}},
+			[]Change{{Key: "sync_with[2]", Note: "added site 14", Locked: true}}},
 		{"site row removed", pri + row14, pri,
-			[]Change{{Key: "sync_with[2]", Note: "removed site 14", Locked: true, Live: true}}},
+			[]Change{{Key: "sync_with[2]", Note: "removed site 14", Locked: true}}},
 		{"site row moved: no change", pri + row14, strings.Replace(pri, "[[sync_with]]", row14+"[[sync_with]]", 1), nil},
 		// Rows are matched by sync_id: after a row is inserted first, a field
 		// of the next row is named by its new index.
 		{"row inserted and another edited", pri, strings.Replace(strings.Replace(pri, "[[sync_with]]", row14+"[[sync_with]]", 1), `["store-c"]`, `["store-c", "store-e"]`, 1),
 			[]Change{
-				{Key: "sync_with[0]", Note: "added site 14", Locked: true, Live: true},
-				{Key: "sync_with[2].stores", Locked: true, Live: true},
+				{Key: "sync_with[0]", Note: "added site 14", Locked: true},
+				{Key: "sync_with[2].stores", Locked: true},
 			}},
 		{"pin cleared", pri, strings.Replace(pri, `hardware_id = "hw1-5f2c9a"`, "", 1),
-			[]Change{{Key: "sync_with[1].hardware_id", Locked: true, Live: true}}},
+			[]Change{{Key: "sync_with[1].hardware_id", Locked: true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +136,46 @@ func TestNeedsCode(t *testing.T) {
 	for _, tt := range tests {
 		if got := NeedsCode(mustParse(t, tt.running), mustParse(t, tt.edited)); got != tt.want {
 			t.Errorf("%s: NeedsCode = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestChange_Setting protects the names components claim settings by: the
+// same for every row, with or without a field.
+func TestChange_Setting(t *testing.T) {
+	for key, want := range map[string]string{
+		"site.interval_minutes": "site.interval_minutes",
+		"sync_with[12].url":     "sync_with.url",
+		"sync_with[2]":          "sync_with",
+	} {
+		if got := (Change{Key: key}).Setting(); got != want {
+			t.Errorf("Setting of %q = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// TestSettings_coverChanges protects the daemon's prefs-key table: every
+// setting Changes can report is in Settings.
+func TestSettings_coverChanges(t *testing.T) {
+	known := map[string]bool{}
+	for _, s := range Settings {
+		known[s] = true
+	}
+	a := &Prefs{Version: 1, Site: Site{SyncID: 1, IntervalMinutes: 1, RequestSize: RequestSize{Fixed: 1}, Stores: []string{"a"}},
+		Paths: Paths{StateDir: "/a", ControlSocket: "/a", VendorKeys: "/a"}, Listen: Listen{Address: "a", TLSCert: "a", TLSKey: "a", OmSupplyCentralServerURL: "a"},
+		Limits: Limits{OutboxMaxRecords: 1}, Unlock: Unlock{Code: "a"},
+		SyncWith: []Peer{{SyncID: 2, User: "a", PasswordSHA256: "a", PasswordHash: "a", URL: "a", Stores: []string{"a"}, HardwareID: "a"}, {SyncID: 3}}}
+	b := &Prefs{SyncWith: []Peer{{SyncID: 2}, {SyncID: 4}}}
+	seen := map[string]bool{}
+	for _, c := range Changes(a, b) {
+		seen[c.Setting()] = true
+		if !known[c.Setting()] {
+			t.Errorf("Changes reports %q, which Settings lacks", c.Setting())
+		}
+	}
+	for _, s := range Settings {
+		if !seen[s] {
+			t.Errorf("Settings lists %q, which this test's change does not reach", s)
 		}
 	}
 }

@@ -41,6 +41,7 @@ import (
 //	listen.address              default "0.0.0.0:2048" when sync_id = 1, else ""
 //	listen.tls_cert
 //	listen.tls_key
+//	listen.omsupply_central_server_url
 //	limits.outbox_max_records   default "100000"
 //
 // then, for each [[sync_with]] row, ordered by sync_id (numerically) and rows
@@ -89,6 +90,7 @@ func (p *Prefs) canonical() []byte {
 	b = record(b, "listen.address", p.Listen.Address)
 	b = record(b, "listen.tls_cert", p.Listen.TLSCert)
 	b = record(b, "listen.tls_key", p.Listen.TLSKey)
+	b = record(b, "listen.omsupply_central_server_url", p.Listen.OmSupplyCentralServerURL)
 	b = record(b, "limits.outbox_max_records", strconv.Itoa(p.Limits.OutboxMaxRecords))
 	for _, r := range sortedRows(p.SyncWith) {
 		b = append(b, r.enc...)

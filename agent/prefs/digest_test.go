@@ -190,7 +190,8 @@ func bump(v reflect.Value) {
 // PasswordSHA256 → password_sha256, TLSCert → tls_cert, URL → url.
 func tomlName(s string) string {
 	special := map[string]string{"SyncID": "sync_id", "PasswordSHA256": "password_sha256", "TLSCert": "tls_cert",
-		"TLSKey": "tls_key", "URL": "url", "HardwareID": "hardware_id", "SyncWith": "sync_with"}
+		"TLSKey": "tls_key", "URL": "url", "HardwareID": "hardware_id", "SyncWith": "sync_with",
+		"OmSupplyCentralServerURL": "omsupply_central_server_url"}
 	if n, ok := special[s]; ok {
 		return n
 	}
@@ -243,6 +244,7 @@ url = "https://c.example"
 		"listen.address=0:\n" +
 		"listen.tls_cert=0:\n" +
 		"listen.tls_key=0:\n" +
+		"listen.omsupply_central_server_url=0:\n" +
 		"limits.outbox_max_records=6:100000\n" +
 		"sync_with.sync_id=1:1\n" +
 		"sync_with.user=9:clinic-12\n" +

@@ -1,8 +1,9 @@
 // Package prefs reads syncagent's preferences file (/etc/syncagent/prefs.toml)
 // strictly: unknown keys, wrong types, trailing data and rule violations are
 // refused with file:line, what was expected and what to do. It also says which
-// settings are locked (LockedDigest, LockedEqual) and which changes can apply
-// without a restart (Changes).
+// settings are locked (LockedDigest, LockedEqual) and what changed between
+// two files (Changes). Whether a change applies without a restart is for the
+// components that apply it to say (agent/daemon), not for this package.
 //
 // The meaning of every setting follows the synchronisation preferences of the
 // seed documents: sync ID (0 disables sync, 1 is reserved for the primary),
@@ -11,18 +12,18 @@
 // them except the interval.
 //
 // Prefs values are immutable snapshots once parsed: share them, do not modify
-// them. Package prefs depends only on the TOML library and agent/passwd; any
-// agent package may import it.
+// them. Package prefs depends only on the TOML library, agent/passwd and ops
+// (for bounded reads of the file); any agent package may import it.
 package prefs
 
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"syncagent/ops"
 )
 
 // Defaults and bounds.
@@ -92,6 +93,10 @@ type Listen struct {
 	Address string // address: host:port
 	TLSCert string // tls_cert: serve HTTPS when set (with TLSKey)
 	TLSKey  string // tls_key
+	// OmSupplyCentralServerURL (omsupply_central_server_url) is what GET
+	// site answers as omSupplyCentralServerUrl: an open-mSupply remote
+	// needs the URL of an open-mSupply central server to sync at all.
+	OmSupplyCentralServerURL string
 }
 
 // Limits is the [limits] table.
@@ -208,16 +213,23 @@ func (p *Prefs) SyncDisabledReason() string {
 // that satisfies errors.Is(err, fs.ErrNotExist); an invalid one gives the
 // *Error list of Parse.
 func Load(path string) (*Prefs, error) {
-	f, err := os.Open(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read prefs: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read prefs: %w", err)
+		return nil, err
 	}
 	return Parse(path, data)
+}
+
+// ReadFile reads the bytes of a prefs file: a regular file (a FIFO or a
+// device at the path is refused, never waited on or read without end) of at
+// most MaxFileSize bytes. Parse those exact bytes: what was verified is what
+// is kept as the last good prefs.
+func ReadFile(path string) ([]byte, error) {
+	data, _, err := ops.ReadRegular(path, MaxFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read prefs: %w", err)
+	}
+	return data, nil
 }
 
 // Parse decodes and validates a prefs file; name is used in errors and kept as

@@ -43,6 +43,7 @@ func decodeFile(p *problems, raw map[string]any) *Prefs {
 		t.string("address", &out.Listen.Address)
 		t.string("tls_cert", &out.Listen.TLSCert)
 		t.string("tls_key", &out.Listen.TLSKey)
+		t.string("omsupply_central_server_url", &out.Listen.OmSupplyCentralServerURL)
 		t.unknown()
 	}
 	if t := top.sub("limits", "[limits]"); t != nil {
@@ -139,6 +140,9 @@ func (c *checker) formats() {
 	}
 	c.absPath("listen.tls_cert", pr.Listen.TLSCert, true)
 	c.absPath("listen.tls_key", pr.Listen.TLSKey, true)
+	if c.has("listen.omsupply_central_server_url") && pr.Listen.OmSupplyCentralServerURL != "" {
+		c.url("listen.omsupply_central_server_url", pr.Listen.OmSupplyCentralServerURL)
+	}
 	switch {
 	case pr.Listen.TLSCert != "" && pr.Listen.TLSKey == "":
 		c.p.at("listen.tls_cert", "tls_cert is set but tls_key is not: set both to serve HTTPS, or neither for HTTP")

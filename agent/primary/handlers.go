@@ -110,6 +110,8 @@ func (s *Server) handleQueued(w http.ResponseWriter, r *http.Request, row *SiteR
 	for _, q := range entries {
 		out.Data = append(out.Data, syncapi.FromRecord(q.SyncOutID, q.Record))
 	}
+	s.metrics.Records("delivered", len(entries))
+	s.fleet.count(row.SyncID, func(c *CycleView) { c.Pulled += len(entries) })
 	syncapi.WriteJSON(w, r, http.StatusOK, out)
 }
 
@@ -123,10 +125,13 @@ func (s *Server) handleAcknowledged(w http.ResponseWriter, r *http.Request, row 
 		syncapi.WriteError(w, r, syncapi.Errorf(http.StatusRequestEntityTooLarge, syncapi.CodeBatchTooLarge, "%d ids in one acknowledgement; at most %d", len(ack.SyncIDs), max))
 		return
 	}
-	if _, err := s.store.Ack(row.SyncID, ack.SyncIDs); err != nil {
+	n, err := s.store.Ack(row.SyncID, ack.SyncIDs)
+	if err != nil {
 		syncapi.WriteError(w, r, storageError(err))
 		return
 	}
+	s.metrics.Records("acknowledged", n)
+	s.fleet.count(row.SyncID, func(c *CycleView) { c.Acked += n })
 	syncapi.WriteNoContent(w)
 }
 
@@ -177,6 +182,10 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 			}
 		}
 		resp.Rewound = res.Rewound
+		s.metrics.Records("accepted", res.Accepted)
+		s.metrics.Records("duplicate", res.Duplicate)
+		s.metrics.Records("refused", res.Refused)
+		s.fleet.count(row.SyncID, func(c *CycleView) { c.Pushed += res.Accepted })
 		s.log.Debug("push accepted", "site", row.SyncID, "accepted", res.Accepted, "duplicate", res.Duplicate, "refused", res.Refused)
 	}
 	if len(resp.Refused) > 0 {

@@ -10,15 +10,18 @@ package primary
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"syncagent/agent/metrics"
 	"syncagent/agent/routing"
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
@@ -28,7 +31,12 @@ import (
 const (
 	DefaultMaxBody  = 16 << 20 // bytes of a request body, after gzip
 	DefaultMaxBatch = 5000     // records in one push, ids in one acknowledgement, limit of a pull
-	defaultPull     = 1000     // records in a pull when the client gives no limit
+	// DefaultMaxInFlight is the bytes of requests served at once (about
+	// four pushes of the largest body).
+	DefaultMaxInFlight = 64 << 20
+	DefaultMaxPerSite  = 3
+	requestCost        = 256 << 10 // what a request without a body counts for (its answer)
+	defaultPull        = 1000      // records in a pull when the client gives no limit
 )
 
 // Config is what the primary needs from the prefs.
@@ -42,6 +50,17 @@ type Config struct {
 	// CentralServerURL is answered as omSupplyCentralServerUrl by GET site
 	// (an open-mSupply remote needs it to sync; see the README).
 	CentralServerURL string
+	// TrustedProxies are the addresses (CIDR) of load balancers in front
+	// of this primary: from them, a request's source address is taken from
+	// X-Forwarded-For (for the per-address login lockout).
+	TrustedProxies []netip.Prefix
+	// MaxInFlight bounds the bytes of requests being served at once (a
+	// push counts its body, any other request a fixed cost); a request
+	// over it is answered 503 with Retry-After before its body is read.
+	MaxInFlight int64
+	// MaxPerSite bounds one site's requests in flight (a real box sends one
+	// at a time).
+	MaxPerSite int
 }
 
 // Server serves the sync API v5 for a primary.
@@ -56,6 +75,10 @@ type Server struct {
 	sites  atomic.Pointer[siteTable]
 	router atomic.Pointer[router]
 	confMu sync.Mutex // one Configure at a time
+
+	fleet    *fleet
+	metrics  *metrics.Registry // nil: nothing counted
+	inflight inflight
 }
 
 // New returns a primary serving store. now may be nil (time.Now).
@@ -64,12 +87,16 @@ func New(store queue.PrimaryStore, cfg Config, log *slog.Logger, now func() time
 		now = time.Now
 	}
 	log = log.With("component", "primary")
-	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now)}
+	s := &Server{store: store, log: log, now: now, auth: newAuthenticator(now), rate: newRateLog(log, now), fleet: newFleet(), inflight: inflight{perSite: map[int]int{}}}
 	if err := s.Configure(cfg); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// UseMetrics makes the server count requests and records in r. Call it
+// before serving.
+func (s *Server) UseMetrics(r *metrics.Registry) { s.metrics = r }
 
 // Verify reports whether cfg could be applied, without applying it.
 func (s *Server) Verify(cfg Config) error {
@@ -94,6 +121,12 @@ func (s *Server) Configure(cfg Config) error {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxPerSite <= 0 {
+		cfg.MaxPerSite = DefaultMaxPerSite
 	}
 	inUse := map[string]bool{}
 	for _, row := range t.byID {
@@ -172,18 +205,92 @@ func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 }
 
 // authenticated checks credentials, the version header and the hardware pin
-// before handing the request to h.
+// before handing the request to h, and counts the request for the fleet
+// view and the metrics.
 func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, *SiteRow)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		endpoint := strings.TrimPrefix(r.URL.Path, syncapi.PathPrefix)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() { s.metrics.Request(endpoint, sw.status, s.now().Sub(start)) }()
 		row, e := s.admit(r)
 		if e != nil {
 			if e.Status >= 500 {
 				s.rate.logf(slog.LevelError, "fail "+r.URL.Path, "request failed", "path", r.URL.Path, "err", e)
 			}
-			syncapi.WriteError(w, r, e)
+			if row != nil {
+				s.fleet.refused(row.SyncID, start, e.Code)
+			}
+			syncapi.WriteError(sw, r, e)
 			return
 		}
-		h(w, r, row)
+		release, e := s.inflight.admit(row.SyncID, s.costOf(r), s.cfg.Load())
+		if e != nil {
+			sw.Header().Set("Retry-After", "5")
+			s.metrics.Event("busy_refused")
+			syncapi.WriteError(sw, r, e)
+			return
+		}
+		defer release()
+		s.noteHealth(r, row, start)
+		s.fleet.note(row.SyncID, endpoint, start, nil)
+		h(sw, r, row)
+		switch {
+		case sw.failure != nil:
+			s.fleet.fail(row.SyncID, endpoint, start, sw.failure)
+		case sw.status >= 400:
+			s.fleet.fail(row.SyncID, endpoint, start, syncapi.Errorf(sw.status, "", "answered %d", sw.status))
+		}
+	}
+}
+
+// statusWriter remembers the status a handler answered and, for an error,
+// the v5 error itself (syncapi.WriteError reports it).
+type statusWriter struct {
+	http.ResponseWriter
+	status  int
+	failure *syncapi.Error
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Failed is called by syncapi.WriteError with what it answers.
+func (w *statusWriter) Failed(e *syncapi.Error) { w.failure = e }
+
+// noteHealth keeps the health block a satellite sends once a cycle, and
+// the marks it sends with every request (syncagent's extensions; real v5
+// peers send neither), so the primary notices a box restored from an older
+// copy on its first request.
+func (s *Server) noteHealth(r *http.Request, row *SiteRow, now time.Time) {
+	var raw []byte
+	var seq string
+	var acked uint64
+	if v := r.Header.Get(syncapi.HeaderHealth); v != "" {
+		h, err := syncapi.ParseHealth(v)
+		if err != nil {
+			s.metrics.Event("health_refused")
+			s.rate.logf(slog.LevelWarn, fmt.Sprint("health ", row.SyncID), "ignoring a health block", "site", row.SyncID, "err", err)
+		} else {
+			raw, _ = json.Marshal(h)
+			seq, acked = h.OutboxSeq, h.Acked
+		}
+	}
+	if v := r.Header.Get(syncapi.HeaderMarks); v != "" {
+		var err error
+		if seq, acked, err = syncapi.ParseMarks(v); err != nil {
+			s.metrics.Event("marks_refused")
+			s.rate.logf(slog.LevelWarn, fmt.Sprint("marks ", row.SyncID), "ignoring marks", "site", row.SyncID, "err", err)
+			return
+		}
+	}
+	if raw == nil && seq == "" && acked == 0 {
+		return
+	}
+	if _, err := s.store.NoteHealth(row.SyncID, raw, seq, acked, now); err != nil {
+		s.rate.logf(slog.LevelWarn, fmt.Sprint("health store ", row.SyncID), "cannot keep a health block", "site", row.SyncID, "err", err)
 	}
 }
 
@@ -199,32 +306,70 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 	if row == nil {
 		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteNameNotFound, "no site has the user name %q", caller.User)
 	}
-	if e := s.auth.check(row, caller.PasswordSHA256); e != nil {
-		return nil, e
+	st, err := s.store.Site(row.SyncID)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	l := login{presented: caller.PasswordSHA256, from: s.source(r), hwid: caller.HardwareID, pinned: st.HardwareID}
+	if e := s.auth.check(row, l); e != nil {
+		return row, e
 	}
 	if caller.HardwareID == "" {
-		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)
+		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID, "the %s header is missing", syncapi.HeaderSiteUUID)
 	}
 	if !validHardwareID(caller.HardwareID) {
 		// Refused here, not by the datafile: that refusal read as a storage
 		// failure (503, "retry later") for what is bad input.
-		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
 			"the %s header is not a hardware ID: at most %d characters, no control characters", syncapi.HeaderSiteUUID, maxHardwareID)
 	}
 	if _, err := s.store.Pin(row.SyncID, caller.HardwareID); err != nil {
 		if errors.Is(err, queue.ErrHardwareMismatch) {
-			return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+			return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
 				"site %d is pinned to another box; sync stays disabled for it until the pin is cleared on the primary", row.SyncID)
 		}
 		return nil, storageError(err)
 	}
 	if len(row.Stores) == 0 {
-		return nil, syncapi.Errorf(http.StatusForbidden, syncapi.CodeSiteHasNoStore, "site %d has no active store", row.SyncID)
+		return row, syncapi.Errorf(http.StatusForbidden, syncapi.CodeSiteHasNoStore, "site %d has no active store", row.SyncID)
 	}
 	if err := s.store.Touch(row.SyncID, s.now()); err != nil {
 		s.rate.logf(slog.LevelWarn, "touch", "cannot record last contact", "site", row.SyncID, "err", err)
 	}
 	return row, nil
+}
+
+// source is the address a request comes from: its peer, or behind a
+// trusted proxy the last address X-Forwarded-For names that is not itself
+// a trusted proxy.
+func (s *Server) source(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	addr := peer.Addr().Unmap()
+	trusted := func(a netip.Addr) bool {
+		for _, p := range s.cfg.Load().TrustedProxies {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !trusted(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if a = a.Unmap(); !trusted(a) {
+			return a.String()
+		}
+	}
+	return addr.String()
 }
 
 // maxHardwareID is the longest hardware ID the datafile pins.
@@ -291,36 +436,6 @@ func (s *Server) Generate(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-// Sites returns the configured rows with what the registry knows of them.
-func (s *Server) Sites() []SiteView {
-	t := s.sites.Load()
-	out := make([]SiteView, 0, len(t.ids))
-	for _, id := range t.ids {
-		row := t.byID[id]
-		st, err := s.store.Site(id)
-		if err != nil {
-			s.log.Warn("cannot read site state", "site", id, "err", err)
-		}
-		out = append(out, SiteView{SyncID: id, User: row.User, URL: row.URL, Stores: row.Stores, HardwareID: st.HardwareID,
-			LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(id),
-			RewoundAt: st.RewoundAt})
-	}
-	return out
-}
-
-// SiteView is one line of the primary's site list.
-type SiteView struct {
-	SyncID         int
-	User           string
-	URL            string // a URL on the primary's row disables sync for it
-	Stores         []string
-	HardwareID     string
-	LastContact    time.Time
-	Initialisation string
-	QueueLength    int
-	RewoundAt      time.Time // when the site last sent changes under numbers it had used (restored backup)
 }
 
 // ClearPin clears a site's pinned hardware ID so the next box to call is

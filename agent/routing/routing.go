@@ -157,18 +157,62 @@ type Claim struct {
 	TransferName string
 }
 
+// routed holds every field a rule reads (a struct, not a map: a claim is
+// read for every record of every push). A field of another type reads as
+// empty, as Fields.String does.
+type routed struct {
+	Store         lenient `json:"store_ID"`
+	Name          lenient `json:"name_ID"`
+	Status        lenient `json:"status"`
+	TransactionID lenient `json:"transaction_ID"`
+	RequisitionID lenient `json:"requisition_ID"`
+	StockTakeID   lenient `json:"stock_take_ID"`
+}
+
+// lenient is a string field that reads as "" when it is not a string.
+type lenient string
+
+func (l *lenient) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*l = lenient(s)
+	}
+	return nil
+}
+
+func (f routed) field(name string) string {
+	switch name {
+	case FieldStore:
+		return string(f.Store)
+	case FieldName:
+		return string(f.Name)
+	case FieldStatus:
+		return string(f.Status)
+	case "transaction_ID":
+		return string(f.TransactionID)
+	case "requisition_ID":
+		return string(f.RequisitionID)
+	case "stock_take_ID":
+		return string(f.StockTakeID)
+	}
+	panic("routing: a rule reads field " + name + ", which routed does not hold")
+}
+
 // Claim reads what data says under this rule.
 func (r Rule) Claim(data json.RawMessage) Claim {
-	f := Decode(data)
+	var f routed
+	if len(data) > 0 && json.Unmarshal(data, &f) != nil {
+		f = routed{}
+	}
 	c := Claim{Central: r.Central}
 	if r.StoreField != "" {
-		c.Store = f.String(r.StoreField)
+		c.Store = f.field(r.StoreField)
 	}
 	if r.ParentField != "" {
-		c.ParentTable, c.ParentID = r.ParentTable, f.String(r.ParentField)
+		c.ParentTable, c.ParentID = r.ParentTable, f.field(r.ParentField)
 	}
-	if r.TransferField != "" && (len(r.TransferStatuses) == 0 || slices.Contains(r.TransferStatuses, f.String(FieldStatus))) {
-		c.TransferName = f.String(r.TransferField)
+	if r.TransferField != "" && (len(r.TransferStatuses) == 0 || slices.Contains(r.TransferStatuses, f.field(FieldStatus))) {
+		c.TransferName = f.field(r.TransferField)
 	}
 	// Default rule: no store named means central data.
 	if !r.Central && r.StoreField != "" && c.Store == "" && r.ParentField == "" && !Listed(r.Table) {

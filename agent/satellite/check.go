@@ -24,7 +24,10 @@ type CheckReport struct {
 	RoundTrip        time.Duration
 	Site             syncapi.SiteInfo
 	Err              string
-	Advice           string
+	// Code is the v5 error code the primary answered with ("" when it did
+	// not answer, or answered no v5 error).
+	Code   string
+	Advice string
 }
 
 // OK reports whether sync can work.
@@ -47,6 +50,9 @@ func (s *Satellite) Check(ctx context.Context) CheckReport {
 	rep.Err = err.Error()
 	if e, ok := syncapi.AsError(err); ok {
 		rep.Reachable = true
+		if !e.NotV5() {
+			rep.Code = e.Code
+		}
 		rep.Advice = syncapi.Advice(err)
 		switch e.Code {
 		case syncapi.CodeSiteIncorrectHWID:

@@ -8,72 +8,95 @@ import (
 	"syncagent/queue"
 )
 
-// pullAll initialises the site on first contact, then pulls central records
-// and this site's queue.
-func (s *Satellite) pullAll(ctx context.Context, res *Result) error {
-	if err := s.initialise(ctx); err != nil {
+// pullAll pulls central records, then this site's queue
+// (synchroniser.rs: PullCentral, then PullRemote).
+func (c *cycle) pullAll() error {
+	c.s.pull.StartFrom(c.s.push)
+	if err := c.pullCentral(); err != nil {
 		return err
 	}
-	s.pull.StartFrom(s.push)
-	if err := s.pullCentral(ctx, res); err != nil {
-		return err
-	}
-	return s.pullQueued(ctx, res)
+	return c.pullQueued()
 }
 
-// initialise asks the primary to fill this site's queue until this datafile
-// has been initialised once: a new box, a datafile recovered from corruption,
-// or `generate --new` all start from everything the site should hold.
-func (s *Satellite) initialise(ctx context.Context) error {
-	b, ok, err := s.store.Meta(metaInitialised)
-	if err != nil {
-		return fmt.Errorf("cannot read the datafile: %w", err)
-	}
-	if ok && string(b) == "yes" {
-		return nil
-	}
-	n, err := s.client.Initialise(ctx)
-	if err != nil {
-		return fmt.Errorf("initialise: %w", err)
-	}
-	s.log.Info("initialised by the primary", "queue", n)
-	return s.store.SetMeta(metaInitialised, []byte("yes"))
-}
-
-func (s *Satellite) pullCentral(ctx context.Context, res *Result) error {
+// pullCentral reads central records after this site's cursor until
+// maxCursor. It follows the reference client
+// (central_data_synchroniser.rs, pull): the cursor becomes the last record's
+// ID once the page is durable, and an empty page below maxCursor is a gap
+// (entries not for this site were skipped): the cursor moves on by one and
+// the next page is asked for. A maxCursor below the cursor means the
+// primary's central log went backwards (a primary restored from a
+// backup): central data is read again from 0, once a cycle, and the result
+// says so.
+func (c *cycle) pullCentral() error {
+	s := c.s
 	cursor, err := s.store.Cursor(cursorCentral)
 	if err != nil {
 		return fmt.Errorf("cannot read the central cursor: %w", err)
 	}
 	failures := 0
-	for round := 0; round < maxRounds; round++ {
+	for round := 0; ; round++ {
+		if round >= s.maxRounds {
+			c.truncated("central pull")
+			return nil
+		}
 		limit, bytes := s.pull.Limit()
-		page, err := within(ctx, s.pull, bytes, func(ctx context.Context) (syncapi.CentralRecords, error) {
+		page, err := within(c.ctx, s.pull, bytes, func(ctx context.Context) (syncapi.CentralRecords, error) {
 			return s.client.CentralRecords(ctx, cursor, limit)
 		})
-		s.observe(s.pull, len(page.Data), len(page.Data) >= limit, err)
-		if err != nil {
-			if failures++; linkFailure(ctx, err) && failures < maxConsecutiveFailures {
+		s.observe(c.ctx, s.pull, len(page.Data), len(page.Data) >= limit, err)
+		switch classify(c.ctx, err) {
+		case kindOK:
+			failures = 0
+		case kindBusy:
+			if err := c.waitBusy("central records", err); err != nil {
+				return err
+			}
+			continue
+		case kindLink:
+			if failures++; failures < maxConsecutiveFailures {
 				continue
 			}
 			return fmt.Errorf("central records: %w", err)
+		default:
+			return fmt.Errorf("central records: %w", err)
 		}
-		failures = 0
+		if page.MaxCursor < cursor {
+			if c.res.CentralReread {
+				return fmt.Errorf("central records: the primary's maxCursor %d is below cursor %d again after reading from 0", page.MaxCursor, cursor)
+			}
+			c.res.CentralReread = true
+			c.note(fmt.Sprintf("the primary's central records end at %d, before this site's cursor %d (a primary restored from a backup?): reading central data again from 0", page.MaxCursor, cursor),
+				"max_cursor", page.MaxCursor, "cursor", cursor)
+			cursor = 0
+			if err := s.store.SetCursor(cursorCentral, cursor); err != nil {
+				return fmt.Errorf("cannot save the central cursor: %w", err)
+			}
+			continue
+		}
 		if len(page.Data) == 0 {
-			return nil
+			if cursor >= page.MaxCursor {
+				return nil
+			}
+			// A gap: step over it (central_data_synchroniser.rs: "(0, true) =>
+			// cursor_controller.update(connection, last_cursor_in_batch + 1)").
+			cursor++
+			if err := s.store.SetCursor(cursorCentral, cursor); err != nil {
+				return fmt.Errorf("cannot save the central cursor: %w", err)
+			}
+			continue
 		}
 		recs := make([]queue.Record, 0, len(page.Data))
 		next := cursor
-		for _, c := range page.Data {
-			if c.ID <= cursor {
-				return fmt.Errorf("central records: the primary sent cursor %d, not after %d", c.ID, cursor)
+		for _, r := range page.Data {
+			if r.ID <= cursor {
+				return fmt.Errorf("central records: the primary sent cursor %d, not after %d", r.ID, cursor)
 			}
-			next = max(next, c.ID)
-			if r, ok := s.convert(c.Record, res); ok {
-				recs = append(recs, r)
+			next = max(next, r.ID)
+			if rec, ok := c.convert(r.Record); ok {
+				recs = append(recs, rec)
 			}
 		}
-		if err := s.apply(recs, res); err != nil {
+		if err := c.apply(recs); err != nil {
 			return err
 		}
 		// The cursor moves only after the records are durable.
@@ -85,24 +108,39 @@ func (s *Satellite) pullCentral(ctx context.Context, res *Result) error {
 			return nil
 		}
 	}
-	return nil
 }
 
-func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
+// pullQueued drains this site's queue, acknowledging each page once it is
+// durable (remote_data_synchroniser.rs, pull).
+func (c *cycle) pullQueued() error {
+	s := c.s
 	failures, queued := 0, 0 // queued: records left on the primary, as its last page said (0 unknown)
-	for round := 0; round < maxRounds; round++ {
+	for round := 0; ; round++ {
+		if round >= s.maxRounds {
+			c.truncated("queue pull")
+			return nil
+		}
 		limit, bytes := s.pull.LimitFor(queued)
-		page, err := within(ctx, s.pull, bytes, func(ctx context.Context) (syncapi.QueuedRecords, error) {
+		page, err := within(c.ctx, s.pull, bytes, func(ctx context.Context) (syncapi.QueuedRecords, error) {
 			return s.client.QueuedRecords(ctx, limit)
 		})
-		s.observe(s.pull, len(page.Data), len(page.Data) >= limit, err)
-		if err != nil {
-			if failures++; linkFailure(ctx, err) && failures < maxConsecutiveFailures {
+		s.observe(c.ctx, s.pull, len(page.Data), len(page.Data) >= limit, err)
+		switch classify(c.ctx, err) {
+		case kindOK:
+			failures = 0
+		case kindBusy:
+			if err := c.waitBusy("queued records", err); err != nil {
+				return err
+			}
+			continue
+		case kindLink:
+			if failures++; failures < maxConsecutiveFailures {
 				continue
 			}
 			return fmt.Errorf("queued records: %w", err)
+		default:
+			return fmt.Errorf("queued records: %w", err)
 		}
-		failures = 0
 		if len(page.Data) == 0 {
 			return nil
 		}
@@ -110,16 +148,19 @@ func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
 		ids := make([]string, 0, len(page.Data))
 		for _, q := range page.Data {
 			ids = append(ids, q.SyncOutID)
-			if r, ok := s.convert(q.Record, res); ok {
+			if r, ok := c.convert(q.Record); ok {
 				recs = append(recs, r)
 			}
 		}
-		if err := s.apply(recs, res); err != nil {
+		if err := c.apply(recs); err != nil {
+			return err
+		}
+		if err := s.noteAcked(ids); err != nil {
 			return err
 		}
 		// Acknowledge only what is durable; a lost acknowledgement means the
 		// records come again, and applying them again changes nothing.
-		if err := s.acknowledge(ctx, ids); err != nil {
+		if err := c.acknowledge(ids); err != nil {
 			return fmt.Errorf("acknowledge: %w", err)
 		}
 		if page.QueueLength <= len(page.Data) {
@@ -127,48 +168,56 @@ func (s *Satellite) pullQueued(ctx context.Context, res *Result) error {
 		}
 		queued = page.QueueLength - len(page.Data)
 	}
-	return nil
 }
 
 // acknowledge tells the primary that ids are applied, retrying a link
-// failure at once: a small request, and a page pulled again would cost more.
-func (s *Satellite) acknowledge(ctx context.Context, ids []string) error {
+// failure at once (a small request, and a page pulled again would cost
+// more) and waiting out a busy primary.
+func (c *cycle) acknowledge(ids []string) error {
+	s := c.s
 	bytes := 0
 	for _, id := range ids {
 		bytes += len(id) + 3 // "id",
 	}
 	var err error
-	for range maxConsecutiveFailures {
-		_, err = within(ctx, s.pull, bytes, func(ctx context.Context) (struct{}, error) {
+	for tries := 0; tries < maxConsecutiveFailures; {
+		_, err = within(c.ctx, s.pull, bytes, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, s.client.Acknowledge(ctx, ids)
 		})
-		if !linkFailure(ctx, err) {
+		switch classify(c.ctx, err) {
+		case kindLink:
+			tries++
+		case kindBusy:
+			if err := c.waitBusy("acknowledge", err); err != nil {
+				return err
+			}
+		default:
 			return err
 		}
 	}
 	return err
 }
 
-func (s *Satellite) convert(conv func() (queue.Record, error), res *Result) (queue.Record, bool) {
+func (c *cycle) convert(conv func() (queue.Record, error)) (queue.Record, bool) {
 	r, err := conv()
-	res.Pulled++
+	c.res.Pulled++
 	if err != nil {
-		res.Invalid++
-		s.log.Warn("pulled record cannot be applied; skipping it", "err", err)
+		c.res.Invalid++
+		c.s.log.Warn("pulled record cannot be applied; skipping it", "err", err)
 		return r, false
 	}
 	return r, true
 }
 
-func (s *Satellite) apply(recs []queue.Record, res *Result) error {
+func (c *cycle) apply(recs []queue.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	ar, err := s.store.Apply(recs)
+	ar, err := c.s.store.Apply(recs)
 	if err != nil {
 		return fmt.Errorf("cannot apply pulled records: %w", err)
 	}
-	res.Applied += ar.Applied
-	res.LocalWins += ar.Skipped
+	c.res.Applied += ar.Applied
+	c.res.LocalWins += ar.Skipped
 	return nil
 }

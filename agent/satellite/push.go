@@ -2,72 +2,160 @@ package satellite
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
+	"time"
 
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
 )
 
-// pushAll drains the outbox in batches the push sizer chooses. A batch that
-// fails on the link is re-sliced at the sizer's new (smaller) limit; a single
-// record that keeps failing alone is set aside so it cannot block the queue.
-func (s *Satellite) pushAll(ctx context.Context, res *Result) error {
-	failures := 0
-	for round := 0; round < maxRounds; round++ {
-		if err := ctx.Err(); err != nil {
+// pushAll pushes what waited in the outbox when the cycle started, in
+// batches the push sizer chooses, as the reference client pushes
+// (remote_data_synchroniser.rs, push): each batch's queueLength counts the
+// changes still to push including that batch, and an empty batch with
+// queueLength 0 ends the push and starts the primary's integration, which
+// is waited for (synchroniser.rs: wait_for_sync_operation after push)
+// before the pull.
+//
+// A batch that fails on the link is re-sliced at the sizer's new limit and
+// retried; nothing the link does sets a record aside. Only the primary's
+// refusal of a record does: listed in a 200 answer (refused), in a 4xx v5
+// error's data, or a v5 400/413/422 for a batch of that one record (a
+// larger batch so refused is narrowed down to it).
+func (c *cycle) pushAll() error {
+	s := c.s
+	failures, narrow := 0, 0
+	for round := 0; ; round++ {
+		if err := c.ctx.Err(); err != nil {
 			return err
 		}
-		maxRecords, maxBytes := s.push.LimitFor(s.store.OutboxLen())
-		batch, err := s.store.Outbox(maxRecords, maxBytes)
+		if round >= s.maxRounds {
+			c.truncated("push")
+			break
+		}
+		waiting := s.store.OutboxLenUpTo(c.last)
+		if waiting == 0 {
+			break
+		}
+		maxRecords, maxBytes := s.push.LimitFor(waiting)
+		if narrow > 0 {
+			maxRecords = min(maxRecords, narrow)
+		}
+		batch, err := s.store.OutboxUpTo(c.last, maxRecords, maxBytes)
 		if err != nil {
 			return fmt.Errorf("cannot read the outbox: %w", err)
 		}
 		if len(batch) == 0 {
-			return nil
+			break
 		}
-		push := syncapi.Push{QueueLength: max(0, s.store.OutboxLen()-len(batch)), Data: make([]syncapi.QueuedRecord, len(batch))}
+		push := syncapi.Push{QueueLength: max(waiting, len(batch)), Data: make([]syncapi.QueuedRecord, len(batch))}
 		size := 0
 		for i, e := range batch {
 			push.Data[i] = syncapi.FromRecord(e.SyncOutID, e.Record)
 			size += e.Size
 		}
-		resp, err := within(ctx, s.push, size, func(ctx context.Context) (syncapi.PushResponse, error) {
+		resp, err := within(c.ctx, s.push, size, func(ctx context.Context) (syncapi.PushResponse, error) {
 			return s.client.Push(ctx, push)
 		})
 		// A batch is full when either bound stopped it: only full batches
 		// tell the sizer that a larger one might have worked.
-		s.observe(s.push, len(batch), len(batch) >= maxRecords || size >= maxBytes*9/10, err)
-		if err != nil {
-			if refused, ok := refusalsOf(err); ok {
-				resp = syncapi.PushResponse{Refused: refused}
-			} else if linkFailure(ctx, err) {
-				failures++
-				if recordMayBeAtFault(err) && s.setAsideLonely(batch, err, res) {
-					continue
-				}
-				if failures >= maxConsecutiveFailures {
-					return fmt.Errorf("push: %w", err)
-				}
-				continue
-			} else {
+		s.observe(c.ctx, s.push, len(batch), len(batch) >= maxRecords || size >= maxBytes*9/10, err)
+		switch classify(c.ctx, err) {
+		case kindOK:
+			failures, narrow = 0, 0
+			c.rewound(resp.Rewound)
+			if err := c.settle(batch, resp.Refused); err != nil {
+				return err
+			}
+			continue
+		case kindStopped:
+			return fmt.Errorf("push: %w", err)
+		case kindBusy:
+			if err := c.waitBusy("push", err); err != nil {
+				return err
+			}
+			continue
+		case kindLink:
+			if failures++; failures >= maxConsecutiveFailures {
 				return fmt.Errorf("push: %w", err)
 			}
+			continue
 		}
-		failures, s.singleFails = 0, 0
-		if err := s.settle(batch, resp.Refused, res); err != nil {
+		if refused, ok := refusalsOf(err); ok && inBatch(refused, batch) {
+			failures, narrow = 0, 0
+			if err := c.settle(batch, refused); err != nil {
+				return err
+			}
+			continue
+		}
+		if !recordRefusal(err) {
+			return fmt.Errorf("push: %s%w", answered(err), err)
+		}
+		if len(batch) > 1 {
+			narrow = len(batch) / 2
+			continue
+		}
+		if err := c.setAside(batch[0], fmt.Sprintf("refused by the primary: %v", err)); err != nil {
 			return err
 		}
 	}
+	c.endPush()
 	return nil
+}
+
+// endPush sends the empty batch that ends a push and starts integration on
+// the primary, then waits until the primary is idle. Neither failing fails
+// the cycle: what was pushed is accepted, and the pull that follows will
+// say if the link is down.
+func (c *cycle) endPush() {
+	s := c.s
+	var resp syncapi.PushResponse
+	var err error
+	for {
+		resp, err = within(c.ctx, s.push, 0, func(ctx context.Context) (syncapi.PushResponse, error) {
+			return s.client.Push(ctx, syncapi.Push{QueueLength: 0, Data: []syncapi.QueuedRecord{}})
+		})
+		if classify(c.ctx, err) != kindBusy || c.waitBusy("push", err) != nil {
+			break
+		}
+	}
+	if err != nil {
+		s.log.Info("the push's closing empty batch failed; pulling anyway", "err", err)
+		return
+	}
+	c.rewound(resp.Rewound)
+	if !resp.IntegrationStarted {
+		return
+	}
+	if _, err := c.waitIdle("integration", integrationPoll, integrationWait); err != nil {
+		var busy *errStillBusy
+		if errors.As(err, &busy) {
+			c.note(fmt.Sprintf("the primary was still integrating after %s; pulling anyway", busy.took.Round(time.Second)))
+		} else {
+			s.log.Info("cannot ask the primary whether it has integrated; pulling anyway", "err", err)
+		}
+	}
+}
+
+// inBatch reports whether every refusal names a record of the batch: a list
+// that names others is not an answer about this batch.
+func inBatch(refused []syncapi.Refusal, batch []queue.OutboxEntry) bool {
+	ids := make(map[string]bool, len(batch))
+	for _, e := range batch {
+		ids[e.SyncOutID] = true
+	}
+	for _, r := range refused {
+		if !ids[r.SyncOutID] {
+			return false
+		}
+	}
+	return true
 }
 
 // settle marks a pushed batch done, setting the refused records aside with
 // the primary's reason.
-func (s *Satellite) settle(batch []queue.OutboxEntry, refused []syncapi.Refusal, res *Result) error {
+func (c *cycle) settle(batch []queue.OutboxEntry, refused []syncapi.Refusal) error {
 	why := make(map[string]string, len(refused))
 	for _, r := range refused {
 		why[r.SyncOutID] = fmt.Sprintf("refused by the primary: %s: %s", r.Error.Code, r.Error.Message)
@@ -79,67 +167,38 @@ func (s *Satellite) settle(batch []queue.OutboxEntry, refused []syncapi.Refusal,
 			done = append(done, e)
 			continue
 		}
-		if err := s.store.SetAside(e, reason); err != nil {
-			return fmt.Errorf("cannot set a refused record aside: %w", err)
+		if err := c.setAside(e, reason); err != nil {
+			return err
 		}
-		res.SetAside++
-		s.log.Warn("record set aside", "table", e.Record.Table, "id", e.Record.ID, "reason", reason)
 	}
-	if err := s.store.MarkPushed(done); err != nil {
+	if err := c.s.store.MarkPushed(done); err != nil {
 		return fmt.Errorf("cannot mark records pushed: %w", err)
 	}
-	res.Pushed += len(done)
+	c.res.Pushed += len(done)
 	return nil
 }
 
-// setAsideLonely sets a one-record batch aside once the sizer says it has
-// failed on its own often enough.
-func (s *Satellite) setAsideLonely(batch []queue.OutboxEntry, err error, res *Result) bool {
-	if len(batch) != 1 {
-		s.singleFails = 0
-		return false
+func (c *cycle) setAside(e queue.OutboxEntry, reason string) error {
+	if err := c.s.store.SetAside(e, reason); err != nil {
+		return fmt.Errorf("cannot set a refused record aside: %w", err)
 	}
-	s.singleFails++
-	if !s.push.SetAside(s.singleFails) {
-		return false
-	}
-	reason := fmt.Sprintf("failed on its own %d times in a row: %v", s.singleFails, err)
-	if e := s.store.SetAside(batch[0], reason); e != nil {
-		s.log.Error("cannot set a failing record aside", "err", e)
-		return false
-	}
-	s.singleFails = 0
-	res.SetAside++
-	s.log.Warn("record set aside", "table", batch[0].Record.Table, "id", batch[0].Record.ID, "reason", reason)
-	return true
+	c.res.SetAside++
+	c.s.log.Warn("record set aside", "table", e.Record.Table, "id", e.Record.ID, "reason", reason)
+	return nil
 }
 
-// recordMayBeAtFault reports whether a failed push could be the fault of
-// what the batch holds: not when the request never reached the primary
-// (dial, DNS) nor when the primary said it cannot serve now (503: storage,
-// busy, sync disabled). Only such failures may set a lone record aside.
-func recordMayBeAtFault(err error) bool {
-	var opErr *net.OpError
-	var dnsErr *net.DNSError
-	if errors.As(err, &opErr) && opErr.Op == "dial" || errors.As(err, &dnsErr) {
-		return false
+// rewound takes the primary's word that this site's outbox numbering went
+// backwards (a restored backup): the new changes were taken; say so.
+func (c *cycle) rewound(yes bool) {
+	if !yes || c.res.Rewound {
+		return
 	}
-	if e, ok := syncapi.AsError(err); ok && e.Status == http.StatusServiceUnavailable {
-		return false
-	}
-	return true
+	c.res.Rewound = true
+	c.note("the primary says this site's outbox numbering went backwards (a datafile restored from a backup?); its new changes were taken")
 }
 
-// refusalsOf extracts the per-record refusals of a push the primary refused
-// as a whole.
-func refusalsOf(err error) ([]syncapi.Refusal, bool) {
-	e, ok := syncapi.AsError(err)
-	if !ok || len(e.Data) == 0 || e.Status >= 500 {
-		return nil, false
-	}
-	var refused []syncapi.Refusal
-	if json.Unmarshal(e.Data, &refused) != nil || len(refused) == 0 {
-		return nil, false
-	}
-	return refused, true
+// truncated records that a phase stopped at its round cap.
+func (c *cycle) truncated(phase string) {
+	c.res.Truncated = true
+	c.note(fmt.Sprintf("%s stopped after %d requests with more to do; the next cycle goes on at once", phase, c.s.maxRounds))
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"syncagent/agent/version"
 )
 
 // Client calls a primary's sync API v5 on behalf of one site.
@@ -23,13 +25,22 @@ type Client struct {
 	User           string
 	PasswordSHA256 string // lowercase hex SHA-256 of the plain password
 	HardwareID     string
-	AppVersion     string
-	HTTP           *http.Client  // nil: a client with dial and TLS timeouts
-	Timeout        time.Duration // deadline of each call; 0 means DefaultTimeout
-	MaxResponse    int64         // response body limit; 0 means DefaultMaxResponse
+	// Deprecated: ignored. The app-version header is always
+	// version.Release, the product release peers expect (a git describe
+	// string is not one); version.Version stays for logs.
+	AppVersion  string
+	HTTP        *http.Client  // nil: a client with dial and TLS timeouts
+	Timeout     time.Duration // deadline of each call; 0 means DefaultTimeout
+	MaxResponse int64         // response body limit; 0 means DefaultMaxResponse
 	// Observe, when set, is told about every exchange (for the request sizer
 	// and the link estimate).
 	Observe func(Exchange)
+	// Health, when set, gives the health block sent (HeaderHealth) with
+	// each GET site, once a cycle; a peer that does not know it ignores it.
+	Health func() string
+	// Marks, when set, gives the marks header (HeaderMarks) sent with
+	// every request.
+	Marks func() string
 
 	// peerTakesGzip is set once the server said (Accept-Encoding response
 	// header) that it takes gzip request bodies.
@@ -74,6 +85,14 @@ var defaultHTTP = NewHTTPClient(nil)
 func (c *Client) Site(ctx context.Context) (SiteInfo, error) {
 	var out SiteInfo
 	return out, c.do(ctx, http.MethodGet, EndpointSite, nil, nil, &out)
+}
+
+// healthFor is the health header for endpoint ("" for none).
+func (c *Client) healthFor(endpoint string) string {
+	if endpoint != EndpointSite || c.Health == nil {
+		return ""
+	}
+	return c.Health()
 }
 
 // SiteStatus calls GET site_status.
@@ -196,9 +215,15 @@ func (c *Client) newRequest(ctx context.Context, method, endpoint string, query 
 	h := req.Header
 	h.Set(HeaderSiteUUID, c.HardwareID)
 	h.Set(HeaderAppName, AppName)
-	h.Set(HeaderAppVersion, c.AppVersion)
+	h.Set(HeaderAppVersion, version.Release)
 	h.Set(HeaderVersion, strconv.Itoa(APIVersion))
 	h.Set("Accept-Encoding", "gzip")
+	if v := c.healthFor(endpoint); v != "" {
+		h.Set(HeaderHealth, v)
+	}
+	if c.Marks != nil {
+		h.Set(HeaderMarks, c.Marks())
+	}
 	if in != nil {
 		h.Set("Content-Type", "application/json")
 	}
@@ -239,6 +264,16 @@ func (c *Client) readResponse(resp *http.Response) ([]byte, int, error) {
 	return body, len(raw), nil
 }
 
+// notV5Prefix starts the code of an *Error whose response body was not a v5
+// error body: "http_502" for a proxy's HTML page, an empty body, plain text.
+const notV5Prefix = "http_"
+
+// NotV5 reports whether the response behind e had no v5 error body: then it
+// came from something between us and the primary (a reverse proxy, a
+// captive portal) or from a primary too broken to say why, and it says
+// nothing about the request's content.
+func (e *Error) NotV5() bool { return strings.HasPrefix(e.Code, notV5Prefix) }
+
 // responseError turns a non-2xx response into an *Error, keeping the
 // server's code and message when the body is a v5 error body.
 func responseError(status int, body []byte) *Error {
@@ -255,7 +290,7 @@ func responseError(status int, body []byte) *Error {
 	if len(text) > 200 {
 		text = text[:200] + "…"
 	}
-	return &Error{Status: status, Code: "http_" + strconv.Itoa(status), Message: text}
+	return &Error{Status: status, Code: notV5Prefix + strconv.Itoa(status), Message: text}
 }
 
 func requestSize(req *http.Request) int {

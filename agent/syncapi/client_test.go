@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"syncagent/agent/version"
 )
 
 // TestClient_headersAndErrors protects what every request carries and how a
@@ -36,6 +38,8 @@ func TestClient_headersAndErrors(t *testing.T) {
 		"site":     {seen.Header.Get(HeaderSiteUUID), "hw-9"},
 		"version":  {seen.Header.Get(HeaderVersion), "14"},
 		"app":      {seen.Header.Get(HeaderAppName), AppName},
+		// A release such as peers send ("2.20.0"), not AppVersion's git hash.
+		"app-version": {seen.Header.Get(HeaderAppVersion), version.Release},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {
@@ -89,5 +93,55 @@ func TestClient_deadline(t *testing.T) {
 	}
 	if ex.Endpoint != EndpointQueued || ex.Err == nil {
 		t.Errorf("exchange not observed: %+v", ex)
+	}
+}
+
+// TestClient_notV5 protects the line between the primary's refusals and
+// everything else: a reverse proxy's HTML page or an empty body is NotV5,
+// a v5 error body (whatever its status) is not.
+func TestClient_notV5(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		notV5  bool
+		code   string
+	}{
+		{"nginx 502", 502, "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>", true, "http_502"},
+		{"nginx 504", 504, "<html><body><h1>504 Gateway Time-out</h1></body></html>", true, "http_504"},
+		{"empty 503", 503, "", true, "http_503"},
+		{"plain 429", 429, "Too Many Requests", true, "http_429"},
+		{"json without error", 500, `{"message":"oops"}`, true, "http_500"},
+		{"v5 busy", 503, `{"error":{"code":"sync_is_running","message":"Sync is already running - try again later","data":null}}`, false, CodeSyncIsRunning},
+		{"v5 refusal", 403, `{"error":{"code":"store_not_active","message":"no","data":[{"syncOutId":"1","error":{"code":"store_not_active","message":"no"}}]}}`, false, CodeStoreNotActive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			_, err := (&Client{BaseURL: srv.URL}).Push(context.Background(), Push{})
+			e, ok := AsError(err)
+			if !ok || e.Status != tc.status || e.NotV5() != tc.notV5 || e.Code != tc.code {
+				t.Fatalf("err = %v (NotV5 %v), want status %d code %s NotV5 %v", err, ok && e.NotV5(), tc.status, tc.code, tc.notV5)
+			}
+		})
+	}
+}
+
+// TestClient_pushResponseExtensions protects the optional fields a push
+// answer may carry: a peer that sends none decodes as before; "rewound" is read.
+func TestClient_pushResponseExtensions(t *testing.T) {
+	for body, want := range map[string]PushResponse{
+		`{"integrationStarted":true}`:                          {IntegrationStarted: true},
+		`{"integrationStarted":true,"rewound":true,"other":1}`: {IntegrationStarted: true, Rewound: true},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
+		got, err := (&Client{BaseURL: srv.URL}).Push(context.Background(), Push{})
+		srv.Close()
+		if err != nil || got.IntegrationStarted != want.IntegrationStarted || got.Rewound != want.Rewound {
+			t.Errorf("%s: got %+v, %v; want %+v", body, got, err, want)
+		}
 	}
 }

@@ -138,6 +138,9 @@ func WriteNoContent(w http.ResponseWriter) {
 
 // WriteError writes a v5 error body.
 func WriteError(w http.ResponseWriter, r *http.Request, e *Error) {
+	if f, ok := w.(interface{ Failed(*Error) }); ok {
+		f.Failed(e) // a caller counting what it answered
+	}
 	WriteJSON(w, r, e.Status, ErrorBody{Error: ErrorInfo{Code: e.Code, Message: e.Message}})
 }
 

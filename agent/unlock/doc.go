@@ -21,7 +21,7 @@
 // Vendor side: Keygen makes a key pair, Issue signs a code. The daemon never
 // reads a private key.
 //
-// Imported by the daemon's wiring (agent/daemon), the prefs lock check and the
-// CLI (agent/cmd/syncagent: `authcode keygen`, `authcode issue`, `unlock`).
-// It imports only the standard library.
+// Imported by the lock policy (agent/lock) and the CLI (agent/cli:
+// `authcode keygen`, `authcode issue`, `unlock`). It imports only the
+// standard library.
 package unlock

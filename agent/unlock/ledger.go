@@ -197,6 +197,26 @@ func (l *Ledger) spend(g Grant, now time.Time) error {
 	return l.writeLocked(next)
 }
 
+// resetTrusted records a verified clock-reset grant: its sequence is spent
+// and the trusted time becomes now, even though that is earlier.
+func (l *Ledger) resetTrusted(g Grant, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := used(g.KeyNumber, g.Seq, l.state.Keys[g.KeyNumber].LastSeq); err != nil {
+		return err
+	}
+	next := l.state
+	next.Keys = make(map[int]keyRecord, len(l.state.Keys)+1)
+	for k, r := range l.state.Keys {
+		next.Keys[k] = r
+	}
+	next.Keys[g.KeyNumber] = keyRecord{LastSeq: g.Seq, UsedAt: now.UTC()}
+	next.Trusted = now.Round(0).UTC()
+	rec := &redemptionRecord{Key: g.KeyNumber, Seq: g.Seq, Scope: g.Scope.String(), Issued: g.Issued, Expiry: g.Expiry, UsedAt: now.UTC()}
+	next.Last = rec
+	return l.writeLocked(next)
+}
+
 // writeLocked writes st to disk and, once it is durable, makes it the
 // in-memory state. The caller holds l.mu.
 func (l *Ledger) writeLocked(st ledgerState) error {

@@ -158,3 +158,38 @@ func TestLedger_SpendRechecks(t *testing.T) {
 		t.Errorf("second spend: %v, want ErrUsed", err)
 	}
 }
+
+// TestVerifier_RedeemClockReset protects the way out of a ledger whose
+// trusted time ran ahead of the clock: ordinary codes stay refused as "clock
+// behind", a reset code bound to the reset's digest brings the trusted time
+// back once, and ordinary codes work again.
+func TestVerifier_RedeemClockReset(t *testing.T) {
+	f := newFixture(t)
+	ahead := t0.Add(365 * 24 * time.Hour)
+	if err := f.ledger.Observe(ahead); err != nil {
+		t.Fatal(err)
+	}
+	const resetDigest = "5d41402abc4b2a76b9719d911017c592b5d41402abc4b2a76b9719d911017c59"
+	if _, err := f.verifier.Redeem(mustIssue(t, f.priv, claims(seq(1))), digestA); !errors.Is(err, ErrClockBehind) {
+		t.Fatalf("ordinary code with the ledger ahead: %v, want ErrClockBehind", err)
+	}
+	if _, err := f.verifier.RedeemClockReset(mustIssue(t, f.priv, claims(seq(2), window)), resetDigest); !errors.Is(err, ErrOtherChange) {
+		t.Errorf("window code as a reset: %v, want ErrOtherChange", err)
+	}
+	if _, err := f.verifier.RedeemClockReset(mustIssue(t, f.priv, claims(seq(3))), resetDigest); !errors.Is(err, ErrOtherChange) {
+		t.Errorf("code for another change as a reset: %v, want ErrOtherChange", err)
+	}
+	reset := mustIssue(t, f.priv, claims(seq(4), func(c *Claims) { c.ChangeDigest = resetDigest }))
+	if _, err := f.verifier.RedeemClockReset(reset, resetDigest); err != nil {
+		t.Fatalf("reset code: %v", err)
+	}
+	if got := mustOpenLedger(t, f.path).Status().Trusted; !got.Equal(t0) {
+		t.Errorf("trusted time after the reset %v, want the clock's %v (on disk)", got, t0)
+	}
+	if _, err := f.verifier.RedeemClockReset(reset, resetDigest); !errors.Is(err, ErrUsed) {
+		t.Errorf("reset code replayed: %v, want ErrUsed", err)
+	}
+	if _, err := f.verifier.Redeem(mustIssue(t, f.priv, claims(seq(5))), digestA); err != nil {
+		t.Errorf("ordinary code after the reset: %v", err)
+	}
+}

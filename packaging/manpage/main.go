@@ -101,9 +101,11 @@ type commandHelp struct {
 type flagHelp struct{ name, arg, usage string }
 
 // commonFlags are documented once, under OPTIONS.
-var commonFlags = map[string]bool{"prefs": true, "socket": true}
+var commonFlags = map[string]bool{"prefs": true, "socket": true, "help": true}
 
-var flagLine = regexp.MustCompile(`^  -(\S+)(?: (\S+))?(?:\t(.*))?$`)
+// flagLine reads a flag line of a command's help: "  --name ARG", as the
+// CLI prints it, or Go's "  -name ARG".
+var flagLine = regexp.MustCompile(`^  --?(\S+)(?: (\S+))?(?:\t(.*))?$`)
 
 func parseCommand(text string) commandHelp {
 	var h commandHelp

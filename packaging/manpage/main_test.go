@@ -5,12 +5,13 @@ import (
 	"testing"
 )
 
-// TestParseCommand protects the reading of Go's flag.PrintDefaults layout:
-// flags with and without an argument, one-line short flags, and the common
-// --prefs/--socket dropped (they are documented once, under OPTIONS).
+// TestParseCommand protects the reading of the flag layout (Go's
+// flag.PrintDefaults, in the CLI's --flag form or Go's -flag): flags with and
+// without an argument, one-line short flags, and the common --prefs/--socket
+// dropped (they are documented once, under OPTIONS).
 func TestParseCommand(t *testing.T) {
 	h := parseCommand("Usage: syncagent sync \n\nrun a full cycle\n\nMore text.\n\nFlags:\n" +
-		"  -json\n    \tprint JSON\n" +
+		"  --json\n    \tprint JSON\n" +
 		"  -prefs FILE\n    \tprefs FILE (default \"/etc/syncagent/prefs.toml\")\n" +
 		"  -q\tquiet\n" +
 		"  -timeout DURATION\n    \tgive up after DURATION (default 30m0s)\n")

@@ -2,7 +2,7 @@
 // this folder) into the binary, so a box can verify unlock codes with no
 // file on disk. The format is the keyring format of agent/unlock.
 //
-// Imported only by the daemon's wiring, which passes Keyring to
+// Imported only by the lock policy (agent/lock), which passes Keyring to
 // unlock.ParseKeyring and merges the root-owned vendor_keys file into it.
 package vendorkeys
 

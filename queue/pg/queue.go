@@ -42,13 +42,29 @@ func (s *Store) ack(ctx context.Context, site int, syncOutIDs []string) (int, er
 	}
 	removed := 0
 	err := s.txn(ctx, fmt.Sprintf("cannot acknowledge records of site %d", site), func(tx pgx.Tx) error {
-		// Rows are locked in key order, as every writer of the queue locks them.
-		return tx.QueryRow(ctx, `WITH gone AS (
+		// The site's row first (its acknowledged mark rises), as a push
+		// locks it before the queue rows; these in key order, as every
+		// writer of the queue locks them.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM sites WHERE sync_id = $1 FOR UPDATE`, site); err != nil {
+			return err
+		}
+		var high int64
+		if err := tx.QueryRow(ctx, `WITH gone AS (
 				DELETE FROM queue WHERE (site, tbl, id) IN (
 					SELECT site, tbl, id FROM queue WHERE site = $1 AND ord = ANY($2::bigint[]) ORDER BY tbl, id FOR UPDATE)
-				RETURNING 1),
+				RETURNING ord),
 			d AS (INSERT INTO queue_len (site, n) SELECT $1, -count(*) FROM gone HAVING count(*) > 0)
-			SELECT count(*) FROM gone`, site, ords).Scan(&removed)
+			SELECT count(*), coalesce(max(ord), 0) FROM gone`, site, ords).Scan(&removed, &high); err != nil {
+			return err
+		}
+		if removed == 0 {
+			return nil
+		}
+		st, _ := encodeSite(queue.SiteState{SyncID: site, Initialisation: queue.InitNew, AckedHigh: uint64(high)})
+		_, err := tx.Exec(ctx, `INSERT INTO sites (sync_id, state) VALUES ($1, $2::jsonb)
+			ON CONFLICT (sync_id) DO UPDATE SET state = jsonb_set(sites.state, '{AckedHigh}', to_jsonb($3::bigint))
+			WHERE coalesce((sites.state->>'AckedHigh')::numeric, 0) < $3`, site, st, high)
+		return err
 	})
 	return removed, err
 }

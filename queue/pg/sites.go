@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,7 +26,8 @@ type siteRow struct {
 	stale bool // "started" but its lease has lapsed: nobody is filling it
 }
 
-const sqlSiteCols = `state, last_contact, (state->>'Initialisation' = 'started' AND (filling_until IS NULL OR filling_until < now()))`
+const sqlSiteCols = `state, last_contact, health, health_at,
+	(state->>'Initialisation' = 'started' AND (filling_until IS NULL OR filling_until < now()))`
 
 func queueLockSite(b *pgx.Batch, id int) {
 	st, _ := encodeSite(queue.SiteState{SyncID: id, Initialisation: queue.InitNew})
@@ -34,10 +36,10 @@ func queueLockSite(b *pgx.Batch, id int) {
 }
 
 func scanSiteRow(row pgx.Row) (*siteRow, error) {
-	var st []byte
-	var last int64
+	var st, health []byte
+	var last, healthAt int64
 	var stale bool
-	if err := row.Scan(&st, &last, &stale); err != nil {
+	if err := row.Scan(&st, &last, &health, &healthAt, &stale); err != nil {
 		return nil, err
 	}
 	var s queue.SiteState
@@ -47,12 +49,16 @@ func scanSiteRow(row pgx.Row) (*siteRow, error) {
 	if last > 0 {
 		s.LastContact = time.Unix(0, last).UTC()
 	}
+	if healthAt > 0 {
+		s.Health, s.HealthAt = health, time.Unix(0, healthAt).UTC()
+	}
 	return &siteRow{state: s, stale: stale}, nil
 }
 
-// encodeSite is the state column of s (the last contact lives apart).
+// encodeSite is the state column of s (the last contact and the health
+// block live apart).
 func encodeSite(s queue.SiteState) (string, error) {
-	s.LastContact = time.Time{}
+	s.LastContact, s.Health, s.HealthAt = time.Time{}, nil, time.Time{}
 	b, err := json.Marshal(s)
 	return string(b), err
 }
@@ -73,8 +79,13 @@ func (s *Store) view(r *siteRow) queue.SiteState {
 		st.Initialisation = queue.InitNew
 	}
 	s.contactMu.Lock()
-	if c, ok := s.contacts[st.SyncID]; ok && c.seen.After(st.LastContact) {
-		st.LastContact = c.seen
+	if c, ok := s.contacts[st.SyncID]; ok {
+		if c.seen.After(st.LastContact) {
+			st.LastContact = c.seen
+		}
+		if c.healthAt.After(st.HealthAt) {
+			st.Health, st.HealthAt = c.health, c.healthAt
+		}
 	}
 	s.contactMu.Unlock()
 	return st
@@ -276,52 +287,109 @@ func (s *Store) Touch(id int, at time.Time) error {
 	if !due {
 		return nil
 	}
-	return s.saveContact(id, c.seen)
+	return s.saveContact(id)
 }
 
-func (s *Store) saveContact(id int, at time.Time) error {
+// saveContact writes site id's last contact and health block as this node
+// knows them (each only over an older one).
+func (s *Store) saveContact(id int) error {
+	s.contactMu.Lock()
+	c := s.contacts[id]
+	s.contactMu.Unlock()
 	ctx, cancel, err := s.call()
 	if err != nil {
 		return err
 	}
 	defer cancel()
 	st, _ := encodeSite(queue.SiteState{SyncID: id, Initialisation: queue.InitNew})
-	if err := s.withConn(ctx, func(c *pgxconn) error {
-		_, err := c.Exec(ctx, `INSERT INTO sites (sync_id, state, last_contact) VALUES ($1, $2::jsonb, $3)
-			ON CONFLICT (sync_id) DO UPDATE SET last_contact = greatest(sites.last_contact, EXCLUDED.last_contact)`,
-			id, st, at.UnixNano())
+	var healthAt int64
+	if !c.healthAt.IsZero() {
+		healthAt = c.healthAt.UnixNano()
+	}
+	if err := s.withConn(ctx, func(conn *pgxconn) error {
+		_, err := conn.Exec(ctx, `INSERT INTO sites (sync_id, state, last_contact, health, health_at) VALUES ($1, $2::jsonb, $3, $4, $5)
+			ON CONFLICT (sync_id) DO UPDATE SET last_contact = greatest(sites.last_contact, EXCLUDED.last_contact),
+				health = CASE WHEN EXCLUDED.health_at > sites.health_at THEN EXCLUDED.health ELSE sites.health END,
+				health_at = greatest(sites.health_at, EXCLUDED.health_at)`,
+			id, st, max(c.seen.UnixNano(), 0), c.health, healthAt)
 		return err
 	}); err != nil {
 		return s.dbError(fmt.Sprintf("cannot save the last contact of site %d", id), err)
 	}
 	s.contactMu.Lock()
-	if c := s.contacts[id]; at.After(c.saved) {
-		c.saved = at
-		s.contacts[id] = c
+	now := s.contacts[id]
+	if c.seen.After(now.saved) {
+		now.saved = c.seen
 	}
+	if c.healthAt.After(now.healthSaved) {
+		now.healthSaved = c.healthAt
+	}
+	s.contacts[id] = now
 	s.contactMu.Unlock()
 	return nil
 }
 
-// FlushContacts writes every last contact this node kept in memory only
-// (call it on a clean stop).
+// FlushContacts writes every last contact and health block this node kept
+// in memory only (call it on a clean stop).
 func (s *Store) FlushContacts() error {
 	s.contactMu.Lock()
 	var due []int
 	for id, c := range s.contacts {
-		if c.seen.After(c.saved) {
+		if c.seen.After(c.saved) || c.healthAt.After(c.healthSaved) {
 			due = append(due, id)
 		}
 	}
 	s.contactMu.Unlock()
 	var errs []error
 	for _, id := range due {
-		s.contactMu.Lock()
-		at := s.contacts[id].seen
-		s.contactMu.Unlock()
-		errs = append(errs, s.saveContact(id, at))
+		errs = append(errs, s.saveContact(id))
 	}
 	return errors.Join(errs...)
+}
+
+// NoteHealth keeps site id's latest health block (raw, validated by the
+// caller; nil when the box sent only its marks) in this node's memory,
+// written with the last contact, and compares the numbering the box reports
+// with what the primary has seen from it, as queue.Central.NoteHealth: a
+// box restored from an older copy must initialise again
+// (queue.NoteRestored). The usual call is one read.
+func (s *Store) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (bool, error) {
+	if err := checkSiteID(id); err != nil {
+		return false, err
+	}
+	ctx, cancel, err := s.call()
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	if raw != nil {
+		s.contactMu.Lock()
+		c := s.contacts[id]
+		if at = at.UTC(); !at.Before(c.healthAt) {
+			c.health, c.healthAt = bytes.Clone(raw), at
+		}
+		s.contacts[id] = c
+		s.contactMu.Unlock()
+	}
+	r, err := s.readSite(ctx, id)
+	if err != nil {
+		return false, s.dbError(fmt.Sprintf("cannot read site %d", id), err)
+	}
+	if _, behind := queue.NoteRestored(r.state, outboxSeq, acked, at); !behind {
+		return false, nil
+	}
+	rewound := false
+	if _, err := s.updateSite(ctx, id, func(_ pgx.Tx, st *queue.SiteState) (bool, error) {
+		*st, rewound = queue.NoteRestored(*st, outboxSeq, acked, at)
+		return rewound, nil
+	}); err != nil {
+		return false, err
+	}
+	if rewound {
+		s.log.Warn("site reports an older state than the primary has seen (restored from an older copy?); it must initialise again",
+			"site", id, "outbox", outboxSeq, "acked", acked)
+	}
+	return rewound, nil
 }
 
 // SetInitialisation records site id's initialisation status ("new",

@@ -130,6 +130,10 @@ type Store struct {
 type contact struct {
 	seen  time.Time // latest Touch
 	saved time.Time // latest written to the database by this node
+
+	health      []byte    // latest health block (NoteHealth), written with the contact
+	healthAt    time.Time // when it came
+	healthSaved time.Time // healthAt as last written by this node
 }
 
 var _ queue.PrimaryStore = (*Store)(nil)

@@ -48,6 +48,8 @@ func Run(t *testing.T, b Backend) {
 		{"NewBoxAfterClearPin", testNewBoxAfterClearPin},
 		{"RewoundOutbox", testRewoundOutbox},
 		{"CentralSinceLastCursor", testCentralSinceLastCursor},
+		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
+		{"DuplicateFromAFormerHolderSendsDelete", testDuplicateFromAFormerHolderSendsDelete},
 		{"Pages", testPages},
 		{"IdleSite", testIdleSite},
 	} {
@@ -570,6 +572,65 @@ func testCentralSinceLastCursor(t *testing.T, b Backend) {
 	got, _, err := c.CentralSince(math.MaxUint64, 10)
 	if err != nil || len(got) != 0 {
 		t.Errorf("after the largest cursor: %d entries, %v; want none", len(got), err)
+	}
+}
+
+// A box restored from an older copy reports, in its health block, an
+// outbox numbering below what the primary took from it, or fewer entries
+// acknowledged than it did: it must initialise again, once.
+func testHealthShowsARestoredBox(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	for i := 1; i <= 3; i++ {
+		accept(t, c, 2, inbound(fmt.Sprintf("ep-%020d", i), storeRec("item", fmt.Sprint("r", i), "s1", i)))
+	}
+	ackAll(t, c, 3)
+	c.SetInitialisation(2, queue.InitCompleted)
+	c.SetInitialisation(3, queue.InitCompleted)
+	s3, _ := c.Site(3)
+	now := time.Now()
+	raw := []byte(`{"ver":"0.3.0","out":0}`)
+	if rewound, err := c.NoteHealth(3, raw, "", s3.AckedHigh, now); err != nil || rewound {
+		t.Fatalf("a healthy box: rewound %v, %v", rewound, err)
+	}
+	if s, _ := c.Site(3); string(s.Health) != string(raw) || s.HealthAt.IsZero() || s.Initialisation != queue.InitCompleted {
+		t.Fatalf("health not kept: %+v", s)
+	}
+	if rewound, _ := c.NoteHealth(3, raw, "", s3.AckedHigh-1, now); !rewound {
+		t.Fatal("a box that acknowledged less than it did was not noticed")
+	}
+	if s, _ := c.Site(3); s.Initialisation != queue.InitNew || s.Rewinds != 1 {
+		t.Fatalf("restored box: %+v", s)
+	}
+	if rewound, _ := c.NoteHealth(3, raw, "", s3.AckedHigh-1, now); rewound {
+		t.Fatal("the same restored box noticed twice")
+	}
+	if rewound, _ := c.NoteHealth(2, raw, fmt.Sprintf("ep-%020d", 1), 0, now); !rewound {
+		t.Fatal("a box whose outbox numbering went back was not noticed")
+	}
+	if rewound, _ := c.NoteHealth(2, raw, fmt.Sprintf("ep-%020d", 4), 0, now); rewound {
+		t.Fatal("a box numbering on was taken for a restored one")
+	}
+}
+
+// RESTORE, found by the property test (seed 26): a box restored from a
+// copy pushes again a change the primary took long ago, for a store it no
+// longer holds. It is a duplicate, but the box must not keep the record:
+// it is sent a delete.
+func testDuplicateFromAFormerHolderSendsDelete(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	first := inbound("e-1", storeRec("item", "a", "s1", 1))
+	accept(t, c, 3, first)
+	moved := Router{"s1": {2, 4}, "s2": {5}} // s1 leaves site 3
+	if _, err := c.Reconcile(moved.Members(), moved); err != nil {
+		t.Fatal(err)
+	}
+	ackAll(t, c, 3)
+	res, err := c.Accept(3, []queue.Inbound{first}, moved)
+	if err != nil || res.Duplicate != 1 {
+		t.Fatalf("repeat = %+v, %v", res, err)
+	}
+	if got := queued(t, c, 3); got != "a=del" {
+		t.Fatalf("former holder's queue = %q, want a=del", got)
 	}
 }
 

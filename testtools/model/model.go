@@ -30,13 +30,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
-	"syncagent/agent/adapt"
 	"syncagent/agent/passwd"
 	"syncagent/agent/primary"
 	"syncagent/agent/satellite"
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
+	"syncagent/testtools/legacyserver"
 )
 
 // Options shape one run.
@@ -64,6 +65,8 @@ type World struct {
 	sats    map[int]*site
 	link    *transport
 
+	clock   *legacyserver.Clock
+	size    int // every satellite's request size
 	oracle  *oracle
 	counter int      // unique value of every write
 	Trace   []string // what happened, for a failure report
@@ -95,7 +98,8 @@ func New(opts Options) (*World, error) {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	w := &World{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), log: opts.Log, dir: opts.Dir,
-		sats: map[int]*site{}, oracle: newOracle()}
+		sats: map[int]*site{}, oracle: newOracle(), clock: legacyserver.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
+	w.size = []int{1, 2, 3, 7, 50}[w.rng.IntN(5)]
 	w.stores = map[string][]int{}
 	for _, st := range storeNames {
 		n := 2 + w.rng.IntN(2)
@@ -150,6 +154,13 @@ func (w *World) storesOf(id int) []string {
 	return out
 }
 
+// satConfig is a satellite's settings. The request size is fixed per seed
+// (the adaptive sizer decides by real elapsed time, which would make a
+// seed's run differ from one run to the next).
+func (w *World) satConfig(id int) satellite.Config {
+	return satellite.Config{SyncID: id, Stores: w.storesOf(id), RequestSize: w.size}
+}
+
 func (w *World) openPrimary() error {
 	c, err := queue.OpenCentral(filepath.Join(w.dir, "central.db"), queue.CentralOptions{Logger: w.log})
 	if err != nil {
@@ -178,7 +189,11 @@ func (w *World) openSite(s *site) error {
 	s.client = &syncapi.Client{BaseURL: "http://primary.model", User: fmt.Sprintf("site-%d", s.id), PasswordSHA256: password(s.id),
 		HardwareID: fmt.Sprintf("hw-%d", s.id), HTTP: &http.Client{Transport: w.link.forSite(s.id)}}
 	s.local = l
-	s.sat = satellite.New(l, s.client, satellite.Config{Stores: w.storesOf(s.id)}, w.log, adapt.SystemClock{})
+	// A clock whose waits pass at once: the satellite's polls of the
+	// primary (every 15 s during an initialisation) take no real time.
+	s.sat = satellite.New(l, s.client, w.satConfig(s.id), w.log, w.clock)
+	// The marks the daemon sends with every request (restore detection).
+	s.client.Marks = func() string { return syncapi.EncodeMarks(l.OutboxNumbering(), s.sat.Acked()) }
 	return nil
 }
 
@@ -219,7 +234,8 @@ func (w *World) step(ctx context.Context, step int) error {
 		return w.write(s, true)
 	case p < 70:
 		res := s.sat.Cycle(ctx)
-		w.tracef("%d cycle site %d: pushed %d pulled %d err %v", step, s.id, res.Pushed, res.Pulled, res.Err)
+		w.tracef("%d cycle site %d: pushed %d pulled %d set aside %d init %q removed %d rewound %v err %v", step, s.id, res.Pushed, res.Pulled,
+			res.SetAside, res.Initialisation, res.Removed, res.Rewound, res.Err)
 	case p < 74:
 		res := s.sat.Retrieve(ctx)
 		w.tracef("%d retrieve site %d: pulled %d err %v", step, s.id, res.Pulled, res.Err)
@@ -368,7 +384,7 @@ func (w *World) moveStore(step int) error {
 	w.rows = rows
 	for _, id := range []int{from, dest} {
 		s := w.sats[id]
-		s.sat.Configure(satellite.Config{Stores: w.storesOf(id)})
+		s.sat.Configure(w.satConfig(id))
 	}
 	return nil
 }

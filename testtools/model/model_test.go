@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -14,8 +15,9 @@ var (
 	seeds    = flag.Int("seeds", 0, "how many seeds to run (0: 200, or 20 with -short)")
 	first    = flag.Uint64("seed", 1, "the first seed")
 	steps    = flag.Int("steps", 150, "operations per seed before quiescence")
-	verbose  = flag.Bool("trace", false, "print the trace of every failed seed")
-	restores = flag.Bool("restores", false, "include restores of a satellite's datafile")
+	verbose  = flag.Bool("history", false, "print the trace of every failed seed")
+	logs     = flag.Bool("logs", false, "print the agents' logs")
+	restores = flag.Bool("restores", true, "include restores of a satellite's datafile")
 )
 
 // TestConvergence is the replication property test (docs/replication.md):
@@ -49,7 +51,7 @@ func TestConvergence(t *testing.T) {
 	}
 	t.Logf("%d seeds from %d, %d steps each, in %s", n, *first, *steps, time.Since(start).Round(time.Millisecond))
 	if len(failed) > 0 {
-		t.Logf("failed seeds: %s (rerun one: go test ./testtools/model -run TestConvergence -seeds 1 -seed N -trace)", strings.Join(failed, " "))
+		t.Logf("failed seeds: %s (rerun one: go test ./testtools/model -run TestConvergence -seeds 1 -seed N -history)", strings.Join(failed, " "))
 	}
 }
 
@@ -59,7 +61,11 @@ func runSeed(t *testing.T, seed uint64) ([]string, []string) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	w, err := New(Options{Seed: seed, Sites: 3 + int(seed%3), Steps: *steps, Faults: 0.15, Restores: *restores, Dir: dir})
+	opts := Options{Seed: seed, Sites: 3 + int(seed%3), Steps: *steps, Faults: 0.15, Restores: *restores, Dir: dir}
+	if *logs {
+		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	w, err := New(opts)
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}

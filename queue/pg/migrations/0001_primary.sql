@@ -78,13 +78,16 @@ CREATE TABLE queue_len (
 CREATE INDEX queue_len_site ON queue_len (site);
 
 -- The site registry. state is queue.SiteState as JSON, but for the last
--- contact (unix nanoseconds, written at most once a minute per node).
--- filling_until is a lease: a Fill running (filling_token set) or an
--- initialisation started; once it lapses the start is stale.
+-- contact (unix nanoseconds) and the last health block and its time, which
+-- each node writes at most once a minute per site. filling_until is a
+-- lease: a Fill running (filling_token set) or an initialisation started;
+-- once it lapses the start is stale.
 CREATE TABLE sites (
 	sync_id       integer PRIMARY KEY,
 	state         jsonb NOT NULL,
 	last_contact  bigint NOT NULL DEFAULT 0,
+	health        bytea,
+	health_at     bigint NOT NULL DEFAULT 0,
 	filling_until timestamptz,
 	filling_token text
 );

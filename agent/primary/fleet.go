@@ -1,0 +1,239 @@
+package primary
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"syncagent/agent/syncapi"
+	"syncagent/queue"
+)
+
+// The fleet view: what the central team sees of each site. The site's own
+// health block (syncapi.Health, sent on its requests) is kept in the site
+// registry; the primary adds what it saw itself: each site's recent cycles
+// (a cycle starts with GET site), the refusals it answered, and a verdict.
+
+// Verdicts of the fleet view.
+const (
+	VerdictOK      = "ok"
+	VerdictLate    = "late"    // no contact for over two intervals
+	VerdictFailing = "failing" // refused, or its last cycle failed
+	VerdictNever   = "never connected"
+)
+
+// lateGrace is added to two intervals before a site counts as late.
+const lateGrace = 5 * time.Minute
+
+// defaultInterval is assumed for a site that never reported its own.
+const defaultInterval = 10 * time.Minute
+
+// maxCycles is how many recent cycles the primary keeps per site.
+const maxCycles = 10
+
+// CycleView is one cycle of a site as the primary served it.
+type CycleView struct {
+	Started  time.Time `json:"started"`
+	Last     time.Time `json:"last"`
+	Requests int       `json:"requests"`
+	Pushed   int       `json:"pushed"`
+	Pulled   int       `json:"pulled"`
+	Acked    int       `json:"acked"`
+	Errors   []string  `json:"errors,omitempty"` // refusals and failures answered, newest last (at most 5)
+}
+
+// Refusal is the last time the primary refused a site at the door
+// (credentials, hardware ID, no store, lockout).
+type RefusalView struct {
+	At   time.Time `json:"at"`
+	Code string    `json:"code"`
+}
+
+// fleet keeps the per-site figures the primary sees (in memory: they
+// describe the node's recent traffic; what must survive is in the registry).
+type fleet struct {
+	mu       sync.Mutex
+	cycles   map[int][]CycleView
+	refusals map[int]RefusalView
+}
+
+func newFleet() *fleet {
+	return &fleet{cycles: map[int][]CycleView{}, refusals: map[int]RefusalView{}}
+}
+
+// note adds a request of site to its current cycle (GET site starts one).
+func (f *fleet) note(site int, endpoint string, at time.Time, edit func(*CycleView)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cs := f.cycles[site]
+	if endpoint == syncapi.EndpointSite || len(cs) == 0 {
+		cs = append(cs, CycleView{Started: at})
+		if len(cs) > maxCycles {
+			cs = cs[len(cs)-maxCycles:]
+		}
+	}
+	c := &cs[len(cs)-1]
+	c.Last = at
+	c.Requests++
+	if edit != nil {
+		edit(c)
+	}
+	f.cycles[site] = cs
+}
+
+// count adds figures to site's current cycle.
+func (f *fleet) count(site int, edit func(*CycleView)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cs := f.cycles[site]; len(cs) > 0 {
+		edit(&cs[len(cs)-1])
+	}
+}
+
+func (f *fleet) fail(site int, endpoint string, at time.Time, e *syncapi.Error) {
+	f.note(site, endpoint, at, func(c *CycleView) {
+		c.Errors = append(c.Errors, fmt.Sprintf("%s: %s", endpoint, e.Error()))
+		if len(c.Errors) > 5 {
+			c.Errors = c.Errors[len(c.Errors)-5:]
+		}
+	})
+}
+
+func (f *fleet) refused(site int, at time.Time, code string) {
+	f.mu.Lock()
+	f.refusals[site] = RefusalView{At: at, Code: code}
+	f.mu.Unlock()
+}
+
+func (f *fleet) recent(site int) ([]CycleView, RefusalView) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cs := append([]CycleView(nil), f.cycles[site]...)
+	for i := range cs {
+		cs[i].Errors = append([]string(nil), cs[i].Errors...)
+	}
+	return cs, f.refusals[site]
+}
+
+// health parses the block kept in the registry (nil when none).
+func health(st queue.SiteState) *syncapi.Health {
+	if len(st.Health) == 0 {
+		return nil
+	}
+	var h syncapi.Health
+	if json.Unmarshal(st.Health, &h) != nil {
+		return nil
+	}
+	return &h
+}
+
+// verdict says how a site is doing, from what it reported and what the
+// primary saw.
+func verdict(now, lastContact time.Time, h *syncapi.Health, ref RefusalView, last *CycleView) string {
+	switch {
+	case lastContact.IsZero() && ref.At.IsZero():
+		return VerdictNever
+	case ref.At.After(lastContact):
+		return VerdictFailing // refused at the door since its last good contact
+	case h != nil && h.LastErrorAt > h.LastSuccess:
+		return VerdictFailing
+	case last != nil && len(last.Errors) > 0:
+		return VerdictFailing // its latest cycle was answered with errors
+	}
+	every := defaultInterval
+	if h != nil && h.Interval > 0 {
+		every = time.Duration(h.Interval) * time.Minute
+	}
+	if now.Sub(lastContact) > 2*every+lateGrace {
+		return VerdictLate
+	}
+	return VerdictOK
+}
+
+// SiteView is one line of the primary's site list: the configured row,
+// what the registry knows, the site's last health block and the verdict.
+type SiteView struct {
+	SyncID         int       `json:"syncId"`
+	User           string    `json:"user"`
+	URL            string    `json:"url,omitempty"` // a URL on the primary's row disables sync for it
+	Stores         []string  `json:"stores"`
+	HardwareID     string    `json:"hardwareId,omitempty"`
+	LastContact    time.Time `json:"lastContact"`
+	Initialisation string    `json:"initialisation"`
+	QueueLength    int       `json:"queueLength"`
+	RewoundAt      time.Time `json:"rewoundAt"` // when the site last reported an older state than the primary saw (restored)
+	Verdict        string    `json:"verdict"`
+	// From the site's health block (zero when it sends none).
+	Version     string          `json:"version,omitempty"`
+	LastSuccess time.Time       `json:"lastSuccess"`
+	LastError   string          `json:"lastError,omitempty"`
+	LastErrorAt time.Time       `json:"lastErrorAt"`
+	Outbox      int             `json:"outbox"`
+	OutboxAge   time.Duration   `json:"outboxAgeNs"`
+	ClockSkew   time.Duration   `json:"clockSkewNs"` // the site's clock minus the primary's
+	Health      *syncapi.Health `json:"health,omitempty"`
+	HealthAt    time.Time       `json:"healthAt"`
+	// Detail (SiteDetail only).
+	Cycles  []CycleView  `json:"cycles,omitempty"`
+	Refusal *RefusalView `json:"refusal,omitempty"`
+}
+
+// Sites lists every configured site, those that never connected included,
+// in sync ID order.
+func (s *Server) Sites() []SiteView {
+	t := s.sites.Load()
+	now := s.now()
+	out := make([]SiteView, 0, len(t.ids))
+	for _, id := range t.ids {
+		out = append(out, s.view(t.byID[id], now, false))
+	}
+	return out
+}
+
+// SiteDetail is one site with its recent cycles and refusals.
+func (s *Server) SiteDetail(id int) (SiteView, bool) {
+	row := s.sites.Load().byID[id]
+	if row == nil {
+		return SiteView{}, false
+	}
+	return s.view(row, s.now(), true), true
+}
+
+func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
+	st, err := s.store.Site(row.SyncID)
+	if err != nil {
+		s.log.Warn("cannot read site state", "site", row.SyncID, "err", err)
+	}
+	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, HardwareID: st.HardwareID,
+		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(row.SyncID),
+		RewoundAt: st.RewoundAt, HealthAt: st.HealthAt}
+	cycles, ref := s.fleet.recent(row.SyncID)
+	var last *CycleView
+	if len(cycles) > 0 {
+		last = &cycles[len(cycles)-1]
+	}
+	h := health(st)
+	if h != nil {
+		v.Health, v.Version, v.Outbox = h, h.Version, h.Outbox
+		v.OutboxAge = time.Duration(h.OutboxAge) * time.Second
+		v.LastError = h.LastError
+		if h.LastSuccess > 0 {
+			v.LastSuccess = time.Unix(h.LastSuccess, 0).UTC()
+		}
+		if h.LastErrorAt > 0 {
+			v.LastErrorAt = time.Unix(h.LastErrorAt, 0).UTC()
+		}
+		if h.Clock > 0 {
+			v.ClockSkew = time.UnixMilli(h.Clock).Sub(st.HealthAt).Round(time.Second)
+		}
+	}
+	v.Verdict = verdict(now, st.LastContact, h, ref, last)
+	if detail {
+		v.Cycles = cycles
+		if !ref.At.IsZero() {
+			v.Refusal = &ref
+		}
+	}
+	return v
+}
