@@ -95,16 +95,22 @@ func DecideMembership(r Reader, recs []StoredRecord, m Membership, router Router
 
 // NoteRestored is NoteHealth's rule on a site's state: a box reporting
 // outboxSeq and acked behind what the primary has seen from it was restored
-// from an older copy; it then must initialise again, and its marks start
-// from what it reports. It returns the new state and whether it was.
+// from an older copy, unless it is initialising again already; it then must
+// initialise again. The marks stay as they are: the next initialisation
+// starts them afresh (SetInitialisation), so the same copy restored again
+// later is noticed again. It returns the new state and whether it was.
 func NoteRestored(s SiteState, outboxSeq string, acked uint64, at time.Time) (SiteState, bool) {
 	if !restored(s, outboxSeq, acked) {
 		return s, false
 	}
 	s.RewoundAt, s.Rewinds, s.Initialisation = at.UTC(), s.Rewinds+1, InitNew
-	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered {
-		s.SyncOutEpoch, s.SyncOutHigh = epoch, seq
-	}
-	s.AckedHigh = acked
 	return s, true
+}
+
+// StartInitialisation is SetInitialisation's rule for "started": a fresh
+// start for the marks a restored box is told by.
+func StartInitialisation(s SiteState) SiteState {
+	s.Initialisation = InitStarted
+	s.AckedHigh, s.SyncOutEpoch, s.SyncOutHigh = 0, "", 0
+	return s
 }

@@ -207,7 +207,7 @@ func (c *Central) Touch(id int, at time.Time) error {
 // below the highest syncOutId taken from it in the same epoch, or that has
 // acknowledged less than it did, was restored from an older copy. It then
 // must initialise again (it lost what it pulled since its copy): the site's
-// status turns "new", and the marks start again from what the box reports.
+// status turns "new"; the marks start afresh when it initialises.
 func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (rewound bool, err error) {
 	if err := checkSiteID(id); err != nil {
 		return false, err
@@ -248,6 +248,9 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 // restored reports whether a box reporting outboxSeq and acked is behind
 // what the primary has seen from it.
 func restored(s SiteState, outboxSeq string, acked uint64) bool {
+	if reinitialising(s) {
+		return false
+	}
 	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered && epoch == s.SyncOutEpoch && seq < s.SyncOutHigh {
 		return true
 	}
@@ -288,7 +291,19 @@ func (c *Central) SetInitialisation(id int, status string) error {
 	defer c.mu.Unlock()
 	s := c.siteLocked(id).state
 	s.Initialisation = status
+	if status == InitStarted {
+		// A fresh start for the marks a restored box is told by: what the
+		// box acknowledges and numbers from now on is after this
+		// initialisation (a copy of it from before reports less).
+		s = StartInitialisation(s)
+	}
 	return c.saveSiteLocked(s)
+}
+
+// reinitialising reports whether a site must initialise or is doing so: a
+// restore noticed meanwhile is the one it is already recovering from.
+func reinitialising(s SiteState) bool {
+	return s.Initialisation == InitNew || s.Initialisation == InitStarted
 }
 
 // Sites lists every site the primary has seen, by sync ID.
@@ -322,7 +337,7 @@ func NoteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (S
 		case epoch != s.SyncOutEpoch || s.SyncOutHigh == 0:
 			s.SyncOutEpoch, s.SyncOutHigh = epoch, n
 		case n <= s.SyncOutHigh:
-			rewound = true
+			rewound = !reinitialising(s)
 		default:
 			s.SyncOutHigh = n
 		}

@@ -393,8 +393,10 @@ func (s *Store) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, a
 }
 
 // SetInitialisation records site id's initialisation status ("new",
-// "started", "completed" or "error"). "started" holds a lease (FillLease)
-// that a running Fill renews; once it lapses, the site reads as "new".
+// "started", "completed" or "error"), as queue.Central.SetInitialisation
+// ("started" starts the restore marks afresh). "started" holds a lease
+// (FillLease) that a running Fill renews; once it lapses, the site reads as
+// "new".
 func (s *Store) SetInitialisation(id int, status string) error {
 	if err := checkSiteID(id); err != nil {
 		return err
@@ -413,6 +415,7 @@ func (s *Store) SetInitialisation(id int, status string) error {
 		st.Initialisation = status
 		var err error
 		if status == queue.InitStarted {
+			*st = queue.StartInitialisation(*st) // the restore marks start afresh
 			_, err = tx.Exec(ctx, `UPDATE sites SET filling_until = greatest(filling_until, now() + $2::interval) WHERE sync_id = $1`,
 				id, s.opts.FillLease)
 		} else {

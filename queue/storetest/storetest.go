@@ -50,6 +50,7 @@ func Run(t *testing.T, b Backend) {
 		{"CentralSinceLastCursor", testCentralSinceLastCursor},
 		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
 		{"DuplicateFromAFormerHolderSendsDelete", testDuplicateFromAFormerHolderSendsDelete},
+		{"RestoredTwiceFromTheSameCopy", testRestoredTwiceFromTheSameCopy},
 		{"Pages", testPages},
 		{"IdleSite", testIdleSite},
 	} {
@@ -558,6 +559,7 @@ func testRewoundOutbox(t *testing.T, b Backend) {
 		t.Fatalf("site state = %+v", s)
 	}
 	// The reference client numbers with plain change-log cursors.
+	c.SetInitialisation(3, queue.InitCompleted)
 	accept(t, c, 3, inbound("101", storeRec("item", "x", "s1", 1)))
 	if res := accept(t, c, 3, inbound("101", storeRec("item", "y", "s1", 1))); !res.Rewound || res.Accepted != 1 {
 		t.Fatalf("reinstalled client = %+v", res)
@@ -632,6 +634,50 @@ func testDuplicateFromAFormerHolderSendsDelete(t *testing.T, b Backend) {
 	if got := queued(t, c, 3); got != "a=del" {
 		t.Fatalf("former holder's queue = %q, want a=del", got)
 	}
+}
+
+// RESTORE, found by the property test (seed 1311 of 10,000): a box restored
+// from a copy is noticed and initialises again; restored once more from
+// the same copy, it must be noticed again. (The marks were reset to the
+// copy's on the first notice, so the second restore looked like nothing.)
+func testRestoredTwiceFromTheSameCopy(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	c.SetInitialisation(3, queue.InitCompleted)
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)))
+	ackAll(t, c, 3)
+	copyAcked := mustSite(t, c, 3).AckedHigh // the copy is taken here
+	accept(t, c, 2, inbound("e-2", storeRec("item", "b", "s1", 1)))
+	ackAll(t, c, 3)
+	now := time.Now()
+	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); !rewound {
+		t.Fatal("the first restore was not noticed")
+	}
+	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); rewound {
+		t.Fatal("a restore already being recovered from was counted again")
+	}
+	// The box initialises again and pulls everything.
+	c.SetInitialisation(3, queue.InitStarted)
+	if _, err := c.Fill(3); err != nil {
+		t.Fatal(err)
+	}
+	c.SetInitialisation(3, queue.InitCompleted)
+	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); rewound {
+		t.Fatal("a box that initialised again and has not pulled yet was taken for a restored one")
+	}
+	ackAll(t, c, 3)
+	// Restored again from the same copy.
+	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); !rewound {
+		t.Fatal("the same copy restored a second time was not noticed")
+	}
+}
+
+func mustSite(t *testing.T, c queue.PrimaryStore, id int) queue.SiteState {
+	t.Helper()
+	s, err := c.Site(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // testPages protects paging: List by id after a pivot, skipping deleted
