@@ -21,6 +21,7 @@ const (
 	inboxPrefix  = "inbox:" // inbox:<id> — primary's intent keys
 	kidPrefix    = "kid:"   // kid:<table>:<len>:<id>:<child table>:<child id> — primary's child rows
 	sitePrefix   = "site:"  // site:<id> — primary's site registry
+	diagPrefix   = "diag:"  // diag:<id> — a site's diagnostics request, upload and last bundle
 	seqWidth     = 20       // digits of a zero-padded uint64
 	siteWidth    = 10       // digits of a zero-padded site id
 )

@@ -151,6 +151,11 @@ type PrimaryStore interface {
 	NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (rewound bool, err error)
 	SetInitialisation(id int, status string) error
 	Sites() []SiteState
+	// Diagnostics on request (diagnostics.go): a request replaces the one
+	// waiting; pieces move the state by NextDiagnostics, atomically.
+	RequestDiagnostics(id int, request string, at time.Time) error
+	AddDiagnostics(id int, p DiagnosticsPiece, at time.Time) (Diagnostics, error)
+	Diagnostics(id int) (Diagnostics, error)
 	Close() error
 }
 

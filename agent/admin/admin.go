@@ -42,9 +42,27 @@ type Config struct {
 //go:embed page.html
 var page []byte
 
+// Server serves the admin routes behind the admin credentials.
+type Server struct {
+	http.Handler
+	guard *guard
+}
+
 // Handler serves the admin routes.
-func Handler(f Fleet, cfg Config, log *slog.Logger) http.Handler {
-	a := &guard{cfg: cfg, log: log, slow: make(chan struct{}, 1)}
+func Handler(f Fleet, cfg Config, log *slog.Logger) http.Handler { return New(f, cfg, log) }
+
+// SetCredentials replaces the admin user and password hash (a prefs change
+// applied live); requests already verified must log in again.
+func (s *Server) SetCredentials(user, passwordHash string) {
+	s.guard.mu.Lock()
+	defer s.guard.mu.Unlock()
+	s.guard.creds = credentials{user: user, hash: passwordHash}
+	s.guard.ok = false
+}
+
+// New returns the admin routes' server.
+func New(f Fleet, cfg Config, log *slog.Logger) *Server {
+	a := &guard{creds: credentials{user: cfg.User, hash: cfg.PasswordHash}, log: log, slow: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -68,7 +86,7 @@ func Handler(f Fleet, cfg Config, log *slog.Logger) http.Handler {
 			cfg.Metrics(w)
 		})
 	}
-	return a.wrap(mux)
+	return &Server{Handler: a.wrap(mux), guard: a}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -81,11 +99,11 @@ func writeJSON(w http.ResponseWriter, v any) {
 // (as its digest) so the page's requests do not each cost a slow hash, and
 // wrong ones are slowed down.
 type guard struct {
-	cfg  Config
 	log  *slog.Logger
 	slow chan struct{}
 
 	mu       sync.Mutex
+	creds    credentials
 	verified [32]byte // digest of the last password that matched
 	ok       bool
 	failedAt time.Time
@@ -94,7 +112,10 @@ type guard struct {
 func (g *guard) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(g.cfg.User)) != 1 || !g.check(pass) {
+		g.mu.Lock()
+		c := g.creds
+		g.mu.Unlock()
+		if !ok || c.user == "" || subtle.ConstantTimeCompare([]byte(user), []byte(c.user)) != 1 || !g.check(c, pass) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="syncagent admin", charset="UTF-8"`)
 			http.Error(w, "admin credentials needed", http.StatusUnauthorized)
 			return
@@ -103,20 +124,23 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 	})
 }
 
-func (g *guard) check(pass string) bool {
+// credentials are the admin's user and password hash.
+type credentials struct{ user, hash string }
+
+func (g *guard) check(c credentials, pass string) bool {
 	digest := sha256.Sum256([]byte(pass))
 	g.mu.Lock()
-	if g.ok && subtle.ConstantTimeCompare(g.verified[:], digest[:]) == 1 {
+	if g.ok && g.creds == c && subtle.ConstantTimeCompare(g.verified[:], digest[:]) == 1 {
 		g.mu.Unlock()
 		return true
 	}
 	g.mu.Unlock()
 	g.slow <- struct{}{} // one slow check at a time
-	good, err := passwd.Verify(g.cfg.PasswordHash, passwd.SHA256Hex(pass))
+	good, err := passwd.Verify(c.hash, passwd.SHA256Hex(pass))
 	<-g.slow
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err == nil && good {
+	if err == nil && good && g.creds == c {
 		g.verified, g.ok = digest, true
 		return true
 	}

@@ -335,9 +335,10 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 func init() {
 	var filter, sortBy string
 	var reverse, asJSON bool
-	register(&command{name: "sites", summary: "list the sites this box syncs with (on the primary: every site, its pin, last contact and queue)", nargs: [2]int{0, 0},
+	register(&command{name: "sites", summary: "list the sites this box syncs with (on the primary: every site, its health, last contact and success, version, outbox, queue, clock skew)", nargs: [2]int{0, 0},
+		help: "On the primary every configured site is listed, those that never connected\nincluded, with a verdict: ok, late (the cycle it owed did not come), failing\n(refused, or its last cycle failed) or never connected.",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&filter, "filter", "", "only sites whose sync ID or user name starts with `PREFIX` (any letter case)")
+			fs.StringVar(&filter, "filter", "", "only sites whose sync ID, user name or verdict starts with `PREFIX` (any letter case)")
 			fs.StringVar(&sortBy, "sort", "id", "order by `ORDER`: id, user or last-sync")
 			fs.BoolVar(&reverse, "reverse", false, "reverse the order")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -363,16 +364,7 @@ func init() {
 			if asJSON {
 				return printJSON(e.stdout, sites)
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "SYNC ID\tUSER\tHARDWARE ID\tLAST CONTACT\tQUEUE\tURL")
-			for _, s := range sites {
-				last := "never"
-				if !s.LastContact.IsZero() {
-					last = s.LastContact.Local().Format(time.DateTime)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", s.SyncID, s.User, orDash(s.HardwareID), last, s.QueueLength, orDash(s.URL))
-			}
-			return tw.Flush()
+			return printSites(e.stdout, sites)
 		}})
 
 	var code string
@@ -406,7 +398,8 @@ func filterSites(sites []control.Site, prefix string) []control.Site {
 	}
 	out := sites[:0]
 	for _, s := range sites {
-		if strings.HasPrefix(strconv.Itoa(s.SyncID), prefix) || strings.HasPrefix(strings.ToLower(s.User), strings.ToLower(prefix)) {
+		if strings.HasPrefix(strconv.Itoa(s.SyncID), prefix) || strings.HasPrefix(strings.ToLower(s.User), strings.ToLower(prefix)) ||
+			s.Verdict != "" && strings.HasPrefix(s.Verdict, strings.ToLower(prefix)) {
 			out = append(out, s)
 		}
 	}

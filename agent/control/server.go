@@ -164,6 +164,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 		return b.ResetClock(body.Code)
 	})
 	handle("GET /v1/history", func(*http.Request) (any, error) { return b.History() })
+	if fb, ok := b.(FleetBackend); ok {
+		fleetRoutes(mux, handle, fb)
+	}
 	return mux
 }
 

@@ -152,6 +152,17 @@ type Site struct {
 	LastContact    time.Time `json:"last_contact,omitzero"`
 	Initialisation string    `json:"initialisation,omitempty"`
 	QueueLength    int       `json:"queue_length"`
+	// The fleet view (the primary's): its verdict ("ok", "late",
+	// "failing", "never connected") and what the site's last health block
+	// said (fleet.go).
+	Verdict     string    `json:"verdict,omitempty"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Version     string    `json:"version,omitempty"`
+	Outbox      *int      `json:"outbox,omitempty"`       // nil: the site sent no health block
+	OutboxAge   int64     `json:"outbox_age_s,omitempty"` // seconds the oldest waiting change has waited
+	ClockSkew   *int64    `json:"clock_skew_s,omitempty"` // the site's clock minus the primary's, seconds
 }
 
 // Record is a row as apps see it.

@@ -66,6 +66,7 @@ type Agent struct {
 	prefs   *prefsControl
 	fatal   chan error   // a part that needs the agent to exit (the datafile is gone)
 	beat    atomic.Int64 // the heartbeat's last sign of life
+	obs     *observability
 }
 
 // Run starts the agent and blocks until ctx ends or it fails.
@@ -115,6 +116,8 @@ func open(opts Options) (_ *Agent, err error) {
 	if opts.HardwareID == nil {
 		opts.HardwareID = defaultHardwareID()
 	}
+	logs := newLogRing() // recent lines for a diagnostics bundle
+	opts.Log = slog.New(logs.handler(opts.Log.Handler()))
 	a := &Agent{opts: opts, log: opts.Log, notify: ops.NewNotifier(opts.Log), started: time.Now(), fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -150,7 +153,8 @@ func open(opts Options) (_ *Agent, err error) {
 		return nil, &ExitError{Code: ops.ExitConfig, Err: err}
 	}
 	state := control.Prefs{File: opts.PrefsPath, LoadedAt: time.Now(), State: a.start.State, Error: a.start.Error, Digest: p.LockedDigest()}
-	a.prefs = newPrefsControl(opts.PrefsPath, opts.Log, a.lock, p, state, a.updateStatus, lockComponent{}, a.role)
+	a.obs = newObservability(a, logs, p)
+	a.prefs = newPrefsControl(opts.PrefsPath, opts.Log, a.lock, p, state, a.updateStatus, lockComponent{}, a.role, a.obs)
 	return a, nil
 }
 
@@ -200,6 +204,10 @@ func (a *Agent) serve(ctx context.Context) error {
 		ctl.Close()
 		return &ExitError{Code: ops.ExitError, Err: err}
 	}
+	if err := a.obs.bind(); err != nil {
+		ctl.Close()
+		return &ExitError{Code: ops.ExitError, Err: err}
+	}
 	if err := a.start.Commit(); err != nil {
 		ctl.Close()
 		return &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot keep the prefs this start runs: %w", err)}
@@ -229,6 +237,7 @@ func (a *Agent) serve(ctx context.Context) error {
 	ctlSrv := control.NewServer(control.Handler(a, a.log))
 	run("control socket", func(ctx context.Context) error { return serveUntil(ctx, ctlSrv, ctl) })
 	run(a.role.kind().String(), a.role.Run)
+	run("metrics and admin", a.obs.Run)
 	hup := ops.ReloadSignals(ctx)
 	var changes <-chan struct{}
 	if a.watcher != nil {

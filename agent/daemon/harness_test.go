@@ -107,6 +107,8 @@ type spec struct {
 	outboxMax   int
 	rows        []row
 	code        string
+	admin       adminSpec // [admin], when user is set (prefskeys_fleet_test.go)
+	textfileDir string    // [metrics] textfile_dir
 }
 
 // row is one [[sync_with]] row.
@@ -173,6 +175,7 @@ func (b *box) render(s spec) string {
 	if s.code != "" {
 		fmt.Fprintf(&w, "[unlock]\ncode = %q\n", s.code)
 	}
+	renderFleet(&w, s)
 	return w.String()
 }
 

@@ -225,6 +225,7 @@ func TestPrefsKeys_satellite(t *testing.T) {
 			}
 		}},
 	}
+	cases = append(cases, satelliteFleetKeyCases(t, b)...)
 	runKeyCases(t, b, base, cases, func() { a.accept("clinic", passwd.SHA256Hex("pw")) })
 }
 
@@ -258,7 +259,7 @@ func TestPrefsKeys_primary(t *testing.T) {
 	base := spec{syncID: 1, interval: 10, stores: []string{"central"}, listen: addr, rows: []row{
 		{syncID: 12, user: "clinic-12", passwordHash: mustHash(t, "pw"), stores: []string{"a"}},
 		{syncID: 14, user: "clinic-14", passwordHash: mustHash(t, "pw"), stores: []string{"b"}},
-	}}
+	}, admin: adminSpec{address: freeAddr(t), user: "admin", passwordHash: mustHash(t, "adminpw")}}
 	b.write(b.render(base))
 	b.start()
 	b.openWindow(base)
@@ -382,6 +383,7 @@ func TestPrefsKeys_primary(t *testing.T) {
 		}},
 		{"unlock.code", func(s *spec) { s.code = b.code(2, "", time.Hour) }, "ok", nil},
 	}
+	cases = append(cases, primaryFleetKeyCases(t, b, base)...)
 	runKeyCases(t, b, base, cases, nil)
 }
 
@@ -451,5 +453,6 @@ func TestPrefsKeys_disabled(t *testing.T) {
 		{"unlock.code", func(s *spec) { s.code = b.code(2, "", time.Hour) }, "ok", nil},
 	}
 	_ = priv5
+	cases = append(cases, disabledFleetKeyCases(t, b)...)
 	runKeyCases(t, b, base, cases, nil)
 }

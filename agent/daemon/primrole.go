@@ -165,8 +165,9 @@ func (r *primaryRole) sites() ([]control.Site, error) {
 	views := r.prim.Sites()
 	out := make([]control.Site, 0, len(views))
 	for _, v := range views {
-		out = append(out, control.Site{SyncID: v.SyncID, User: v.User, URL: urls[v.SyncID], Stores: v.Stores, HardwareID: v.HardwareID,
-			LastContact: v.LastContact, Initialisation: v.Initialisation, QueueLength: v.QueueLength})
+		s := siteLine(v) // with the fleet view's verdict and health (fleetapi.go)
+		s.URL = urls[v.SyncID]
+		out = append(out, s)
 	}
 	return out, nil
 }

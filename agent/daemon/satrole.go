@@ -56,6 +56,8 @@ type satelliteRole struct {
 	next time.Time // the next planned cycle; guarded by mu
 
 	started time.Time
+
+	fleet satFleet // metrics of its requests, diagnostics on request (satfleet.go)
 }
 
 type pendingPrefs struct {
@@ -125,8 +127,10 @@ func datafileEvidence(l *queue.Local, path string) string {
 func (s *satelliteRole) newClient(p *prefs.Prefs) *syncapi.Client {
 	peer := p.Primary()
 	return &syncapi.Client{BaseURL: peer.URL, User: peer.User, PasswordSHA256: peer.PasswordSHA256, HardwareID: s.hwid,
-		Health: func() string { return syncapi.EncodeHealth(s.health()) },
-		Marks:  func() string { return syncapi.EncodeMarks(s.local.OutboxNumbering(), s.acked()) }}
+		Health:   func() string { return syncapi.EncodeHealth(s.health()) },
+		Marks:    func() string { return syncapi.EncodeMarks(s.local.OutboxNumbering(), s.acked()) },
+		HTTP:     s.fleet.httpClient(),
+		Answered: s.fleet.answered}
 }
 
 // acked is the satellite's acknowledged mark (0 before it is built).
@@ -274,6 +278,7 @@ func (s *satelliteRole) cycle(ctx context.Context, retrieveOnly bool) control.Cy
 	}
 	contact := res.Err == nil || c.Refused || res.Pushed > 0 || res.Pulled > 0
 	s.hist.record(c, contact)
+	s.afterCycle(ctx, c)
 	switch {
 	case c.Refused:
 		s.log.Warn("sync cycle refused by the primary", "kind", c.Kind, "err", c.Error, "advice", c.Advice)

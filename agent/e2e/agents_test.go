@@ -30,6 +30,8 @@ type agent struct {
 	syncID int
 	stores []string
 	limits string // extra [limits] lines
+	url    string // a satellite's primary URL ("": the primary's address)
+	extra  string // more prefs, appended as they are
 	dir    string // state_dir
 	prefs  string
 	socket string
@@ -56,6 +58,13 @@ type agentSet struct {
 // (b, shared); stateDirs may place an agent's state elsewhere (by name).
 func newAgents(t *testing.T, stateDirs map[string]string, limits map[string]string) *agentSet {
 	t.Helper()
+	return newAgentsWith(t, stateDirs, limits, nil)
+}
+
+// newAgentsWith is newAgents with edit, when set, changing each agent
+// (its url, extra prefs) before its prefs are written and it starts.
+func newAgentsWith(t *testing.T, stateDirs map[string]string, limits map[string]string, edit func(s *agentSet, a *agent)) *agentSet {
+	t.Helper()
 	l, err := netListen()
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +87,9 @@ func newAgents(t *testing.T, stateDirs map[string]string, limits map[string]stri
 		a.socket = filepath.Join(base, a.name+".sock")
 		a.prefs = filepath.Join(base, a.name+".toml")
 		a.client = control.NewClient(a.socket)
+		if edit != nil {
+			edit(s, a)
+		}
 		if err := os.WriteFile(a.prefs, []byte(s.prefsOf(a)), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -130,8 +142,13 @@ func (s *agentSet) prefsOf(a *agent) string {
 			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n", sat.syncID, sat.name, h, tomlStrings(sat.stores))
 		}
 	} else {
-		fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", a.name, password(a.syncID), "http://"+s.addr)
+		url := a.url
+		if url == "" {
+			url = "http://" + s.addr
+		}
+		fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", a.name, password(a.syncID), url)
 	}
+	b.WriteString(a.extra)
 	return b.String()
 }
 

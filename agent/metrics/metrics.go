@@ -31,13 +31,22 @@ type Registry struct {
 func New() *Registry { return &Registry{set: vm.NewSet()} }
 
 // Request counts one request served (or, on a satellite, made) on
-// endpoint, with its status and how long it took.
-func (r *Registry) Request(endpoint string, status int, took time.Duration) {
+// endpoint with method, with its status (0: no answer came) and how long it
+// took.
+func (r *Registry) Request(method, endpoint string, status int, took time.Duration) {
 	if r == nil {
 		return
 	}
-	r.set.GetOrCreateCounter(fmt.Sprintf(`syncagent_requests_total{endpoint=%q,status="%d"}`, endpoint, status)).Inc()
-	r.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`syncagent_request_duration_seconds{endpoint=%q}`, endpoint)).Update(took.Seconds())
+	r.set.GetOrCreateCounter(fmt.Sprintf(`syncagent_requests_total{method=%q,endpoint=%q,status="%d"}`, method, endpoint, status)).Inc()
+	r.set.GetOrCreatePrometheusHistogram(fmt.Sprintf(`syncagent_request_duration_seconds{method=%q,endpoint=%q}`, method, endpoint)).Update(took.Seconds())
+}
+
+// Cycle counts one sync cycle by its result ("ok", "failed", "refused").
+func (r *Registry) Cycle(result string) {
+	if r == nil {
+		return
+	}
+	r.set.GetOrCreateCounter(fmt.Sprintf(`syncagent_cycles_total{result=%q}`, result)).Inc()
 }
 
 // Records counts records by what happened to them: "accepted",
@@ -68,8 +77,16 @@ type Gauge struct {
 
 // Write writes the registry's counters and histograms, then gauges (the
 // present: queue depths, per-site health, storage size), then the
-// process's own figures.
+// process's own figures (process_*, go_*).
 func (r *Registry) Write(w io.Writer, gauges []Gauge) {
+	r.WriteFigures(w, gauges)
+	vm.WriteProcessMetrics(w)
+}
+
+// WriteFigures is Write without the process's own figures: what a textfile
+// for node_exporter holds (node_exporter has go_* and process_* of its own,
+// and refuses a textfile that repeats them).
+func (r *Registry) WriteFigures(w io.Writer, gauges []Gauge) {
 	if r != nil {
 		r.set.WritePrometheus(w)
 	}
@@ -85,7 +102,6 @@ func (r *Registry) Write(w io.Writer, gauges []Gauge) {
 		}
 		vm.WriteGaugeFloat64(w, g.Name+labels(g.Labels), g.Value)
 	}
-	vm.WriteProcessMetrics(w)
 }
 
 func labels(m map[string]string) string {

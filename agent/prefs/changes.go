@@ -28,7 +28,9 @@ var Settings = []string{
 	"paths.state_dir", "paths.control_socket", "paths.vendor_keys",
 	"listen.address", "listen.tls_cert", "listen.tls_key", "listen.omsupply_central_server_url", "limits.outbox_max_records",
 	"sync_with", "sync_with.user", "sync_with.password_sha256", "sync_with.password_hash",
-	"sync_with.url", "sync_with.stores", "sync_with.hardware_id", "unlock.code",
+	"sync_with.url", "sync_with.stores", "sync_with.hardware_id",
+	"admin.address", "admin.user", "admin.password_hash", "admin.tls_cert", "admin.tls_key", "metrics.textfile_dir",
+	"unlock.code",
 }
 
 // Setting is the key of a change without row indexes, the same for every
@@ -83,6 +85,12 @@ func Changes(old, new *Prefs) []Change {
 	diff(o.Listen.OmSupplyCentralServerURL != n.Listen.OmSupplyCentralServerURL, "listen.omsupply_central_server_url", true)
 	diff(o.Limits.OutboxMaxRecords != n.Limits.OutboxMaxRecords, "limits.outbox_max_records", true)
 	out = append(out, rowChanges(o.SyncWith, n.SyncWith)...)
+	diff(o.Admin.Address != n.Admin.Address, "admin.address", true)
+	diff(o.Admin.User != n.Admin.User, "admin.user", true)
+	diff(o.Admin.PasswordHash != n.Admin.PasswordHash, "admin.password_hash", true)
+	diff(o.Admin.TLSCert != n.Admin.TLSCert, "admin.tls_cert", true)
+	diff(o.Admin.TLSKey != n.Admin.TLSKey, "admin.tls_key", true)
+	diff(o.Metrics.TextfileDir != n.Metrics.TextfileDir, "metrics.textfile_dir", true)
 	diff(o.Unlock.Code != n.Unlock.Code, "unlock.code", false)
 	return out
 }

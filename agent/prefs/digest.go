@@ -55,6 +55,16 @@ import (
 //	sync_with.store             one record per store, sorted by bytes
 //	sync_with.hardware_id
 //
+// then, only when one of them differs from its default (so a file without
+// [admin] or [metrics] keeps the digest it had before they existed):
+//
+//	admin.address               "" for the default "127.0.0.1:2049" on the primary
+//	admin.user
+//	admin.password_hash
+//	admin.tls_cert
+//	admin.tls_key
+//	metrics.textfile_dir
+//
 // For example a file with only version = 1 and [site] sync_id = 0 begins
 //
 //	syncagent-locked-prefs=1:1\nversion=1:1\nsite.sync_id=1:0\nsite.request_size=4:auto\n
@@ -94,6 +104,18 @@ func (p *Prefs) canonical() []byte {
 	b = record(b, "limits.outbox_max_records", strconv.Itoa(p.Limits.OutboxMaxRecords))
 	for _, r := range sortedRows(p.SyncWith) {
 		b = append(b, r.enc...)
+	}
+	admin := p.Admin
+	if admin.Address == DefaultAdminAddress {
+		admin.Address = "" // written out or left out: the same
+	}
+	if admin != (Admin{}) || p.Metrics != (Metrics{}) {
+		b = record(b, "admin.address", admin.Address)
+		b = record(b, "admin.user", admin.User)
+		b = record(b, "admin.password_hash", admin.PasswordHash)
+		b = record(b, "admin.tls_cert", admin.TLSCert)
+		b = record(b, "admin.tls_key", admin.TLSKey)
+		b = record(b, "metrics.textfile_dir", p.Metrics.TextfileDir)
 	}
 	return b
 }

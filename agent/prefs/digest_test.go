@@ -261,6 +261,24 @@ url = "https://c.example"
 	}
 }
 
+// A file without [admin] and [metrics] keeps the digest it had before they
+// existed (codes issued for it stay good); the loopback default written out
+// is the same as left out; any admin or metrics value joins the digest.
+func TestLockedDigest_AdminAndMetrics(t *testing.T) {
+	base := "version = 1\n[site]\nsync_id = 1\n[[sync_with]]\nsync_id = 12\nuser = \"c\"\npassword_hash = \"" + hash12 + "\"\nstores = [\"a\"]\n"
+	p := mustParse(t, base)
+	if strings.Contains(string(p.canonical()), "admin.") {
+		t.Errorf("a file without [admin] has admin records:\n%s", p.canonical())
+	}
+	if q := mustParse(t, base+"[admin]\naddress = \"127.0.0.1:2049\"\nuser = \"u\"\npassword_hash = \""+hash12+"\"\n"); !strings.Contains(string(q.canonical()),
+		"admin.address=0:\nadmin.user=1:u\nadmin.password_hash=") {
+		t.Errorf("canonical form with [admin]:\n%s", q.canonical())
+	}
+	if q := mustParse(t, base+"[metrics]\ntextfile_dir = \"/t\"\n"); q.LockedDigest() == p.LockedDigest() || !strings.HasSuffix(string(q.canonical()), "metrics.textfile_dir=2:/t\n") {
+		t.Errorf("canonical form with [metrics]:\n%s", q.canonical())
+	}
+}
+
 // Length prefixes keep values from running into each other: moving a
 // character from one value to the next changes the digest.
 func TestLockedDigest_NoAmbiguity(t *testing.T) {

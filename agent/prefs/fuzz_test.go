@@ -110,6 +110,18 @@ func encodeTOML(t *testing.T, p *Prefs) []byte {
 	put(top, "paths", paths)
 	put(top, "listen", listen)
 	put(top, "unlock", unlock)
+	admin := map[string]any{}
+	if p.Admin.Address != DefaultAdminAddress {
+		put(admin, "address", p.Admin.Address)
+	}
+	put(admin, "user", p.Admin.User)
+	put(admin, "password_hash", p.Admin.PasswordHash)
+	put(admin, "tls_cert", p.Admin.TLSCert)
+	put(admin, "tls_key", p.Admin.TLSKey)
+	put(top, "admin", admin)
+	metrics := map[string]any{}
+	put(metrics, "textfile_dir", p.Metrics.TextfileDir)
+	put(top, "metrics", metrics)
 	var rows []map[string]any
 	for _, r := range p.SyncWith {
 		row := map[string]any{"sync_id": r.SyncID}

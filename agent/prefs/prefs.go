@@ -34,7 +34,8 @@ const (
 	DefaultIntervalMinutes  = 10
 	DefaultStateDir         = "/var/lib/syncagent"
 	DefaultControlSocket    = "/run/syncagent/control.sock"
-	DefaultListenAddress    = "0.0.0.0:2048" // on the primary only
+	DefaultListenAddress    = "0.0.0.0:2048"   // on the primary only
+	DefaultAdminAddress     = "127.0.0.1:2049" // on the primary only: loopback unless the file says otherwise
 	DefaultOutboxMaxRecords = 100_000
 
 	MaxIntervalMinutes  = 7 * 24 * 60 // a week
@@ -46,14 +47,16 @@ const (
 
 // Prefs is one parsed and validated preferences file with defaults applied.
 type Prefs struct {
-	Version  int    // the format version written in the file
-	Site     Site   // [site]: this box
-	Paths    Paths  // [paths]
-	Listen   Listen // [listen]: primary only
-	Limits   Limits // [limits]
-	SyncWith []Peer // [[sync_with]]: satellite: its primary; primary: one row per satellite
-	Unlock   Unlock // [unlock]: the authorisation code that allows a locked change
-	Source   string // the file name it came from (not a setting)
+	Version  int     // the format version written in the file
+	Site     Site    // [site]: this box
+	Paths    Paths   // [paths]
+	Listen   Listen  // [listen]: primary only
+	Limits   Limits  // [limits]
+	SyncWith []Peer  // [[sync_with]]: satellite: its primary; primary: one row per satellite
+	Admin    Admin   // [admin]: primary only: the site list as a web page, its JSON and /metrics
+	Metrics  Metrics // [metrics]
+	Unlock   Unlock  // [unlock]: the authorisation code that allows a locked change
+	Source   string  // the file name it came from (not a setting)
 }
 
 // Site is the [site] table: this box's own settings.
@@ -97,6 +100,28 @@ type Listen struct {
 	// site answers as omSupplyCentralServerUrl: an open-mSupply remote
 	// needs the URL of an open-mSupply central server to sync at all.
 	OmSupplyCentralServerURL string
+}
+
+// Admin is the [admin] table: the primary's admin listener (the site list
+// as a web page, its JSON and the Prometheus metrics), behind credentials of
+// its own. It runs when User and PasswordHash are set.
+type Admin struct {
+	Address      string // address: host:port; DefaultAdminAddress (loopback) when left out
+	User         string // user: the admin's Basic-auth user name
+	PasswordHash string // password_hash: made by passwd.Hash (`syncagent passwd`)
+	TLSCert      string // tls_cert: serve HTTPS when set (with TLSKey)
+	TLSKey       string // tls_key
+}
+
+// Enabled reports whether the admin listener runs (credentials are set).
+func (a Admin) Enabled() bool { return a.User != "" && a.PasswordHash != "" }
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	// TextfileDir: when set, the agent writes its metrics to
+	// TextfileDir/syncagent.prom (atomically) for node_exporter's textfile
+	// collector.
+	TextfileDir string // textfile_dir
 }
 
 // Limits is the [limits] table.

@@ -89,6 +89,18 @@ var goodFixtures = []struct {
 		if p.Primary() != nil {
 			t.Errorf("Primary() on the primary = %+v, want nil", p.Primary())
 		}
+		if got, want := p.Admin, (Admin{Address: DefaultAdminAddress}); got != want || p.Admin.Enabled() {
+			t.Errorf("Admin = %+v, want the loopback default and no listener", got)
+		}
+	}},
+	{"primary-admin.toml", RolePrimary, "", func(t *testing.T, p *Prefs) {
+		want := Admin{Address: "0.0.0.0:8443", User: "central-team", PasswordHash: hash12, TLSCert: "/etc/syncagent/tls/cert.pem", TLSKey: "/etc/syncagent/tls/key.pem"}
+		if p.Admin != want || !p.Admin.Enabled() {
+			t.Errorf("Admin = %+v, want %+v", p.Admin, want)
+		}
+		if p.Metrics.TextfileDir != "/var/lib/node_exporter/textfile" {
+			t.Errorf("Metrics = %+v", p.Metrics)
+		}
 	}},
 	// A url in a site row on the primary is accepted but disables sync, saying which row.
 	{"primary-url-row.toml", RolePrimary, "the row for site 14 (sync_with[1]) has a url: on the primary any site row with a URL disables sync; remove the url", func(t *testing.T, p *Prefs) {
@@ -195,6 +207,13 @@ var badFixtures = []struct {
 	}},
 	{"satellite-user-colon.toml", []wantErr{{7, "sync_with[0].user", "cannot contain ':'"}}},
 	{"satellite-listen.toml", []wantErr{{10, "listen", "[listen] is only used on the primary"}}},
+	{"satellite-admin.toml", []wantErr{{10, "admin", "[admin] is only used on the primary"}}},
+	{"primary-admin-half.toml", []wantErr{
+		{6, "admin.password_hash", "missing: the admin listener needs user and password_hash"},
+		{7, "admin.address", "is the sync listener's address too"},
+		{9, "admin.tls_key", "tls_key is set but tls_cert is not"},
+		{11, "metrics.textfile_dir", "expected an absolute path"},
+	}},
 	{"primary-plain-sha256-hash.toml", []wantErr{{7, "sync_with[0].password_hash", "password_hash must be made by `syncagent passwd`, not a plain SHA-256"}}},
 	{"primary-password-sha256.toml", []wantErr{{7, "sync_with[0].password_sha256", "on the primary a site row keeps password_hash"}}},
 	{"primary-bad-hash.toml", []wantErr{{7, "sync_with[0].password_hash", "expected a hash made by `syncagent passwd`: malformed password hash: salt is 4 bytes"}}},

@@ -46,6 +46,18 @@ func decodeFile(p *problems, raw map[string]any) *Prefs {
 		t.string("omsupply_central_server_url", &out.Listen.OmSupplyCentralServerURL)
 		t.unknown()
 	}
+	if t := top.sub("admin", "[admin]"); t != nil {
+		t.string("address", &out.Admin.Address)
+		t.string("user", &out.Admin.User)
+		t.string("password_hash", &out.Admin.PasswordHash)
+		t.string("tls_cert", &out.Admin.TLSCert)
+		t.string("tls_key", &out.Admin.TLSKey)
+		t.unknown()
+	}
+	if t := top.sub("metrics", "[metrics]"); t != nil {
+		t.string("textfile_dir", &out.Metrics.TextfileDir)
+		t.unknown()
+	}
 	if t := top.sub("limits", "[limits]"); t != nil {
 		t.int("outbox_max_records", &out.Limits.OutboxMaxRecords, 1, MaxOutboxMaxRecords, " (local writes are refused once the outbox holds this many)")
 		t.unknown()
@@ -84,6 +96,10 @@ func decodeFile(p *problems, raw map[string]any) *Prefs {
 		if !present["listen.address"] {
 			out.Listen.Address = DefaultListenAddress
 		}
+		if !present["admin.address"] {
+			out.Admin.Address = DefaultAdminAddress
+		}
+		c.admin()
 	case out.Site.SyncID > 1:
 		c.satellite()
 	}
@@ -138,6 +154,7 @@ func (c *checker) formats() {
 	if c.has("listen.address") {
 		c.address("listen.address", pr.Listen.Address)
 	}
+	c.adminFormats()
 	c.absPath("listen.tls_cert", pr.Listen.TLSCert, true)
 	c.absPath("listen.tls_key", pr.Listen.TLSKey, true)
 	if c.has("listen.omsupply_central_server_url") && pr.Listen.OmSupplyCentralServerURL != "" {
@@ -227,6 +244,9 @@ func (c *checker) satellite() {
 	}
 	if c.has("listen") {
 		c.p.at("listen", "[listen] is only used on the primary (sync_id = 1); remove it")
+	}
+	if c.has("admin") {
+		c.p.at("admin", "[admin] is only used on the primary (sync_id = 1); a satellite's figures are `syncagent metrics` and [metrics] textfile_dir; remove it")
 	}
 	switch len(pr.SyncWith) {
 	case 0:

@@ -18,13 +18,17 @@ import (
 // Verdicts of the fleet view.
 const (
 	VerdictOK      = "ok"
-	VerdictLate    = "late"    // no contact for over two intervals
+	VerdictLate    = "late"    // the cycle it owed did not come: no contact for its interval and a grace
 	VerdictFailing = "failing" // refused, or its last cycle failed
 	VerdictNever   = "never connected"
 )
 
-// lateGrace is added to two intervals before a site counts as late.
-const lateGrace = 5 * time.Minute
+// lateGrace is how much later than its interval a site's next contact may
+// come before it counts as late: its cycle may start late (a long cycle
+// before it, a primary that lost up to a minute of contact times in a
+// restart) by a little, never by much. A site plans its next cycle its
+// interval after the end of the last one, and every request is a contact.
+func lateGrace(every time.Duration) time.Duration { return 2*time.Minute + every/10 }
 
 // defaultInterval is assumed for a site that never reported its own.
 const defaultInterval = 10 * time.Minute
@@ -40,7 +44,14 @@ type CycleView struct {
 	Pushed   int       `json:"pushed"`
 	Pulled   int       `json:"pulled"`
 	Acked    int       `json:"acked"`
-	Errors   []string  `json:"errors,omitempty"` // refusals and failures answered, newest last (at most 5)
+	// Reached: the cycle got to its last step (a GET queued_records
+	// answered), so the site is through whatever its health block said
+	// about the cycle before.
+	Reached bool `json:"reached"`
+	// OutboxLeft is what the site's pushes said was still to push after
+	// the last batch (queueLength less the batch); nil before a push.
+	OutboxLeft *int     `json:"outboxLeft,omitempty"`
+	Errors     []string `json:"errors,omitempty"` // refusals and failures answered, newest last (at most 5)
 }
 
 // Refusal is the last time the primary refused a site at the door
@@ -112,6 +123,10 @@ func (f *fleet) recent(site int) ([]CycleView, RefusalView) {
 	cs := append([]CycleView(nil), f.cycles[site]...)
 	for i := range cs {
 		cs[i].Errors = append([]string(nil), cs[i].Errors...)
+		if l := cs[i].OutboxLeft; l != nil {
+			n := *l
+			cs[i].OutboxLeft = &n
+		}
 	}
 	return cs, f.refusals[site]
 }
@@ -128,24 +143,27 @@ func health(st queue.SiteState) *syncapi.Health {
 	return &h
 }
 
-// verdict says how a site is doing, from what it reported and what the
-// primary saw.
-func verdict(now, lastContact time.Time, h *syncapi.Health, ref RefusalView, last *CycleView) string {
+// verdict says how a site is doing, from what it reported (h, which came
+// at healthAt) and what the primary saw.
+func verdict(now, lastContact time.Time, h *syncapi.Health, healthAt time.Time, ref RefusalView, last *CycleView) string {
+	// A failure the site reported at the start of a cycle the primary has
+	// since seen reach its end is over.
+	through := last != nil && last.Reached && len(last.Errors) == 0 && !last.Started.Before(healthAt)
 	switch {
 	case lastContact.IsZero() && ref.At.IsZero():
 		return VerdictNever
 	case ref.At.After(lastContact):
 		return VerdictFailing // refused at the door since its last good contact
-	case h != nil && h.LastErrorAt > h.LastSuccess:
-		return VerdictFailing
 	case last != nil && len(last.Errors) > 0:
 		return VerdictFailing // its latest cycle was answered with errors
+	case h != nil && h.LastErrorAt > h.LastSuccess && !through:
+		return VerdictFailing
 	}
 	every := defaultInterval
 	if h != nil && h.Interval > 0 {
 		every = time.Duration(h.Interval) * time.Minute
 	}
-	if now.Sub(lastContact) > 2*every+lateGrace {
+	if now.Sub(lastContact) > every+lateGrace(every) {
 		return VerdictLate
 	}
 	return VerdictOK
@@ -175,8 +193,9 @@ type SiteView struct {
 	Health      *syncapi.Health `json:"health,omitempty"`
 	HealthAt    time.Time       `json:"healthAt"`
 	// Detail (SiteDetail only).
-	Cycles  []CycleView  `json:"cycles,omitempty"`
-	Refusal *RefusalView `json:"refusal,omitempty"`
+	Cycles      []CycleView      `json:"cycles,omitempty"`
+	Refusal     *RefusalView     `json:"refusal,omitempty"`
+	Diagnostics *DiagnosticsView `json:"diagnostics,omitempty"`
 }
 
 // Sites lists every configured site, those that never connected included,
@@ -228,11 +247,24 @@ func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
 			v.ClockSkew = time.UnixMilli(h.Clock).Sub(st.HealthAt).Round(time.Second)
 		}
 	}
-	v.Verdict = verdict(now, st.LastContact, h, ref, last)
+	if last != nil && last.OutboxLeft != nil && !last.Started.Before(st.HealthAt) {
+		v.Outbox = *last.OutboxLeft // the block came before this cycle's push
+	}
+	for _, c := range cycles {
+		// A cycle the primary saw reach its end cleanly succeeded, whatever
+		// the block sent at its start said (that cycle had not ended yet).
+		if c.Reached && len(c.Errors) == 0 && c.Last.After(v.LastSuccess) {
+			v.LastSuccess = c.Last.UTC()
+		}
+	}
+	v.Verdict = verdict(now, st.LastContact, h, st.HealthAt, ref, last)
 	if detail {
 		v.Cycles = cycles
 		if !ref.At.IsZero() {
 			v.Refusal = &ref
+		}
+		if d, err := s.store.Diagnostics(row.SyncID); err == nil {
+			v.Diagnostics = diagnosticsView(d)
 		}
 	}
 	return v

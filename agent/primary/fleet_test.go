@@ -36,12 +36,19 @@ func TestVerdict(t *testing.T) {
 		{"an old refusal does not count", ago(time.Minute), nil, RefusalView{At: ago(time.Hour)}, nil, VerdictOK},
 		{"its last cycle failed (by its own report)", ago(time.Minute), &syncapi.Health{LastSuccess: unix(time.Hour), LastErrorAt: unix(2 * time.Minute)}, RefusalView{}, nil, VerdictFailing},
 		{"the primary answered its last cycle with errors", ago(time.Minute), nil, RefusalView{}, &CycleView{Errors: []string{"queued_records: storage_error"}}, VerdictFailing},
-		{"quiet for over two intervals", ago(26 * time.Minute), &syncapi.Health{Interval: 10}, RefusalView{}, nil, VerdictLate},
+		{"the cycle it owed did not come", ago(14 * time.Minute), &syncapi.Health{Interval: 10}, RefusalView{}, nil, VerdictLate},
+		{"its cycle is a little late", ago(12*time.Minute + 30*time.Second), &syncapi.Health{Interval: 10}, RefusalView{}, nil, VerdictOK},
 		{"quiet, but its interval is long", ago(26 * time.Minute), &syncapi.Health{Interval: 60}, RefusalView{}, nil, VerdictOK},
-		{"no health block: ten minutes assumed", ago(30 * time.Minute), nil, RefusalView{}, nil, VerdictLate},
+		{"no health block: ten minutes assumed", ago(15 * time.Minute), nil, RefusalView{}, nil, VerdictLate},
+		// The failure reported at the start of a cycle that then got through.
+		{"recovered within the cycle", ago(time.Minute), &syncapi.Health{LastSuccess: unix(time.Hour), LastErrorAt: unix(5 * time.Minute)}, RefusalView{},
+			&CycleView{Started: ago(2 * time.Minute), Reached: true}, VerdictOK},
+		{"a cycle reached its end before the report", ago(time.Minute), &syncapi.Health{LastSuccess: unix(time.Hour), LastErrorAt: unix(5 * time.Minute)}, RefusalView{},
+			&CycleView{Started: ago(4 * time.Minute), Reached: true}, VerdictFailing},
 	}
 	for _, tc := range cases {
-		if got := verdict(now, tc.contact, tc.h, tc.ref, tc.last); got != tc.want {
+		healthAt := ago(3 * time.Minute)
+		if got := verdict(now, tc.contact, tc.h, healthAt, tc.ref, tc.last); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
 	}
@@ -101,8 +108,8 @@ func TestFleet_healthCyclesAndMetrics(t *testing.T) {
 	}
 	var out bytes.Buffer
 	reg.Write(&out, nil)
-	for _, want := range []string{`syncagent_requests_total{endpoint="site",status="200"} 2`, `syncagent_requests_total{endpoint="site",status="401"} 1`,
-		`syncagent_records_total{what="accepted"} 1`, `syncagent_events_total{what="health_refused"} 1`, `syncagent_request_duration_seconds_bucket{endpoint="queued_records"`} {
+	for _, want := range []string{`syncagent_requests_total{method="GET",endpoint="site",status="200"} 2`, `syncagent_requests_total{method="GET",endpoint="site",status="401"} 1`,
+		`syncagent_records_total{what="accepted"} 1`, `syncagent_events_total{what="health_refused"} 1`, `syncagent_request_duration_seconds_bucket{method="POST",endpoint="queued_records"`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -21,6 +21,7 @@ func (s *Server) handleSite(w http.ResponseWriter, r *http.Request, row *SiteRow
 	if s.store.Filling(row.SyncID) {
 		status = syncapi.InitStarted
 	}
+	s.askForDiagnostics(w, row)
 	syncapi.WriteJSON(w, r, http.StatusOK, syncapi.SiteInfo{
 		ID:                       siteUUID(row.SyncID),
 		SiteID:                   row.SyncID,
@@ -111,7 +112,7 @@ func (s *Server) handleQueued(w http.ResponseWriter, r *http.Request, row *SiteR
 		out.Data = append(out.Data, syncapi.FromRecord(q.SyncOutID, q.Record))
 	}
 	s.metrics.Records("delivered", len(entries))
-	s.fleet.count(row.SyncID, func(c *CycleView) { c.Pulled += len(entries) })
+	s.fleet.count(row.SyncID, func(c *CycleView) { c.Pulled += len(entries); c.Reached = true })
 	syncapi.WriteJSON(w, r, http.StatusOK, out)
 }
 
@@ -152,6 +153,8 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request, row *SiteRow
 		syncapi.WriteError(w, r, syncapi.Errorf(http.StatusRequestEntityTooLarge, syncapi.CodeBatchTooLarge, "%d records in one push; at most %d", len(push.Data), cfg.MaxBatch))
 		return
 	}
+	left := max(push.QueueLength-len(push.Data), 0)
+	s.fleet.count(row.SyncID, func(c *CycleView) { c.OutboxLeft = &left })
 	var resp syncapi.PushResponse
 	refuse := func(id, code, format string, args ...any) {
 		resp.Refused = append(resp.Refused, syncapi.Refusal{SyncOutID: id, Error: syncapi.ErrorInfo{Code: code, Message: fmt.Sprintf(format, args...)}})

@@ -5,7 +5,8 @@
 // order of changes, the queues and convergence are the storage's (queue.PrimaryStore)
 // (docs/replication.md).
 //
-// Imported only by agent/daemon (the wiring) and tests.
+// Imported by agent/daemon (the wiring), agent/admin (the site list it
+// shows) and tests.
 package primary
 
 import (
@@ -171,6 +172,7 @@ func (s *Server) Handler() http.Handler {
 	route("GET", syncapi.EndpointQueued, s.handleQueued)
 	route("POST", syncapi.EndpointQueued, s.handlePush)
 	route("POST", syncapi.EndpointAcknowledged, s.handleAcknowledged)
+	route("POST", syncapi.EndpointDiagnostics, s.handleDiagnostics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, syncapi.PathPrefix) && knownEndpoint(strings.TrimPrefix(r.URL.Path, syncapi.PathPrefix)) {
 			syncapi.WriteError(w, r, syncapi.Errorf(http.StatusMethodNotAllowed, syncapi.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
@@ -183,7 +185,8 @@ func (s *Server) Handler() http.Handler {
 
 func knownEndpoint(e string) bool {
 	switch e {
-	case syncapi.EndpointSite, syncapi.EndpointSiteStatus, syncapi.EndpointInitialise, syncapi.EndpointCentral, syncapi.EndpointQueued, syncapi.EndpointAcknowledged:
+	case syncapi.EndpointSite, syncapi.EndpointSiteStatus, syncapi.EndpointInitialise, syncapi.EndpointCentral, syncapi.EndpointQueued, syncapi.EndpointAcknowledged,
+		syncapi.EndpointDiagnostics:
 		return true
 	}
 	return false
@@ -212,7 +215,7 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, *SiteR
 		start := s.now()
 		endpoint := strings.TrimPrefix(r.URL.Path, syncapi.PathPrefix)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		defer func() { s.metrics.Request(endpoint, sw.status, s.now().Sub(start)) }()
+		defer func() { s.metrics.Request(r.Method, endpoint, sw.status, s.now().Sub(start)) }()
 		row, e := s.admit(r)
 		if e != nil {
 			if e.Status >= 500 {

@@ -41,6 +41,9 @@ type Client struct {
 	// Marks, when set, gives the marks header (HeaderMarks) sent with
 	// every request.
 	Marks func() string
+	// Answered, when set, is given the headers of every answer (the
+	// satellite reads HeaderDiagnostics from GET site's).
+	Answered func(endpoint string, h http.Header)
 
 	// peerTakesGzip is set once the server said (Accept-Encoding response
 	// header) that it takes gzip request bodies.
@@ -165,6 +168,9 @@ func (c *Client) do(ctx context.Context, method, endpoint string, query url.Valu
 	}
 	defer resp.Body.Close()
 	ex.Status = resp.StatusCode
+	if c.Answered != nil {
+		c.Answered(endpoint, resp.Header)
+	}
 	if strings.Contains(strings.ToLower(resp.Header.Get("Accept-Encoding")), "gzip") {
 		c.peerTakesGzip.Store(true)
 	}

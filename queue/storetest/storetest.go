@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
 		{"DuplicateFromAFormerHolderSendsDelete", testDuplicateFromAFormerHolderSendsDelete},
 		{"RestoredTwiceFromTheSameCopy", testRestoredTwiceFromTheSameCopy},
+		{"Diagnostics", testDiagnostics},
 		{"Pages", testPages},
 		{"IdleSite", testIdleSite},
 	} {
