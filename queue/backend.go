@@ -93,24 +93,7 @@ func DecideMembership(r Reader, recs []StoredRecord, m Membership, router Router
 	return p.it, res
 }
 
-// NoteRestored is NoteHealth's rule on a site's state: a box reporting
-// outboxSeq and acked behind what the primary has seen from it was restored
-// from an older copy, unless it is initialising again already; it then must
-// initialise again. The marks stay as they are: the next initialisation
-// starts them afresh (SetInitialisation), so the same copy restored again
-// later is noticed again. It returns the new state and whether it was.
-func NoteRestored(s SiteState, outboxSeq string, acked uint64, at time.Time) (SiteState, bool) {
-	if !restored(s, outboxSeq, acked) {
-		return s, false
-	}
-	s.RewoundAt, s.Rewinds, s.Initialisation = at.UTC(), s.Rewinds+1, InitNew
-	return s, true
-}
-
-// StartInitialisation is SetInitialisation's rule for "started": a fresh
-// start for the marks a restored box is told by.
-func StartInitialisation(s SiteState) SiteState {
-	s.Initialisation = InitStarted
-	s.AckedHigh, s.SyncOutEpoch, s.SyncOutHigh = 0, "", 0
-	return s
-}
+// NoteMarks is NoteHealth's rule on a site's state: the marks a box
+// reports judged against the highest it reported before. It returns the
+// state they lead to and whether the box was restored from an older copy.
+func NoteMarks(s SiteState, m Marks, at time.Time) (SiteState, bool) { return noteMarks(s, m, at) }

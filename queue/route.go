@@ -148,7 +148,7 @@ type PrimaryStore interface {
 	Pin(id int, hwid string) (SiteState, error)
 	ClearPin(id int) error
 	Touch(id int, at time.Time) error
-	NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (rewound bool, err error)
+	NoteHealth(id int, raw []byte, m Marks, at time.Time) (rewound bool, err error)
 	SetInitialisation(id int, status string) error
 	Sites() []SiteState
 	// Diagnostics on request (diagnostics.go): a request replaces the one

@@ -37,6 +37,15 @@ type SiteState struct {
 	// AckedHigh is the highest queue entry (by the version that queued it)
 	// the site has acknowledged.
 	AckedHigh uint64 `json:",omitempty"`
+	// Floor: a restore was noticed and FloorAcked is what the restored box
+	// had acknowledged; until it acknowledges as much as the primary has
+	// seen (it has initialised again and pulled), it is judged against that.
+	Floor      bool   `json:",omitempty"`
+	FloorAcked uint64 `json:",omitempty"`
+	// GenEpoch and GenHigh: the highest initialisation generation the box's
+	// datafile (by its numbering epoch) has reported.
+	GenEpoch string `json:",omitempty"`
+	GenHigh  uint64 `json:",omitempty"`
 	// Health is the site's last health block as it sent it (compact JSON,
 	// validated by the caller), and when it came.
 	Health   json.RawMessage `json:",omitempty"`
@@ -208,7 +217,7 @@ func (c *Central) Touch(id int, at time.Time) error {
 // acknowledged less than it did, was restored from an older copy. It then
 // must initialise again (it lost what it pulled since its copy): the site's
 // status turns "new"; the marks start afresh when it initialises.
-func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (rewound bool, err error) {
+func (c *Central) NoteHealth(id int, raw []byte, m Marks, at time.Time) (rewound bool, err error) {
 	if err := checkSiteID(id); err != nil {
 		return false, err
 	}
@@ -216,7 +225,11 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 		// Marks only (every request): read first, lock only when it matters.
 		c.mu.RLock()
 		e, ok := c.sites[id]
-		quiet := !ok || !restored(e.state, outboxSeq, acked)
+		quiet := true
+		if ok {
+			next, rew := noteMarks(e.state, m, at)
+			quiet = !rew && next.Floor == e.state.Floor && next.GenHigh == e.state.GenHigh && next.GenEpoch == e.state.GenEpoch
+		}
 		c.mu.RUnlock()
 		if quiet {
 			return false, nil
@@ -232,29 +245,79 @@ func (c *Central) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64,
 	if raw != nil {
 		s.Health, s.HealthAt = bytes.Clone(raw), at.UTC()
 	}
-	s, rewound = NoteRestored(s, outboxSeq, acked, at)
-	if !rewound {
+	s, rewound = noteMarks(s, m, at)
+	if s.Floor == e.state.Floor && s.GenHigh == e.state.GenHigh && s.GenEpoch == e.state.GenEpoch && !rewound {
 		e.state = s
 		return false, nil
 	}
 	if err := c.saveSiteLocked(s); err != nil {
 		return false, err
 	}
-	c.log.Warn("site reports an older state than the primary has seen (restored from an older copy?); it must initialise again",
-		"site", id, "outbox", outboxSeq, "acked", acked)
-	return true, nil
+	if rewound {
+		c.log.Warn("site reports an older state than the primary has seen (restored from an older copy?); it must initialise again",
+			"site", id, "outbox", m.OutboxSeq, "acked", m.Acked, "generation", m.Gen)
+	}
+	return rewound, nil
 }
 
-// restored reports whether a box reporting outboxSeq and acked is behind
-// what the primary has seen from it.
-func restored(s SiteState, outboxSeq string, acked uint64) bool {
-	if reinitialising(s) {
-		return false
+// Marks are what a syncagent satellite reports with every request, from
+// which the primary notices a datafile put back from an older copy.
+type Marks struct {
+	OutboxSeq string // where its outbox numbering stands: "<epoch>-<seq>"
+	Acked     uint64 // the highest queue entry it has acknowledged
+	Gen       uint64 // its datafile's initialisation generation (raised by each initialisation)
+}
+
+// noteMarks judges the marks a box reports against the highest it has
+// reported before (they never go back): a box behind them was restored from
+// an older copy, and must initialise again. Its outbox numbering then goes
+// on from the copy's, and its next initialisation has the copy's generation
+// plus one: the primary takes both as the highs. What it had acknowledged
+// becomes its floor until it has acknowledged as much as the primary saw
+// (it has initialised again and pulled). So a box recovering from a restore
+// is not taken for restored again, and the same copy restored once more, or
+// a copy from before an initialisation, is noticed. A restore noticed while
+// the site must initialise anyway is not counted.
+func noteMarks(s SiteState, m Marks, at time.Time) (SiteState, bool) {
+	epoch, seq, numbered := syncOutNumber(m.OutboxSeq)
+	if s.Floor && m.Acked >= s.AckedHigh {
+		s.Floor, s.FloorAcked = false, 0 // caught up
 	}
-	if epoch, seq, numbered := syncOutNumber(outboxSeq); numbered && epoch == s.SyncOutEpoch && seq < s.SyncOutHigh {
+	if numbered && epoch != s.GenEpoch {
+		s.GenEpoch, s.GenHigh = epoch, m.Gen // another datafile (a reinstall): its own generations
+	}
+	if reinitialising(s) || !behind(s, m) {
+		if numbered && m.Gen > s.GenHigh {
+			s.GenHigh = m.Gen
+		}
+		return s, false
+	}
+	s.RewoundAt, s.Rewinds, s.Initialisation = at.UTC(), s.Rewinds+1, InitNew
+	s.Floor, s.FloorAcked = true, m.Acked
+	if numbered && epoch == s.SyncOutEpoch {
+		s.SyncOutHigh = seq
+	}
+	if numbered {
+		s.GenHigh = m.Gen + 1
+	}
+	return s, true
+}
+
+// behind reports whether marks are below what the primary has seen (the
+// acknowledged mark below the floor, while there is one).
+func behind(s SiteState, m Marks) bool {
+	epoch, seq, numbered := syncOutNumber(m.OutboxSeq)
+	switch {
+	case numbered && epoch == s.GenEpoch && m.Gen < s.GenHigh:
+		return true
+	case numbered && epoch == s.SyncOutEpoch && seq < s.SyncOutHigh:
 		return true
 	}
-	return acked < s.AckedHigh && (acked > 0 || outboxSeq != "")
+	mark := s.AckedHigh
+	if s.Floor {
+		mark = s.FloorAcked
+	}
+	return m.Acked < mark && (m.Acked > 0 || m.OutboxSeq != "")
 }
 
 // FlushContacts writes every site's last contact that Touch kept in memory
@@ -291,12 +354,6 @@ func (c *Central) SetInitialisation(id int, status string) error {
 	defer c.mu.Unlock()
 	s := c.siteLocked(id).state
 	s.Initialisation = status
-	if status == InitStarted {
-		// A fresh start for the marks a restored box is told by: what the
-		// box acknowledges and numbers from now on is after this
-		// initialisation (a copy of it from before reports less).
-		s = StartInitialisation(s)
-	}
 	return c.saveSiteLocked(s)
 }
 
@@ -337,7 +394,7 @@ func NoteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (S
 		case epoch != s.SyncOutEpoch || s.SyncOutHigh == 0:
 			s.SyncOutEpoch, s.SyncOutHigh = epoch, n
 		case n <= s.SyncOutHigh:
-			rewound = !reinitialising(s)
+			rewound = !reinitialising(s) // unless it must initialise anyway
 		default:
 			s.SyncOutHigh = n
 		}
@@ -346,9 +403,24 @@ func NoteSyncOutIDs(s SiteState, in []Inbound, outs []Outcome, now time.Time) (S
 		s.RewoundAt = now.UTC()
 		s.Rewinds++
 		s.Initialisation = InitNew // it may have lost what it pulled since its backup: it must refill
+		s.Floor, s.FloorAcked = true, 0
+		if epoch, n, ok := syncOutNumber(in[lastTaken(outs)].SyncOutID); ok && epoch == s.SyncOutEpoch {
+			s.SyncOutHigh = n // its numbering goes on from its copy's
+		}
 	}
 	changed := rewound || s.SyncOutEpoch != before.SyncOutEpoch || s.SyncOutHigh != before.SyncOutHigh
 	return s, changed, rewound
+}
+
+// lastTaken is the index of the last change accepted (not refused, not a
+// duplicate); the caller knows there is one.
+func lastTaken(outs []Outcome) int {
+	for i := len(outs) - 1; i >= 0; i-- {
+		if outs[i].Refused == nil && !outs[i].Duplicate {
+			return i
+		}
+	}
+	return 0
 }
 
 // syncOutNumber splits a syncOutId into its numbering epoch and number:

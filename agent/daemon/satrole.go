@@ -128,9 +128,15 @@ func (s *satelliteRole) newClient(p *prefs.Prefs) *syncapi.Client {
 	peer := p.Primary()
 	return &syncapi.Client{BaseURL: peer.URL, User: peer.User, PasswordSHA256: peer.PasswordSHA256, HardwareID: s.hwid,
 		Health:   func() string { return syncapi.EncodeHealth(s.health()) },
-		Marks:    func() string { return syncapi.EncodeMarks(s.local.OutboxNumbering(), s.acked()) },
+		Marks:    func() string { return syncapi.EncodeMarks(s.marks()) },
 		HTTP:     s.fleet.httpClient(),
 		Answered: s.fleet.answered}
+}
+
+// marks are what every request carries for the primary to notice a
+// datafile restored from an older copy.
+func (s *satelliteRole) marks() syncapi.Marks {
+	return syncapi.Marks{OutboxSeq: s.local.OutboxNumbering(), Acked: s.acked(), Gen: s.local.Generation()}
 }
 
 // acked is the satellite's acknowledged mark (0 before it is built).

@@ -336,7 +336,9 @@ func TestReplication_restoredSatelliteInitialisesAgain(t *testing.T) {
 	w := newWorld(t, map[int][]string{2: {"s"}, 3: {"s"}})
 	a, b := w.sats[2], w.sats[3]
 	marks := func(s *site) {
-		s.client.Marks = func() string { return syncapi.EncodeMarks(s.store.OutboxNumbering(), s.sat.Acked()) }
+		s.client.Marks = func() string {
+			return syncapi.EncodeMarks(syncapi.Marks{OutboxSeq: s.store.OutboxNumbering(), Acked: s.sat.Acked(), Gen: s.store.Generation()})
+		}
 	}
 	marks(b)
 	syncAll(t, 1, a, b)

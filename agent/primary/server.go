@@ -269,8 +269,7 @@ func (w *statusWriter) Failed(e *syncapi.Error) { w.failure = e }
 // copy on its first request.
 func (s *Server) noteHealth(r *http.Request, row *SiteRow, now time.Time) {
 	var raw []byte
-	var seq string
-	var acked uint64
+	var m queue.Marks
 	if v := r.Header.Get(syncapi.HeaderHealth); v != "" {
 		h, err := syncapi.ParseHealth(v)
 		if err != nil {
@@ -278,21 +277,22 @@ func (s *Server) noteHealth(r *http.Request, row *SiteRow, now time.Time) {
 			s.rate.logf(slog.LevelWarn, fmt.Sprint("health ", row.SyncID), "ignoring a health block", "site", row.SyncID, "err", err)
 		} else {
 			raw, _ = json.Marshal(h)
-			seq, acked = h.OutboxSeq, h.Acked
+			m.OutboxSeq, m.Acked = h.OutboxSeq, h.Acked
 		}
 	}
 	if v := r.Header.Get(syncapi.HeaderMarks); v != "" {
-		var err error
-		if seq, acked, err = syncapi.ParseMarks(v); err != nil {
+		wm, err := syncapi.ParseMarks(v)
+		if err != nil {
 			s.metrics.Event("marks_refused")
 			s.rate.logf(slog.LevelWarn, fmt.Sprint("marks ", row.SyncID), "ignoring marks", "site", row.SyncID, "err", err)
 			return
 		}
+		m = queue.Marks(wm)
 	}
-	if raw == nil && seq == "" && acked == 0 {
+	if raw == nil && m == (queue.Marks{}) {
 		return
 	}
-	if _, err := s.store.NoteHealth(row.SyncID, raw, seq, acked, now); err != nil {
+	if _, err := s.store.NoteHealth(row.SyncID, raw, m, now); err != nil {
 		s.rate.logf(slog.LevelWarn, fmt.Sprint("health store ", row.SyncID), "cannot keep a health block", "site", row.SyncID, "err", err)
 	}
 }

@@ -17,29 +17,37 @@ const HeaderHealth = "syncagent-health"
 // MaxHealth bounds the header's value.
 const MaxHealth = 1024
 
-// HeaderMarks carries, on every request of a syncagent satellite, the two
+// HeaderMarks carries, on every request of a syncagent satellite, the
 // numbers a primary needs to notice a datafile restored from an older copy
 // before that box acknowledges anything: "<outbox numbering> <highest queue
-// entry acknowledged>" (Health's OutboxSeq and Acked). Sent on every
-// request because the first one after a restore may not be GET site.
+// entry acknowledged> <initialisation generation>". Sent on every request
+// because the first one after a restore may not be GET site.
 const HeaderMarks = "syncagent-marks"
 
+// Marks are the marks header's numbers.
+type Marks struct {
+	OutboxSeq string
+	Acked     uint64
+	Gen       uint64
+}
+
 // EncodeMarks renders the marks header.
-func EncodeMarks(outboxSeq string, acked uint64) string {
-	return fmt.Sprintf("%s %d", outboxSeq, acked)
+func EncodeMarks(m Marks) string {
+	return fmt.Sprintf("%s %d %d", m.OutboxSeq, m.Acked, m.Gen)
 }
 
 // ParseMarks reads the marks header.
-func ParseMarks(v string) (outboxSeq string, acked uint64, err error) {
-	seq, n, ok := strings.Cut(v, " ")
-	if !ok || len(seq) > maxHealthSeq || strings.ContainsFunc(seq, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return "", 0, fmt.Errorf("the %s header is not \"<outbox numbering> <acknowledged>\"", HeaderMarks)
+func ParseMarks(v string) (Marks, error) {
+	f := strings.Split(v, " ")
+	if len(f) != 3 || len(f[0]) > maxHealthSeq || f[0] == "" || strings.ContainsFunc(f[0], func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return Marks{}, fmt.Errorf("the %s header is not \"<outbox numbering> <acknowledged> <generation>\"", HeaderMarks)
 	}
-	acked, err = strconv.ParseUint(n, 10, 64)
-	if err != nil {
-		return "", 0, fmt.Errorf("the %s header's acknowledged mark is not a number", HeaderMarks)
+	acked, err1 := strconv.ParseUint(f[1], 10, 64)
+	gen, err2 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Marks{}, fmt.Errorf("the %s header's acknowledged mark and generation must be numbers", HeaderMarks)
 	}
-	return seq, acked, nil
+	return Marks{OutboxSeq: f[0], Acked: acked, Gen: gen}, nil
 }
 
 // Health is a satellite's state as it reports it, compact JSON in

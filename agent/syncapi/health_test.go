@@ -59,12 +59,12 @@ func FuzzParseHealth(f *testing.F) {
 }
 
 func TestMarks(t *testing.T) {
-	seq, acked, err := ParseMarks(EncodeMarks("1f2e-00000000000000000042", 77))
-	if err != nil || seq != "1f2e-00000000000000000042" || acked != 77 {
-		t.Fatalf("round trip: %q %d %v", seq, acked, err)
+	want := Marks{OutboxSeq: "1f2e-00000000000000000042", Acked: 77, Gen: 3}
+	if got, err := ParseMarks(EncodeMarks(want)); err != nil || got != want {
+		t.Fatalf("round trip: %+v %v", got, err)
 	}
-	for _, v := range []string{"", "no-space", "a b c", "a -1", "a 1x", "a\x01b 1", "a  1", strings.Repeat("x", 200) + " 1"} {
-		if _, _, err := ParseMarks(v); err == nil {
+	for _, v := range []string{"", "no-space", "a b c", "a -1 1", "a 1x 1", "a\x01b 1 1", "a  1 1", "a 1", "a 1 2 3", strings.Repeat("x", 200) + " 1 1"} {
+		if _, err := ParseMarks(v); err == nil {
 			t.Errorf("%q accepted", v)
 		}
 	}
@@ -72,6 +72,6 @@ func TestMarks(t *testing.T) {
 
 // FuzzParseMarks: the marks header never panics the primary.
 func FuzzParseMarks(f *testing.F) {
-	f.Add(EncodeMarks("e-1", 3))
+	f.Add(EncodeMarks(Marks{OutboxSeq: "e-1", Acked: 3, Gen: 1}))
 	f.Fuzz(func(t *testing.T, v string) { ParseMarks(v) })
 }

@@ -349,11 +349,10 @@ func (s *Store) FlushContacts() error {
 
 // NoteHealth keeps site id's latest health block (raw, validated by the
 // caller; nil when the box sent only its marks) in this node's memory,
-// written with the last contact, and compares the numbering the box reports
-// with what the primary has seen from it, as queue.Central.NoteHealth: a
-// box restored from an older copy must initialise again
-// (queue.NoteRestored). The usual call is one read.
-func (s *Store) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, at time.Time) (bool, error) {
+// written with the last contact, and judges the marks the box reports as
+// queue.Central.NoteHealth does (queue.NoteMarks): a box restored from an
+// older copy must initialise again. The usual call is one read.
+func (s *Store) NoteHealth(id int, raw []byte, m queue.Marks, at time.Time) (bool, error) {
 	if err := checkSiteID(id); err != nil {
 		return false, err
 	}
@@ -365,8 +364,8 @@ func (s *Store) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, a
 	if raw != nil {
 		s.contactMu.Lock()
 		c := s.contacts[id]
-		if at = at.UTC(); !at.Before(c.healthAt) {
-			c.health, c.healthAt = bytes.Clone(raw), at
+		if u := at.UTC(); !u.Before(c.healthAt) {
+			c.health, c.healthAt = bytes.Clone(raw), u
 		}
 		s.contacts[id] = c
 		s.contactMu.Unlock()
@@ -375,26 +374,34 @@ func (s *Store) NoteHealth(id int, raw []byte, outboxSeq string, acked uint64, a
 	if err != nil {
 		return false, s.dbError(fmt.Sprintf("cannot read site %d", id), err)
 	}
-	if _, behind := queue.NoteRestored(r.state, outboxSeq, acked, at); !behind {
+	if next, rewound := queue.NoteMarks(r.state, m, at); !rewound && sameState(next, r.state) {
 		return false, nil
 	}
 	rewound := false
 	if _, err := s.updateSite(ctx, id, func(_ pgx.Tx, st *queue.SiteState) (bool, error) {
-		*st, rewound = queue.NoteRestored(*st, outboxSeq, acked, at)
-		return rewound, nil
+		next, rew := queue.NoteMarks(*st, m, at)
+		write := rew || !sameState(next, *st)
+		*st, rewound = next, rew
+		return write, nil
 	}); err != nil {
 		return false, err
 	}
 	if rewound {
 		s.log.Warn("site reports an older state than the primary has seen (restored from an older copy?); it must initialise again",
-			"site", id, "outbox", outboxSeq, "acked", acked)
+			"site", id, "outbox", m.OutboxSeq, "acked", m.Acked, "generation", m.Gen)
 	}
 	return rewound, nil
 }
 
+// sameState reports whether a and b store the same state column.
+func sameState(a, b queue.SiteState) bool {
+	ea, err1 := encodeSite(a)
+	eb, err2 := encodeSite(b)
+	return err1 == nil && err2 == nil && ea == eb
+}
+
 // SetInitialisation records site id's initialisation status ("new",
-// "started", "completed" or "error"), as queue.Central.SetInitialisation
-// ("started" starts the restore marks afresh). "started" holds a lease
+// "started", "completed" or "error"). "started" holds a lease
 // (FillLease) that a running Fill renews; once it lapses, the site reads as
 // "new".
 func (s *Store) SetInitialisation(id int, status string) error {
@@ -415,7 +422,6 @@ func (s *Store) SetInitialisation(id int, status string) error {
 		st.Initialisation = status
 		var err error
 		if status == queue.InitStarted {
-			*st = queue.StartInitialisation(*st) // the restore marks start afresh
 			_, err = tx.Exec(ctx, `UPDATE sites SET filling_until = greatest(filling_until, now() + $2::interval) WHERE sync_id = $1`,
 				id, s.opts.FillLease)
 		} else {

@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 		{"HealthShowsARestoredBox", testHealthShowsARestoredBox},
 		{"DuplicateFromAFormerHolderSendsDelete", testDuplicateFromAFormerHolderSendsDelete},
 		{"RestoredTwiceFromTheSameCopy", testRestoredTwiceFromTheSameCopy},
+		{"RestoredCopyOfAnOlderGeneration", testRestoredCopyOfAnOlderGeneration},
 		{"Diagnostics", testDiagnostics},
 		{"Pages", testPages},
 		{"IdleSite", testIdleSite},
@@ -592,25 +593,25 @@ func testHealthShowsARestoredBox(t *testing.T, b Backend) {
 	s3, _ := c.Site(3)
 	now := time.Now()
 	raw := []byte(`{"ver":"0.3.0","out":0}`)
-	if rewound, err := c.NoteHealth(3, raw, "", s3.AckedHigh, now); err != nil || rewound {
+	if rewound, err := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh}, now); err != nil || rewound {
 		t.Fatalf("a healthy box: rewound %v, %v", rewound, err)
 	}
 	if s, _ := c.Site(3); string(s.Health) != string(raw) || s.HealthAt.IsZero() || s.Initialisation != queue.InitCompleted {
 		t.Fatalf("health not kept: %+v", s)
 	}
-	if rewound, _ := c.NoteHealth(3, raw, "", s3.AckedHigh-1, now); !rewound {
+	if rewound, _ := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh - 1}, now); !rewound {
 		t.Fatal("a box that acknowledged less than it did was not noticed")
 	}
 	if s, _ := c.Site(3); s.Initialisation != queue.InitNew || s.Rewinds != 1 {
 		t.Fatalf("restored box: %+v", s)
 	}
-	if rewound, _ := c.NoteHealth(3, raw, "", s3.AckedHigh-1, now); rewound {
+	if rewound, _ := c.NoteHealth(3, raw, queue.Marks{Acked: s3.AckedHigh - 1}, now); rewound {
 		t.Fatal("the same restored box noticed twice")
 	}
-	if rewound, _ := c.NoteHealth(2, raw, fmt.Sprintf("ep-%020d", 1), 0, now); !rewound {
+	if rewound, _ := c.NoteHealth(2, raw, queue.Marks{OutboxSeq: fmt.Sprintf("ep-%020d", 1)}, now); !rewound {
 		t.Fatal("a box whose outbox numbering went back was not noticed")
 	}
-	if rewound, _ := c.NoteHealth(2, raw, fmt.Sprintf("ep-%020d", 4), 0, now); rewound {
+	if rewound, _ := c.NoteHealth(2, raw, queue.Marks{OutboxSeq: fmt.Sprintf("ep-%020d", 4)}, now); rewound {
 		t.Fatal("a box numbering on was taken for a restored one")
 	}
 }
@@ -637,10 +638,12 @@ func testDuplicateFromAFormerHolderSendsDelete(t *testing.T, b Backend) {
 	}
 }
 
-// RESTORE, found by the property test (seed 1311 of 10,000): a box restored
-// from a copy is noticed and initialises again; restored once more from
-// the same copy, it must be noticed again. (The marks were reset to the
-// copy's on the first notice, so the second restore looked like nothing.)
+// RESTORE, found by the property test (seeds 1311 and 2548): a box
+// restored from a copy is noticed and initialises again; restored once more
+// from the same copy, it must be noticed again (the marks had been reset to
+// the copy's on the first notice); and a box restored to a copy from before
+// an initialisation must be noticed (the marks had been reset when it
+// initialised).
 func testRestoredTwiceFromTheSameCopy(t *testing.T, b Backend) {
 	c := b.Open(t, "pri")
 	c.SetInitialisation(3, queue.InitCompleted)
@@ -650,10 +653,10 @@ func testRestoredTwiceFromTheSameCopy(t *testing.T, b Backend) {
 	accept(t, c, 2, inbound("e-2", storeRec("item", "b", "s1", 1)))
 	ackAll(t, c, 3)
 	now := time.Now()
-	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); !rewound {
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{Acked: copyAcked}, now); !rewound {
 		t.Fatal("the first restore was not noticed")
 	}
-	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); rewound {
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{Acked: copyAcked}, now); rewound {
 		t.Fatal("a restore already being recovered from was counted again")
 	}
 	// The box initialises again and pulls everything.
@@ -662,13 +665,26 @@ func testRestoredTwiceFromTheSameCopy(t *testing.T, b Backend) {
 		t.Fatal(err)
 	}
 	c.SetInitialisation(3, queue.InitCompleted)
-	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); rewound {
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{Acked: copyAcked}, now); rewound {
 		t.Fatal("a box that initialised again and has not pulled yet was taken for a restored one")
 	}
 	ackAll(t, c, 3)
+	caughtUp := mustSite(t, c, 3).AckedHigh
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{Acked: caughtUp}, now); rewound { // its next request
+		t.Fatal("a box back at the primary's marks was taken for a restored one")
+	}
 	// Restored again from the same copy.
-	if rewound, _ := c.NoteHealth(3, nil, "", copyAcked, now); !rewound {
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{Acked: copyAcked}, now); !rewound {
 		t.Fatal("the same copy restored a second time was not noticed")
+	}
+	// It initialises again; restored then to a copy from before that.
+	c.SetInitialisation(3, queue.InitStarted)
+	c.Fill(3)
+	c.SetInitialisation(3, queue.InitCompleted)
+	ackAll(t, c, 3)
+	c.NoteHealth(3, nil, queue.Marks{Acked: mustSite(t, c, 3).AckedHigh}, now)
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{Acked: caughtUp}, now); !rewound {
+		t.Fatal("a copy from before the last initialisation was not noticed")
 	}
 }
 
@@ -679,6 +695,37 @@ func mustSite(t *testing.T, c queue.PrimaryStore, id int) queue.SiteState {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// RESTORE (property test, seed 1311): a copy restored a second time while
+// the box was still recovering from the first reports the same marks as
+// then; its initialisation generation tells it apart: the box's next
+// initialisation has the copy's generation plus one.
+func testRestoredCopyOfAnOlderGeneration(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	c.SetInitialisation(3, queue.InitCompleted)
+	now := time.Now()
+	at := func(gen uint64) queue.Marks { return queue.Marks{OutboxSeq: fmt.Sprintf("ep-%020d", 5), Gen: gen} }
+	for _, gen := range []uint64{1, 2, 3} { // the box initialised twice more
+		if rewound, _ := c.NoteHealth(3, nil, at(gen), now); rewound {
+			t.Fatalf("generation %d taken for a restore", gen)
+		}
+	}
+	if rewound, _ := c.NoteHealth(3, nil, at(1), now); !rewound {
+		t.Fatal("a copy of generation 1 after generation 3 was not noticed")
+	}
+	c.SetInitialisation(3, queue.InitStarted) // the box initialises: generation 2
+	c.SetInitialisation(3, queue.InitCompleted)
+	if rewound, _ := c.NoteHealth(3, nil, at(2), now); rewound {
+		t.Fatal("the recovering box (generation 2) taken for a restore")
+	}
+	if rewound, _ := c.NoteHealth(3, nil, at(1), now); !rewound {
+		t.Fatal("the same copy restored again while the box recovered was not noticed")
+	}
+	// Another datafile (a reinstall) has generations of its own.
+	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{OutboxSeq: fmt.Sprintf("new-%020d", 1), Gen: 1}, now); rewound {
+		t.Fatal("a fresh datafile taken for a restore")
+	}
 }
 
 // testPages protects paging: List by id after a pivot, skipping deleted

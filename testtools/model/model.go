@@ -193,7 +193,9 @@ func (w *World) openSite(s *site) error {
 	// primary (every 15 s during an initialisation) take no real time.
 	s.sat = satellite.New(l, s.client, w.satConfig(s.id), w.log, w.clock)
 	// The marks the daemon sends with every request (restore detection).
-	s.client.Marks = func() string { return syncapi.EncodeMarks(l.OutboxNumbering(), s.sat.Acked()) }
+	s.client.Marks = func() string {
+		return syncapi.EncodeMarks(syncapi.Marks{OutboxSeq: l.OutboxNumbering(), Acked: s.sat.Acked(), Gen: l.Generation()})
+	}
 	return nil
 }
 
