@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -86,6 +87,32 @@ func TestBinaryDeps(t *testing.T) {
 		for _, b := range banned {
 			if strings.HasPrefix(p.ImportPath, b) {
 				t.Errorf("the syncagent binary depends on %s", p.ImportPath)
+			}
+		}
+	}
+}
+
+// importers are the packages a package may be imported by (its tests
+// aside): the claims "Imported only by …" in package docs, checked so they
+// stay true. The wiring is imported by the command line only; tools by
+// their commands.
+var importers = map[string][]string{
+	"syncagent/agent/daemon":         {"syncagent/agent/cli", "syncagent/agent/demo"},
+	"syncagent/agent/demo":           {"syncagent/agent/cli"},
+	"syncagent/agent/soak":           {"syncagent/agent/cmd/soak"},
+	"syncagent/packaging/vendorkeys": {"syncagent/agent/lock", "syncagent/agent/unlock"},
+}
+
+// TestImporters protects the "Imported only by" claims of package docs.
+func TestImporters(t *testing.T) {
+	for _, p := range list(t, "./...") {
+		for _, imp := range p.Imports {
+			allowed, ok := importers[imp]
+			if !ok {
+				continue
+			}
+			if !slices.Contains(allowed, p.ImportPath) {
+				t.Errorf("%s imports %s; only %v may (fix the import, or this table and the package doc)", p.ImportPath, imp, allowed)
 			}
 		}
 	}

@@ -20,9 +20,6 @@
 // 429, timeouts, resets, dial, DNS and TLS errors, a proxy's error page) never
 // does. "Busy" (503 sync_is_running) is waited out without shrinking the
 // request size.
-//
-// Imported only by agent/daemon (the wiring), the tools under agent/cmd and
-// tests.
 package satellite
 
 import (
