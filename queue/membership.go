@@ -124,57 +124,39 @@ func (c *Central) reconcileBatch(m Membership, router Router, pivot string, res 
 		return "", err
 	}
 	next := ""
-	var p *planner
+	var plan Plan
 	err := c.st.view(func(tx *buntdb.Tx) error {
-		p = &planner{r: buntReader{tx}, next: c.nextVersion, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
+		var recs []StoredRecord
 		var derr error
-		seen := 0
 		err := tx.AscendGreaterOrEqual("", pivot, func(k, s string) bool {
 			table, id, ok := splitRecKey(k)
 			if !ok {
 				return false
 			}
-			if seen >= batch {
+			if len(recs) >= batch {
 				next = k
 				return false
 			}
-			seen++
 			var v RecordState
 			if err := jsonUnmarshalString(s, &v); err != nil {
 				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
 				return false
 			}
-			if v.Deleted || v.Held || v.Central {
-				return true
-			}
-			holders := sortedSites(router.Holders(v.current(table, id), p.lookup))
-			holders = slices.DeleteFunc(holders, func(s int) bool { _, ok := m[s]; return !ok })
-			if slices.Equal(holders, v.Holders) {
-				return true
-			}
-			gained, lost := minus(holders, v.Holders), minus(v.Holders, holders)
-			nv := v
-			nv.Holders = holders
-			p.it.Recs = append(p.it.Recs, PlanRecord{Key: k, Val: nv})
-			for _, s := range gained {
-				p.queue(s, table, id, false)
-			}
-			for _, s := range lost {
-				if _, live := m[s]; live {
-					p.queue(s, table, id, true)
-					res.Deleted++
-				}
-			}
-			res.Records++
-			res.Queued += len(gained)
+			recs = append(recs, StoredRecord{Ref{table, id}, v})
 			return true
 		})
-		return errors.Join(err, derr)
+		if err := errors.Join(err, derr); err != nil {
+			return err
+		}
+		var n MembershipResult
+		plan, n = DecideMembership(buntReader{tx}, recs, m, router, c.nextVersion)
+		res.Records, res.Queued, res.Deleted = res.Records+n.Records, res.Queued+n.Queued, res.Deleted+n.Deleted
+		return nil
 	})
 	if err != nil {
 		return "", err
 	}
-	return next, c.runIntentLocked(p.it)
+	return next, c.runIntentLocked(plan)
 }
 
 // parseDigest reads back a Membership digest.

@@ -53,6 +53,8 @@ func Run(t *testing.T, b Backend) {
 		{"RestoredTwiceFromTheSameCopy", testRestoredTwiceFromTheSameCopy},
 		{"RestoredCopyOfAnOlderGeneration", testRestoredCopyOfAnOlderGeneration},
 		{"Diagnostics", testDiagnostics},
+		{"Pages", testPages},
+		{"IdleSite", testIdleSite},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, b) })
 	}
@@ -726,5 +728,72 @@ func testRestoredCopyOfAnOlderGeneration(t *testing.T, b Backend) {
 	// Another datafile (a reinstall) has generations of its own.
 	if rewound, _ := c.NoteHealth(3, nil, queue.Marks{OutboxSeq: fmt.Sprintf("new-%020d", 1), Gen: 1}, now); rewound {
 		t.Fatal("a fresh datafile taken for a restore")
+	}
+}
+
+// testPages protects paging: List by id after a pivot, skipping deleted
+// records; the central log by cursor, a page at a time.
+func testPages(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		if _, err := c.Write(storeRec("item", id, "s1", 1), sites); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Write(del("item", "c"), sites)
+	ids := func(rs []queue.Record) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	if rs, err := c.List("item", "", 2); err != nil || ids(rs) != "a,b" {
+		t.Fatalf("first page = %q, %v", ids(rs), err)
+	}
+	if rs, err := c.List("item", "b", 2); err != nil || ids(rs) != "d,e" {
+		t.Fatalf("second page = %q, %v", ids(rs), err)
+	}
+	if rs, _ := c.List("item", "e", 0); len(rs) != 0 {
+		t.Fatalf("past the end = %q", ids(rs))
+	}
+	if _, err := c.List("it:em", "", 0); err == nil {
+		t.Fatal("List of an invalid table name succeeded")
+	}
+	var cursors []uint64
+	for _, id := range []string{"u1", "u2", "u3"} {
+		cur, err := c.Write(rec("unit", id, map[string]any{"n": 1}), sites)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursors = append(cursors, cur)
+	}
+	es, maxCur, err := c.CentralSince(0, 2)
+	if err != nil || len(es) != 2 || es[1].Cursor != cursors[1] || maxCur != cursors[2] {
+		t.Fatalf("first central page = %+v, max %d, %v", es, maxCur, err)
+	}
+	if es, _, _ := c.CentralSince(es[1].Cursor, 2); len(es) != 1 || es[0].Record.ID != "u3" {
+		t.Fatalf("second central page = %+v", es)
+	}
+}
+
+// testIdleSite protects what an unknown or idle site reads as: an empty
+// queue, no fill running, nothing to acknowledge.
+func testIdleSite(t *testing.T, b Backend) {
+	c := b.Open(t, "pri")
+	if q, n, err := c.Queued(8, 0); err != nil || len(q) != 0 || n != 0 || c.QueueLen(8) != 0 || c.Filling(8) {
+		t.Fatalf("unknown site: %d entries, length %d, filling %v, %v", len(q), n, c.Filling(8), err)
+	}
+	if n, err := c.Ack(8, []string{"1", "2"}); err != nil || n != 0 {
+		t.Fatalf("Ack of nothing = %d, %v", n, err)
+	}
+	if n, err := c.Fill(8); err != nil || n != 0 || c.Filling(8) {
+		t.Fatalf("Fill of a site holding nothing = %d, %v, filling %v", n, err, c.Filling(8))
+	}
+	if _, err := c.Fill(0); err == nil {
+		t.Fatal("Fill of site 0 succeeded")
+	}
+	if _, err := c.Accept(0, nil, sites); err == nil {
+		t.Fatal("Accept from site 0 succeeded")
 	}
 }
