@@ -472,3 +472,25 @@ func hasControl(s string) bool {
 	}
 	return false
 }
+
+// SetVerified keeps the token of the password last verified for site id
+// (written only when it changes): in the state column, so every node sees
+// it.
+func (s *Store) SetVerified(id int, token string) error {
+	if err := checkSiteID(id); err != nil {
+		return err
+	}
+	ctx, cancel, err := s.call()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.updateSite(ctx, id, func(_ pgx.Tx, st *queue.SiteState) (bool, error) {
+		if st.Verified == token {
+			return false, nil
+		}
+		st.Verified = token
+		return true, nil
+	})
+	return err
+}
