@@ -92,7 +92,7 @@ func getCentral(tx *buntdb.Tx, key string) (RecordState, bool, error) {
 		return RecordState{}, false, err
 	}
 	var v RecordState
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
+	if err := decodeRecordState(s, &v); err != nil {
 		return v, false, fmt.Errorf("datafile value of %s is unreadable: %w", key, err)
 	}
 	return v, true, nil
@@ -191,7 +191,7 @@ func (c *Central) loadKey(k, v string) bool {
 	switch {
 	case strings.HasPrefix(k, recPrefix):
 		var cv RecordState
-		if json.Unmarshal([]byte(v), &cv) != nil {
+		if decodeRecordState(v, &cv) != nil {
 			return false
 		}
 		c.version = max(c.version, cv.Version)
@@ -351,7 +351,7 @@ func (c *Central) List(table, after string, limit int) ([]Record, error) {
 	defer c.mu.RUnlock()
 	return c.st.listTable(table, after, limit, func(s string) (Action, json.RawMessage, bool, error) {
 		var v RecordState
-		err := json.Unmarshal([]byte(s), &v)
+		err := decodeRecordState(s, &v)
 		return v.Action, v.Data, !v.Deleted, err
 	})
 }

@@ -291,7 +291,7 @@ func (c *Central) fillBatch(site int, pivot string) (int, string, error) {
 			}
 			seen++
 			var v RecordState
-			if err := jsonUnmarshalString(s, &v); err != nil {
+			if err := decodeRecordState(s, &v); err != nil {
 				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
 				return false
 			}

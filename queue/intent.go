@@ -116,7 +116,7 @@ func encodePlan(it Plan) ([][]byte, []byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"r":[`)
 	for i, r := range it.Recs {
-		v, err := marshal(r.Val)
+		v, err := encodeRecordState(r.Val)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -169,7 +169,11 @@ func (c *Central) applyLocked(it Plan, states [][]byte) error {
 				versions[r.Key] = old.Version
 				continue // a later change is there already
 			}
-			if err := setJSONKey(tx, r.Key, r.Val, nil); err != nil {
+			enc, err := encodeRecordState(r.Val)
+			if err == nil {
+				_, _, err = tx.Set(r.Key, string(enc), nil)
+			}
+			if err != nil {
 				return err
 			}
 			versions[r.Key] = r.Val.Version

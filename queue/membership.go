@@ -138,7 +138,7 @@ func (c *Central) reconcileBatch(m Membership, router Router, pivot string, res 
 				return false
 			}
 			var v RecordState
-			if err := jsonUnmarshalString(s, &v); err != nil {
+			if err := decodeRecordState(s, &v); err != nil {
 				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
 				return false
 			}
@@ -169,5 +169,3 @@ func parseDigest(d string) Membership {
 	}
 	return m
 }
-
-func jsonUnmarshalString(s string, v any) error { return json.Unmarshal([]byte(s), v) }
