@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -57,4 +58,41 @@ func BenchmarkCentral_Accept(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkCentral_Fill100k is a new site's initialisation on the primary:
+// a site added to a store holding 100,000 of the 200,000 records held (the
+// other half is another store's): Reconcile, Fill and its first page. Issue 15's target: ready
+// in under 10 s.
+func BenchmarkCentral_Fill100k(b *testing.B) {
+	c := openCentral(b, tempPath(b, "pri.db"), CentralOptions{})
+	pad := strings.Repeat("x", 200)
+	for start := 0; start < 200_000; start += 1000 {
+		for origin, store := range map[int]string{2: "s1", 5: "s2"} {
+			batch := make([]Inbound, 0, 500)
+			for j := start; j < start+500; j++ {
+				id := fmt.Sprintf("%s-%07d", store, j)
+				batch = append(batch, inbound("f-"+id, rec("item", id, map[string]any{StoreField: store, "pad": pad})))
+			}
+			if _, err := c.Accept(origin, batch, sites); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		site := 100 + i // a new site each time, holding s2
+		router := testRouter{"s1": {2, 3, 4}, "s2": {5, site}}
+		// The site's row names s2 (Reconcile queues what it now holds),
+		// then it initialises (Fill finds it all queued).
+		if _, err := c.Reconcile(router.members(), router); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Fill(site); err != nil || c.QueueLen(site) != 100_000 {
+			b.Fatalf("queue of the new site: %d (%v), want 100000", c.QueueLen(site), err)
+		}
+		if q, _, err := c.Queued(site, 1000); err != nil || len(q) != 1000 {
+			b.Fatalf("first page: %d (%v)", len(q), err)
+		}
+	}
 }
