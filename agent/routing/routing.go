@@ -11,6 +11,8 @@ package routing
 import (
 	"encoding/json"
 	"slices"
+
+	"syncagent/agent/jsonscan"
 )
 
 // Rule says, for one table, who owns its records and who else receives them.
@@ -180,6 +182,21 @@ func (l *lenient) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// routedFields are routed's members as the data names them.
+var routedFields = []string{FieldStore, FieldName, FieldStatus, "transaction_ID", "requisition_ID", "stock_take_ID"}
+
+// scan fills f the way json.Unmarshal would, without reflection, when data
+// is valid and its routing fields are plain strings; false: ask
+// encoding/json (TestClaim_scanMatchesUnmarshal).
+func (f *routed) scan(data []byte) bool {
+	var out [6]string
+	if !json.Valid(data) || !jsonscan.Object(data, routedFields, out[:]) {
+		return false
+	}
+	*f = routed{lenient(out[0]), lenient(out[1]), lenient(out[2]), lenient(out[3]), lenient(out[4]), lenient(out[5])}
+	return true
+}
+
 func (f routed) field(name string) string {
 	switch name {
 	case FieldStore:
@@ -201,7 +218,7 @@ func (f routed) field(name string) string {
 // Claim reads what data says under this rule.
 func (r Rule) Claim(data json.RawMessage) Claim {
 	var f routed
-	if len(data) > 0 && json.Unmarshal(data, &f) != nil {
+	if len(data) > 0 && !f.scan(data) && json.Unmarshal(data, &f) != nil {
 		f = routed{}
 	}
 	c := Claim{Central: r.Central}

@@ -33,3 +33,47 @@ func TestClaim(t *testing.T) {
 		}
 	}
 }
+
+// TestClaim_scanMatchesUnmarshal: the routing fields read without
+// reflection are encoding/json's whenever the fast read answers.
+func TestClaim_scanMatchesUnmarshal(t *testing.T) {
+	for _, s := range []string{
+		`{"store_ID":"s1","name_ID":"n2","status":"fn","transaction_ID":"t","requisition_ID":"r","stock_take_ID":"k"}`,
+		`{"STORE_ID":"a","store_id":"b"}`,
+		`{"store_ID":7,"name_ID":"n"}`,
+		`{"store_ID":null}`,
+		`{"store_ID":"caf\u00e9"}`,
+		`{"store_ID":"é"}`,
+		`{"other":{"store_ID":"inner"},"store_ID":"outer"}`,
+		`[1,2]`,
+		`{"store_ID":"x"`,
+		`{}`,
+	} {
+		var fast routed
+		if !fast.scan([]byte(s)) {
+			continue
+		}
+		var slow routed
+		if err := json.Unmarshal([]byte(s), &slow); err != nil {
+			t.Errorf("%s: fast read it, encoding/json: %v", s, err)
+		}
+		if fast != slow {
+			t.Errorf("%s: fast %+v, encoding/json %+v", s, fast, slow)
+		}
+	}
+}
+
+func FuzzClaimScan(f *testing.F) {
+	f.Add(`{"store_ID":"s1","name_ID":"n2","status":"fn"}`)
+	f.Add(`{"Store_ID":"a","x":[{"store_ID":"b"}]}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var fast routed
+		if !fast.scan([]byte(s)) {
+			return
+		}
+		var slow routed
+		if err := json.Unmarshal([]byte(s), &slow); err != nil || fast != slow {
+			t.Fatalf("%q: fast %+v, encoding/json %+v (%v)", s, fast, slow, err)
+		}
+	})
+}

@@ -60,6 +60,9 @@ func DecodeBody(r *http.Request, max int64, allowEmpty bool, v any) *Error {
 		}
 		return Errorf(http.StatusBadRequest, CodeBadRequest, "the request body is empty: a JSON object is expected")
 	}
+	if p, ok := v.(*Push); ok && decodePush(body, p) {
+		return nil
+	}
 	return decodeJSON(body, v)
 }
 
