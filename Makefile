@@ -95,7 +95,12 @@ footprint:
 # rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
 # a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
 BENCH_PRIMARY_FLAGS ?=
-.PHONY: bench-primary bench-compaction
+.PHONY: bench-primary bench-compaction bench-admin
+# The admin page's speed targets in real headless Chromium (1,000 sites:
+# first render < 1 s, sort and filter < 100 ms); the suite only logs them.
+bench-admin:
+	$(GO) test ./agent/admin -run TestAdmin_browser -count=1 -v -args -browser.targets | grep -E 'sites:|ok|FAIL|---'
+
 # What a compaction of the primary's datafile costs the requests around it,
 # blocking and online: BENCH_COMPACTION_FLAGS='-pause-records 10000,1000000'.
 bench-compaction:

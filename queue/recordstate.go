@@ -2,8 +2,11 @@ package queue
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
+
+	"syncagent/jsonscan"
 )
 
 // A record's state on the primary (rec:<table>:<id>) is a JSON object whose
@@ -54,8 +57,11 @@ func decodeRecordState(s string, v *RecordState) error {
 	if !ok {
 		return json.Unmarshal([]byte(s), v)
 	}
-	if err := json.Unmarshal(meta, v); err != nil {
-		return err
+	if !scanRecordMeta(meta, v) {
+		*v = RecordState{}
+		if err := json.Unmarshal(meta, v); err != nil {
+			return err
+		}
 	}
 	if data != "" {
 		v.Data = json.RawMessage(data)
@@ -84,4 +90,103 @@ func splitRecordState(s string) (meta []byte, data string, ok bool) {
 	meta = append(meta, head...)
 	meta = append(meta, '}')
 	return meta, s[start:end], true
+}
+
+// scanRecordMeta reads the members before the data the way json.Unmarshal
+// would, without reflection, for the values encodeRecordState writes; false
+// (anything else: an escape, another kind of value, a key given twice):
+// ask encoding/json (FuzzDecodeRecordState). meta is trusted to be JSON as
+// far as its structure goes: the datafile's open-time check saw it.
+func scanRecordMeta(meta []byte, v *RecordState) bool {
+	if !json.Valid(meta) {
+		return false
+	}
+	seen := map[string]bool{}
+	return jsonscan.Members(meta, func(key []byte, escaped bool, val []byte) bool {
+		k := string(key)
+		if escaped || seen[k] {
+			return false
+		}
+		seen[k] = true
+		switch k {
+		case "n":
+			return true
+		case "v":
+			n, err := strconv.ParseUint(string(val), 10, 64)
+			v.Version = n
+			return err == nil
+		case "a", "o":
+			s, ok := jsonscan.PlainString(val)
+			if k == "a" {
+				v.Action = Action(s)
+			} else {
+				v.Owner = s
+			}
+			return ok
+		case "x", "c", "held":
+			b, ok := plainBool(val)
+			switch k {
+			case "x":
+				v.Deleted = b
+			case "c":
+				v.Central = b
+			default:
+				v.Held = b
+			}
+			return ok
+		case "h":
+			v.Holders = []int{}
+			return jsonscan.Elements(val, func(e []byte) bool {
+				n, err := strconv.Atoi(string(e))
+				v.Holders = append(v.Holders, n)
+				return err == nil
+			})
+		case "p":
+			var f [2]string
+			if !jsonscan.Object(val, []string{"t", "i"}, f[:]) || !exactKeys(val, "t", "i") {
+				return false
+			}
+			v.Parent = &Ref{Table: f[0], ID: f[1]}
+			return true
+		case "f":
+			v.From = map[int]string{}
+			return jsonscan.Members(val, func(sk []byte, esc bool, sv []byte) bool {
+				site, err := strconv.Atoi(string(sk))
+				s, ok := jsonscan.PlainString(sv)
+				if esc || err != nil || !ok || strconv.Itoa(site) != string(sk) {
+					return false
+				}
+				if _, dup := v.From[site]; dup {
+					return false
+				}
+				v.From[site] = s
+				return true
+			})
+		}
+		return false // a member this reader does not know: encoding/json decides
+	})
+}
+
+func plainBool(b []byte) (bool, bool) {
+	switch string(b) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// exactKeys reports whether the object b has only the keys named, each at
+// most once and spelled exactly (encoding/json would fold other spellings).
+func exactKeys(b []byte, keys ...string) bool {
+	seen := map[string]bool{}
+	return jsonscan.Members(b, func(k []byte, esc bool, _ []byte) bool {
+		s := string(k)
+		if esc || seen[s] || !slices.Contains(keys, s) {
+			return false
+		}
+		seen[s] = true
+		return true
+	})
 }

@@ -21,6 +21,7 @@ func TestRecordState_roundTrip(t *testing.T) {
 		{"only data", RecordState{Data: json.RawMessage(`[1,2]`)}},
 		{"scalar data", RecordState{Version: 1, Action: Update, Data: json.RawMessage(`12345`)}},
 		{"parent and held", RecordState{Version: 2, Action: Update, Parent: &Ref{"transact", "t1"}, Held: true, Data: json.RawMessage(`{"transaction_ID":"t1"}`)}},
+		{"every member", RecordState{Version: 1 << 60, Action: Merge, Deleted: true, Owner: "store-a", Central: true, Holders: []int{2, 30, 400}, Parent: &Ref{"requisition", "R9"}, Held: true, From: map[int]string{2: "9f2c", 30: "x-1"}, Data: json.RawMessage(`{"a":[1,{"b":null}]}`)}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -41,8 +42,15 @@ func TestRecordState_roundTrip(t *testing.T) {
 			if !reflect.DeepEqual(fast, c.v) || !reflect.DeepEqual(slow, c.v) {
 				t.Fatalf("%s\nfast %+v\nslow %+v\nwant %+v", enc, fast, slow, c.v)
 			}
-			if _, _, split := splitRecordState(string(enc)); split != (len(c.v.Data) > 0) {
+			meta, _, split := splitRecordState(string(enc))
+			if split != (len(c.v.Data) > 0) {
 				t.Errorf("fast path taken %v for %s", split, enc)
+			}
+			if split {
+				var m RecordState
+				if !scanRecordMeta(meta, &m) {
+					t.Errorf("the members before the data were read by encoding/json: %s", meta)
+				}
 			}
 			old, _ := marshal(c.v) // a value written before this format
 			var got RecordState
@@ -56,7 +64,7 @@ func TestRecordState_roundTrip(t *testing.T) {
 // FuzzDecodeRecordState: whatever a datafile holds, the fast read never
 // panics and, for a JSON value, agrees with encoding/json.
 func FuzzDecodeRecordState(f *testing.F) {
-	for _, s := range []string{`{"n":2,"v":1,"d":{}}`, `{"n":3,"d":[1]}`, `{"n":99,"d":1}`, `{"n":1,"d":1}`, `{"v":1,"a":"Update","d":{"a":1}}`, `{"n":-1,"d":1}`, `{"n":5,"x":",\"d\":1}`} {
+	for _, s := range []string{`{"n":2,"v":7,"a":"Update","x":true,"o":"s1","c":true,"h":[2,3],"p":{"t":"transact","i":"t1"},"held":true,"f":{"2":"x-1","10":"ab"},"d":{}}`, `{"n":2,"v":1,"d":{}}`, `{"n":3,"d":[1]}`, `{"n":99,"d":1}`, `{"n":1,"d":1}`, `{"v":1,"a":"Update","d":{"a":1}}`, `{"n":-1,"d":1}`, `{"n":5,"x":",\"d\":1}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,11 +59,16 @@ func thousandSites() fakeFleet {
 	return f
 }
 
-// The admin page in real headless Chromium: 1,000 sites render within a
-// second; a click on a header sorts and a second click reverses, typing a
-// prefix filters by user name or sync ID, each under 100 ms (the page's own
-// window.timings); a row opens the site's detail. A screenshot is kept in
-// dist/artifacts/.
+// targets makes TestAdmin_browser judge the page's speed too (`make
+// bench-admin`); without it the suite checks what the page does and logs
+// how long it took, so a busy machine cannot fail it.
+var targets = flag.Bool("browser.targets", false, "fail TestAdmin_browser when the page misses its speed targets")
+
+// The admin page in real headless Chromium: 1,000 sites render (within a
+// second); a click on a header sorts and a second click reverses, typing a
+// prefix filters by user name or sync ID (each under 100 ms, by the page's
+// own window.timings); a row opens the site's detail. A screenshot is kept
+// in dist/artifacts/. The times in brackets are judged with -browser.targets.
 func TestAdmin_browser(t *testing.T) {
 	exe := chromium(t)
 	h, err := passwd.Hash(passwd.SHA256Hex("s3cret"))
@@ -109,7 +115,7 @@ func TestAdmin_browser(t *testing.T) {
 		return v
 	}
 	loaded, rendered := num(`window.timings.loaded`), num(`window.timings.render`)
-	if c := text(`document.getElementById("count").textContent`); c != "1000 sites" || loaded >= 1000 {
+	if c := text(`document.getElementById("count").textContent`); c != "1000 sites" || (*targets && loaded >= 1000) {
 		t.Fatalf("%q, first render done %.0f ms after navigation; want 1000 sites within 1 s", c, loaded)
 	}
 	// Only the rows in view are in the document; scrolling to the end
@@ -141,8 +147,8 @@ func TestAdmin_browser(t *testing.T) {
 		}
 	}
 	// Sorting: each click must put the rows in order; the time is judged
-	// by the median of the clicks (a shared CI machine may stall one), and
-	// every one is logged.
+	// (with -browser.targets) by the median of the clicks, and every one is
+	// logged.
 	do(chromedp.Click(chromedp.CSS(`th[data-key="user"]`)))
 	if got := first(1); got != "clinic-0000" {
 		t.Errorf("sorted by user: first %q, want clinic-0000", got)
@@ -159,7 +165,7 @@ func TestAdmin_browser(t *testing.T) {
 	}
 	sorts := floats(t, ctx, `window.timings.sortAll`)
 	sortMS := median(sorts)
-	if len(sorts) != 6 || sortMS >= 100 {
+	if len(sorts) != 6 || (*targets && sortMS >= 100) {
 		t.Errorf("sorts took %.1f ms (median %.1f); want a median under 100 ms", sorts, sortMS)
 	}
 
@@ -167,7 +173,7 @@ func TestAdmin_browser(t *testing.T) {
 	do(chromedp.SendKeys(chromedp.CSS(`#filter`), "clinic-09"))
 	filters := floats(t, ctx, `window.timings.filterAll`) // one a keystroke
 	filterMS := median(filters)
-	if n := num(visible); n != 100 || len(filters) != len("clinic-09") || filterMS >= 100 {
+	if n := num(visible); n != 100 || len(filters) != len("clinic-09") || (*targets && filterMS >= 100) {
 		t.Errorf("filter clinic-09: %.0f rows, keystrokes took %.1f ms (median %.1f); want 100 rows, a median under 100 ms", n, filters, filterMS)
 	}
 	num(`(document.getElementById("filter").value = "", 0)`)

@@ -12,7 +12,7 @@ import (
 	"encoding/json"
 	"slices"
 
-	"syncagent/agent/jsonscan"
+	"syncagent/jsonscan"
 )
 
 // Rule says, for one table, who owns its records and who else receives them.

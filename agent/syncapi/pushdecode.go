@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 
-	"syncagent/agent/jsonscan"
+	"syncagent/jsonscan"
 )
 
 // decodePush reads a pushed batch (POST queued_records) into p as
