@@ -185,12 +185,15 @@ func (l *lenient) UnmarshalJSON(b []byte) error {
 // routedFields are routed's members as the data names them.
 var routedFields = []string{FieldStore, FieldName, FieldStatus, "transaction_ID", "requisition_ID", "stock_take_ID"}
 
-// scan fills f the way json.Unmarshal would, without reflection, when data
-// is valid and its routing fields are plain strings; false: ask
-// encoding/json (TestClaim_scanMatchesUnmarshal).
+// scan fills f the way json.Unmarshal would, without reflection, when its
+// routing fields are plain strings; false: ask encoding/json
+// (TestClaim_scanMatchesUnmarshal). data is a validated record's (every
+// caller routes records that queue.Record.Validate accepted, and its data
+// has been checked several times by then); on data that is not JSON the
+// claim is unspecified, but scan never panics.
 func (f *routed) scan(data []byte) bool {
 	var out [6]string
-	if !json.Valid(data) || !jsonscan.Object(data, routedFields, out[:]) {
+	if !jsonscan.Object(data, routedFields, out[:]) {
 		return false
 	}
 	*f = routed{lenient(out[0]), lenient(out[1]), lenient(out[2]), lenient(out[3]), lenient(out[4]), lenient(out[5])}
@@ -215,7 +218,7 @@ func (f routed) field(name string) string {
 	panic("routing: a rule reads field " + name + ", which routed does not hold")
 }
 
-// Claim reads what data says under this rule.
+// Claim reads what data (a validated record's) says under this rule.
 func (r Rule) Claim(data json.RawMessage) Claim {
 	var f routed
 	if len(data) > 0 && !f.scan(data) && json.Unmarshal(data, &f) != nil {
