@@ -121,19 +121,28 @@ func encodePlan(it Plan) ([][]byte, []byte, error) {
 			return nil, nil, err
 		}
 		states[i] = v
-		k, _ := marshal(r.Key)
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(`{"k":`)
-		b.Write(k)
+		b.Write(appendString(nil, r.Key))
 		b.WriteString(`,"v":`)
 		b.Write(v)
 		b.WriteByte('}')
 	}
 	b.WriteString("],")
+	if len(it.Queue) > 0 {
+		q := []byte(`"q":[`)
+		for i, op := range it.Queue {
+			if i > 0 {
+				q = append(q, ',')
+			}
+			q = appendQueueOp(q, op)
+		}
+		b.Write(append(q, ']', ','))
+	}
 	rest := it
-	rest.Recs = nil
+	rest.Recs, rest.Queue = nil, nil
 	tail, err := marshal(rest)
 	if err != nil {
 		return nil, nil, err

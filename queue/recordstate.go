@@ -28,24 +28,11 @@ const (
 
 // encodeRecordState encodes v as above.
 func encodeRecordState(v RecordState) ([]byte, error) {
-	data := v.Data
-	v.Data = nil
-	meta, err := marshal(v)
-	if err != nil {
-		return nil, err
+	b := appendRecordMeta(make([]byte, 0, len(v.Data)+96), v, len(v.Data))
+	if len(v.Data) > 0 {
+		b = append(b, stateDataKey...)
+		b = append(b, v.Data...)
 	}
-	if len(data) == 0 {
-		return meta, nil
-	}
-	b := make([]byte, 0, len(meta)+len(data)+32)
-	b = append(b, stateLenPrefix...)
-	b = strconv.AppendInt(b, int64(len(data)), 10)
-	if len(meta) > 2 { // more members than none
-		b = append(b, ',')
-		b = append(b, meta[1:len(meta)-1]...)
-	}
-	b = append(b, stateDataKey...)
-	b = append(b, data...)
 	return append(b, '}'), nil
 }
 
