@@ -33,14 +33,14 @@ test: fmt-check vet
 clean:
 	rm -rf bin dist
 
-# The crash soak (agent/cmd/soak): a primary and two satellites as real
+# The crash soak (testtools/cmd/soak): a primary and two satellites as real
 # processes, SIGKILLed at random for SOAK_ROUNDS rounds, then every site is
 # checked against the writes the apps were told succeeded. Longer:
 # `make soak SOAK_ROUNDS=500`; more knobs: SOAK_FLAGS='-keys 500 -seed 42'.
 SOAK_ROUNDS ?= 30
 .PHONY: soak
 soak: build
-	$(GO) run ./agent/cmd/soak -bin $(BIN) -rounds $(SOAK_ROUNDS) $(SOAK_FLAGS)
+	$(GO) run ./testtools/cmd/soak -bin $(BIN) -rounds $(SOAK_ROUNDS) $(SOAK_FLAGS)
 
 # Debian packages for amd64, arm64 and armhf in dist/ (nfpm at the version
 # pinned in packaging/deb/build.sh, run with `go run`; not in go.mod). Lintian
@@ -79,16 +79,16 @@ soak-model:
 # profile, auto against fixed request sizes; a few minutes. Flags: BENCH_FLAGS.
 .PHONY: bench-links
 bench-links:
-	$(GO) run ./agent/cmd/linkbench $(BENCH_FLAGS)
+	$(GO) run ./testtools/cmd/linkbench $(BENCH_FLAGS)
 
-# What the agent costs a clinic box (packaging/footprint): binary size per
+# What the agent costs a clinic box (testtools/cmd/footprint): binary size per
 # architecture, memory and wake-ups of a satellite idling against a primary
 # on loopback, and time to READY=1 with a 100,000-record outbox. About five
 # minutes; shorter: `make footprint FOOTPRINT_FLAGS='-idle 1m'`.
 FOOTPRINT_FLAGS ?=
 .PHONY: footprint
 footprint:
-	$(GO) run ./packaging/footprint $(FOOTPRINT_FLAGS)
+	$(GO) run ./testtools/cmd/footprint $(FOOTPRINT_FLAGS)
 
 # The primary under load (testtools/cmd/benchprimary): N simulated sites
 # speaking v5 over real HTTP against a primary in its own process, at rising

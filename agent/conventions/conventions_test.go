@@ -100,7 +100,7 @@ func TestBinaryDeps(t *testing.T) {
 var importers = map[string][]string{
 	"syncagent/agent/daemon":         {"syncagent/agent/cli", "syncagent/agent/demo"},
 	"syncagent/agent/demo":           {"syncagent/agent/cli"},
-	"syncagent/agent/soak":           {"syncagent/agent/cmd/soak"},
+	"syncagent/testtools/soak":       {"syncagent/testtools/cmd/soak"},
 	"syncagent/packaging/vendorkeys": {"syncagent/agent/lock", "syncagent/agent/unlock"},
 }
 

@@ -6,7 +6,7 @@
 // before anything serves, and runs them under one WaitGroup.
 //
 // Imported by agent/cli, and by the demo and test harnesses that run whole
-// agents in one process (agent/demo, agent/e2e, agent/soak).
+// agents in one process (agent/demo, testtools/e2e, testtools/soak).
 package daemon
 
 import (

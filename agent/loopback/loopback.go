@@ -3,7 +3,7 @@
 // the satellites at the primary over loopback. The demo and the crash soak
 // run agents on such a layout.
 //
-// Imported by agent/demo and agent/soak.
+// Imported by agent/demo and testtools/soak.
 package loopback
 
 import (

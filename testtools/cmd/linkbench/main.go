@@ -12,9 +12,9 @@
 // "auto/best = X.XX": the worst ratio, over the profiles, of auto's time to
 // the best fixed size's.
 //
-//	go run ./agent/cmd/linkbench                      # every built-in profile
-//	go run ./agent/cmd/linkbench --profile 3g --sizes auto,50,200
-//	go run ./agent/cmd/linkbench --latency 600ms --kbps 20 --reset-after 30000
+//	go run ./testtools/cmd/linkbench                      # every built-in profile
+//	go run ./testtools/cmd/linkbench --profile 3g --sizes auto,50,200
+//	go run ./testtools/cmd/linkbench --latency 600ms --kbps 20 --reset-after 30000
 //
 // This is the only package that imports toxiproxy; nothing of it reaches
 // the syncagent binary.
@@ -32,9 +32,9 @@ import (
 	"os/signal"
 	"time"
 
-	"syncagent/agent/linkbench"
 	"syncagent/agent/passwd"
 	"syncagent/agent/syncapi"
+	"syncagent/testtools/linkbench"
 )
 
 func main() {

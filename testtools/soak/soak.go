@@ -5,7 +5,7 @@
 // settled every site is compared with a ledger of the writes the local API
 // acknowledged.
 //
-// Imported only by agent/cmd/soak.
+// Imported only by testtools/cmd/soak.
 package soak
 
 import (

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"syncagent/agent/soak"
+	"syncagent/testtools/soak"
 )
 
 func main() {

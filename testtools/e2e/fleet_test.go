@@ -16,9 +16,9 @@ import (
 	"syncagent/agent/cli"
 	"syncagent/agent/control"
 	"syncagent/agent/daemon"
-	"syncagent/agent/linkbench"
 	"syncagent/agent/passwd"
 	"syncagent/agent/version"
+	"syncagent/testtools/linkbench"
 )
 
 // The fleet view end to end, through the daemon's own wiring: a satellite

@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"syncagent/agent/adapt"
-	"syncagent/agent/linkbench"
 	"syncagent/agent/passwd"
 	"syncagent/agent/primary"
 	"syncagent/agent/satellite"
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
+	"syncagent/testtools/linkbench"
 )
 
 // The sites of the benchmark: the satellite under test, and a peer clinic

@@ -1,11 +1,11 @@
 // Package linkbench holds the testable pieces of the link benchmark
-// (agent/cmd/linkbench): link profiles and the flags that define them, the
+// (testtools/cmd/linkbench): link profiles and the flags that define them, the
 // drain loop that runs sync cycles until the queues are empty, and the
 // summary that compares the adaptive request size with fixed ones.
 //
 // It imports only the standard library. The emulated link (toxiproxy) lives
-// in agent/cmd/linkbench, the only package that imports toxiproxy, so none
-// of it reaches the syncagent binary. Imported only by agent/cmd/linkbench.
+// in testtools/cmd/linkbench, the only package that imports toxiproxy, so none
+// of it reaches the syncagent binary. Imported only by testtools/cmd/linkbench.
 package linkbench
 
 import (

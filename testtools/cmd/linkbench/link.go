@@ -14,7 +14,7 @@ import (
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/rs/zerolog"
 
-	"syncagent/agent/linkbench"
+	"syncagent/testtools/linkbench"
 )
 
 // The emulated link: an in-process toxiproxy between the satellite and the
