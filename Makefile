@@ -95,9 +95,14 @@ footprint:
 	$(GO) run ./testtools/cmd/footprint $(FOOTPRINT_FLAGS)
 
 # The primary under load (testtools/cmd/benchprimary): N simulated sites
-# speaking v5 over real HTTP against a primary in its own process, at rising
-# rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
-# a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
+# speaking v5 over real HTTP against each setup — BuntDB, PostgreSQL with one
+# node, with three nodes on one database (a throw-away cluster,
+# testtools/pgtest), every node its own process — at rising rates, an ingest
+# run beside a raw JSON+append+fsync baseline, and with three nodes a node
+# killed mid-run (lost, duplicated). Prints a table; figures in
+# docs/scale.md. Knobs: BENCH_PRIMARY_FLAGS='-setups pg -sites 40000 -rates
+# 133 -step 60s', '-held 1000000', '-bulk 10000000', '-auth-restart 20000',
+# '-pg-stats'.
 BENCH_PRIMARY_FLAGS ?=
 .PHONY: bench-primary bench-compaction bench-admin
 # The admin page's speed targets in real headless Chromium (1,000 sites:

@@ -46,6 +46,8 @@ type Config struct {
 	Timeout  time.Duration // per request
 	Payload  int           // bytes of each record's data
 	PushOnly bool          // a cycle is one push, nothing else (ingest)
+	Login    bool          // a cycle is one GET site, nothing else (a restart's logins)
+	Each     bool          // every site once, in order, instead of sites at random for Duration
 	Distinct bool          // every record pushed is a new one (otherwise each site updates 50 records over and over)
 	Limit    int64         // stop starting cycles once this many records were accepted (0: none)
 	// Ledger, when set (with Distinct), keeps what was accepted and what
@@ -107,16 +109,25 @@ func Run(ctx context.Context, cfg Config) Result {
 		}
 		next = next.Add(interval)
 		s := cfg.Sites[rng.IntN(len(cfg.Sites))]
-		if !s.busy.CompareAndSwap(false, true) {
-			skipped.Add(1)
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			s.busy.Store(false)
-			skipped.Add(1)
-			continue
+		if cfg.Each {
+			if i == len(cfg.Sites) {
+				break
+			}
+			s = cfg.Sites[i]
+			sem <- struct{}{} // every site gets its turn: wait for a worker
+			s.busy.Store(true)
+		} else {
+			if !s.busy.CompareAndSwap(false, true) {
+				skipped.Add(1)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				s.busy.Store(false)
+				skipped.Add(1)
+				continue
+			}
 		}
 		wg.Go(func() {
 			defer func() { <-sem; s.busy.Store(false) }()
@@ -167,7 +178,7 @@ func (r *run) noteError(err error) {
 // cycle is one site's full v5 cycle.
 func (r *run) cycle(ctx context.Context, s *Site) error {
 	if !r.cfg.PushOnly {
-		if err := r.call(ctx, s, "GET", "site", "", nil, nil); err != nil {
+		if err := r.call(ctx, s, "GET", "site", "", nil, nil); err != nil || r.cfg.Login {
 			return err
 		}
 	}
