@@ -32,6 +32,7 @@ type Site struct {
 	HWID     string
 	Stores   []string
 	seq      atomic.Uint64
+	cursor   atomic.Uint64 // of central data: where its next pull starts
 	busy     atomic.Bool
 }
 
@@ -227,11 +228,19 @@ func (r *run) cycle(ctx context.Context, s *Site) error {
 		return err
 	}
 	var central struct {
-		MaxCursor uint64            `json:"maxCursor"`
-		Data      []json.RawMessage `json:"data"`
+		MaxCursor uint64 `json:"maxCursor"`
+		Data      []struct {
+			ID uint64 `json:"ID"`
+		} `json:"data"`
 	}
-	if err := r.call(ctx, s, "GET", "central_records", "cursor=0&limit=100", nil, &central); err != nil {
+	// From the site's cursor, which moves on as a satellite's does.
+	if err := r.call(ctx, s, "GET", "central_records", fmt.Sprintf("cursor=%d&limit=100", s.cursor.Load()), nil, &central); err != nil {
 		return err
+	}
+	if n := len(central.Data); n > 0 {
+		s.cursor.Store(central.Data[n-1].ID)
+	} else if central.MaxCursor > s.cursor.Load() {
+		s.cursor.Store(central.MaxCursor)
 	}
 	_, err := r.pullQueue(ctx, s)
 	return err

@@ -52,6 +52,7 @@ type options struct {
 	killRate    float64
 	authRestart int
 	pgStats     bool
+	warm        bool
 	cpuProfile  string
 }
 
@@ -77,6 +78,7 @@ func main() {
 	flag.BoolVar(&o.kill, "kill", true, "three nodes: kill one during a run of new records and check every record arrives once")
 	flag.Float64Var(&o.killRate, "kill-rate", 133, "cycles per second of the kill run")
 	flag.IntVar(&o.authRestart, "auth-restart", 0, "only time a restart with this many sites with their own passwords (auth key on), per setup")
+	flag.BoolVar(&o.warm, "warm", true, "before the rates, every site logs in once (its pin and password check done), as in a fleet that has been running")
 	flag.BoolVar(&o.pgStats, "pg-stats", false, "print the statements that took the database's time (pg_stat_statements)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "-serve: write a CPU profile of the node to this file")
 	flag.Parse()
@@ -234,13 +236,28 @@ func runBench(o options) error {
 		n, time.Since(t0).Round(time.Millisecond), o.records, o.payload, o.step, time.Now().UTC().Format(time.RFC3339), loadavg())
 	if slices.ContainsFunc(o.setups, func(s string) bool { return strings.HasPrefix(s, "pg") }) {
 		settings := map[string]string{"shared_buffers": "256MB", "max_connections": "100"}
+		if v := os.Getenv("BENCH_PG_SET"); v != "" {
+			k, val, _ := strings.Cut(v, "=")
+			settings[k] = val
+		}
 		if o.pgStats {
-			settings["shared_preload_libraries"] = "pg_stat_statements"
+			// And the plans of statements over 50 ms in the server's log,
+			// copied out at the end.
+			settings["shared_preload_libraries"] = "pg_stat_statements,auto_explain"
+			settings["auto_explain.log_min_duration"] = "50ms"
+			settings["auto_explain.log_analyze"] = "on"
 		}
 		if b.cluster, err = pgtest.Start(pgtest.Options{Settings: settings}); err != nil {
 			return err
 		}
 		defer b.cluster.Stop()
+		if o.pgStats {
+			defer func() {
+				log, _ := os.ReadFile(filepath.Join(b.cluster.Dir(), "server.log"))
+				os.WriteFile("benchprimary-server.log", log, 0o644)
+				fmt.Println("the server's log (plans of statements over 50 ms): benchprimary-server.log")
+			}()
+		}
 		fmt.Printf("PostgreSQL: %s (fsync on, synchronous_commit on, shared_buffers 256MB), on the same 2 cores\n", b.cluster.Dir())
 	}
 	if o.authRestart > 0 {

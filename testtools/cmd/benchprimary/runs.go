@@ -59,6 +59,13 @@ func (b *bench) runSetup(st *setup) ([]string, error) {
 		summary = append(summary, fmt.Sprintf("%s: copied by SQL to %d records in %s; node start %s, node RSS %d MiB, database %d MiB on disk, its processes %d MiB; load %s",
 			st.name, held, time.Since(t0).Round(time.Second), restart.Round(time.Millisecond), now, size, mem, loadavg()))
 	}
+	if o.warm {
+		res := loadgen.Run(ctx, loadgen.Config{URLs: st.urls(), Sites: b.sites, Rate: 5000, Duration: time.Hour, Workers: 64, Login: true, Each: true})
+		if res.Failed > 0 {
+			return nil, fmt.Errorf("%s: first logins: %d failed: %v", st.name, res.Failed, res.FirstErrors)
+		}
+		summary = append(summary, fmt.Sprintf("%s: every site's first login (pin, password check) in %s", st.name, res.Took.Round(time.Millisecond)))
+	}
 	if o.pgStats && st.kind == "pg" {
 		b.cluster.Query(st.db, "SELECT pg_stat_statements_reset()")
 	}
