@@ -228,7 +228,7 @@ func TestSystemd(t *testing.T) {
 		return atoi(t, n) > restarts, "NRestarts=" + n
 	})
 	journal := m.must("journalctl", "--no-pager", "-u", unit)
-	for _, want := range []string{"sync loop shows no progress; withholding the watchdog ping", "Watchdog timeout", "SIGABRT"} {
+	for _, want := range []string{"the agent shows no progress; withholding the watchdog ping", "Watchdog timeout", "SIGABRT"} {
 		if !strings.Contains(journal, want) {
 			t.Errorf("the journal does not say %q", want)
 		}
