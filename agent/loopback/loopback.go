@@ -11,9 +11,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"syncagent/agent/passwd"
+	"syncagent/agent/prefs"
 )
 
 // Site is one agent of the layout. The first site given to Write must be the
@@ -59,34 +59,23 @@ func Write(dir string, intervalMinutes int, sites ...*Site) (*Layout, error) {
 		}
 		s.Socket = filepath.Join(s.Dir, "control.sock")
 		s.Prefs = filepath.Join(s.Dir, "prefs.toml")
-		var b strings.Builder
-		fmt.Fprintf(&b, "version = 1\n\n[site]\nsync_id = %d\ninterval_minutes = %d\n", s.SyncID, intervalMinutes)
-		if len(s.Stores) > 0 {
-			fmt.Fprintf(&b, "stores = %s\n", tomlList(s.Stores))
+		p := prefs.Prefs{
+			Site:  prefs.Site{SyncID: s.SyncID, IntervalMinutes: intervalMinutes, Stores: s.Stores},
+			Paths: prefs.Paths{StateDir: s.Dir, ControlSocket: s.Socket},
 		}
-		fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", s.Dir, s.Socket)
 		if s.SyncID == 1 {
-			fmt.Fprintf(&b, "\n[listen]\naddress = %q\n", addr)
+			p.Listen.Address = addr
 			for _, sat := range sites[1:] {
-				fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n",
-					sat.SyncID, sat.Name, hash[sat.Name], tomlList(sat.Stores))
+				p.SyncWith = append(p.SyncWith, prefs.Peer{SyncID: sat.SyncID, User: sat.Name, PasswordHash: hash[sat.Name], Stores: sat.Stores})
 			}
 		} else {
-			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", s.Name, sha[s.Name], "http://"+addr)
+			p.SyncWith = []prefs.Peer{{SyncID: 1, User: s.Name, PasswordSHA256: sha[s.Name], URL: "http://" + addr}}
 		}
-		if err := os.WriteFile(s.Prefs, []byte(b.String()), 0o600); err != nil {
+		if err := os.WriteFile(s.Prefs, prefs.Encode(&p), 0o600); err != nil {
 			return nil, err
 		}
 	}
 	return &Layout{Addr: addr, Sites: sites}, nil
-}
-
-func tomlList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = fmt.Sprintf("%q", x)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // FreeAddr returns a loopback address with a port nobody listens on now.
