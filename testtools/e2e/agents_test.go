@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,7 +13,7 @@ import (
 
 	"syncagent/agent/control"
 	"syncagent/agent/daemon"
-	"syncagent/agent/passwd"
+	"syncagent/agent/loopback"
 	"syncagent/agent/prefs"
 )
 
@@ -77,22 +76,25 @@ func newAgentsWith(t *testing.T, stateDirs map[string]string, outboxMax map[stri
 		{name: "sat-b", syncID: 13, stores: []string{"b", "shared"}},
 	}
 	base := t.TempDir()
+	var sites []*loopback.Site
 	for _, a := range s.agents {
 		a.t = t
-		a.dir = filepath.Join(base, a.name)
-		if d, ok := stateDirs[a.name]; ok {
-			a.dir = d
-		}
 		a.outboxMax = outboxMax[a.name]
-		a.socket = filepath.Join(base, a.name+".sock")
-		a.prefs = filepath.Join(base, a.name+".toml")
-		a.client = control.NewClient(a.socket)
 		if edit != nil {
 			edit(s, a)
 		}
-		if err := os.WriteFile(a.prefs, []byte(s.prefsOf(a)), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		// The socket beside the state (not in it) keeps its path short
+		// when the state is on a test disk elsewhere.
+		site := &loopback.Site{Name: a.name, SyncID: a.syncID, Stores: a.stores, Dir: stateDirs[a.name],
+			Socket: filepath.Join(base, a.name+".sock"), Edit: a.edit}
+		sites = append(sites, site)
+	}
+	if _, err := loopback.WriteAt(base, s.addr, 60, sites...); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range s.agents {
+		a.dir, a.socket, a.prefs = sites[i].Dir, sites[i].Socket, sites[i].Prefs
+		a.client = control.NewClient(a.socket)
 	}
 	for _, a := range s.agents {
 		a.start()
@@ -122,33 +124,21 @@ func (s *agentSet) get(name string) *agent {
 	return nil
 }
 
-func (s *agentSet) prefsOf(a *agent) string {
-	p := prefs.Prefs{
-		Site:   prefs.Site{SyncID: a.syncID, IntervalMinutes: 60, Stores: a.stores},
-		Paths:  prefs.Paths{StateDir: a.dir, ControlSocket: a.socket},
-		Limits: prefs.Limits{OutboxMaxRecords: a.outboxMax},
+// edit applies the agent's own settings to what the layout wrote.
+func (a *agent) edit(p *prefs.Prefs) {
+	if a.outboxMax > 0 {
+		p.Limits.OutboxMaxRecords = a.outboxMax
 	}
-	if a.syncID == 1 {
-		p.Listen.Address = s.addr
-		for _, sat := range s.agents[1:] {
-			h, err := passwd.Hash(password(sat.syncID))
-			if err != nil {
-				s.t.Fatal(err)
-			}
-			p.SyncWith = append(p.SyncWith, prefs.Peer{SyncID: sat.syncID, User: sat.name, PasswordHash: h, Stores: sat.stores})
-		}
-	} else {
-		url := a.url
-		if url == "" {
-			url = "http://" + s.addr
-		}
-		p.SyncWith = []prefs.Peer{{SyncID: 1, User: a.name, PasswordSHA256: password(a.syncID), URL: url}}
+	if a.url != "" {
+		p.SyncWith[0].URL = a.url
 	}
 	if a.tweak != nil {
-		a.tweak(&p)
+		a.tweak(p)
 	}
-	return string(prefs.Encode(&p))
 }
+
+// password is the SHA-256 hex the satellite presents.
+func (a *agent) password() string { return loopback.Password(a.name) }
 
 type lockedWriter struct {
 	mu *sync.Mutex

@@ -115,7 +115,7 @@ func TestFleet_endToEndOver2G(t *testing.T) {
 		!strings.Contains(strings.Join(b.Log, "\n"), "sync cycle done") || b.Status.Role != "satellite" {
 		t.Errorf("bundle: request %q hwid %q integrity %+v history %d log %d lines", b.Request, b.HardwareID, b.Integrity, len(b.History), len(b.Log))
 	}
-	if bytes.Contains(raw, []byte(password(12))) {
+	if bytes.Contains(raw, []byte(sat.password())) {
 		t.Error("the bundle holds the site's password SHA-256")
 	}
 
