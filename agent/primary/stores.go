@@ -28,13 +28,26 @@ func (s *Server) publishStores(t *siteTable) (*router, error) {
 		return nil, err
 	}
 	rt := &router{sites: t, names: namesOf(rows)}
+	// Written in batches: a registry import brings thousands of stores.
+	var batch []queue.Record
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.store.WriteBatch(batch, rt); err != nil {
+			return fmt.Errorf("cannot publish the store rows: %w", err)
+		}
+		batch = nil
+		return nil
+	}
 	write := func(id string, f routing.Fields) error {
 		b, err := json.Marshal(f)
 		if err != nil {
 			return err
 		}
-		if _, err := s.store.Write(queue.Record{Table: routing.TableStore, ID: id, Action: queue.Update, Data: b}, rt); err != nil {
-			return fmt.Errorf("cannot publish the store row of %q: %w", id, err)
+		batch = append(batch, queue.Record{Table: routing.TableStore, ID: id, Action: queue.Update, Data: b})
+		if len(batch) == storeRowBatch {
+			return flush()
 		}
 		return nil
 	}
@@ -63,8 +76,14 @@ func (s *Server) publishStores(t *siteTable) (*router, error) {
 			}
 		}
 	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
 	return s.routerFor(t)
 }
+
+// storeRowBatch is the store rows written in one step.
+const storeRowBatch = 1000
 
 // defaultStoreRow is the row of a store nobody wrote a row for, with the
 // fields the reference client requires of a store row
