@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -333,12 +334,13 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 }
 
 func init() {
-	var filter, sortBy string
+	var filter, sortBy, store string
 	var reverse, asJSON bool
 	register(&command{name: "sites", summary: "list the sites this box syncs with (on the primary: every site, its health, last contact and success, version, outbox, queue, clock skew)", nargs: [2]int{0, 0},
 		help: "On the primary every configured site is listed, those that never connected\nincluded, with a verdict: ok, late (the cycle it owed did not come), failing\n(refused, or its last cycle failed) or never connected.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&filter, "filter", "", "only sites whose sync ID, user name or verdict starts with `PREFIX` (any letter case)")
+			fs.StringVar(&store, "store", "", "only sites where store `NAME` is active")
 			fs.StringVar(&sortBy, "sort", "id", "order by `ORDER`: id, user or last-sync")
 			fs.BoolVar(&reverse, "reverse", false, "reverse the order")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -355,6 +357,9 @@ func init() {
 				return err
 			}
 			sites = filterSites(sites, filter)
+			if store != "" {
+				sites = slices.DeleteFunc(sites, func(s control.Site) bool { return !slices.Contains(s.Stores, store) })
+			}
 			sort.SliceStable(sites, func(i, j int) bool {
 				if reverse {
 					return less(sites[j], sites[i])

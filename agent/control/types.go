@@ -148,6 +148,7 @@ type Site struct {
 	User           string    `json:"user"`
 	URL            string    `json:"url,omitempty"`
 	Stores         []string  `json:"stores,omitempty"`
+	Registry       bool      `json:"registry,omitempty"` // the primary's: the row is the registry's, not the prefs'
 	HardwareID     string    `json:"hardware_id,omitempty"`
 	LastContact    time.Time `json:"last_contact,omitzero"`
 	Initialisation string    `json:"initialisation,omitempty"`

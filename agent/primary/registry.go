@@ -463,6 +463,9 @@ func (s *Server) ChangeSites(e SitesEdit, authorise func(SitesPlan) (by string, 
 	return note, nil
 }
 
+// HasSite reports whether id is in the site table (prefs or registry).
+func (s *Server) HasSite(id int) bool { return s.sites.Load().byID[id] != nil }
+
 // SitesLog returns the registry's last limit changes, newest first.
 func (s *Server) SitesLog(limit int) ([]queue.RegistryChange, error) {
 	return s.store.RegistryLog(limit)

@@ -76,9 +76,9 @@ type Server struct {
 	auth  *authenticator
 	rate  *rateLog // for anything a client can make repeat
 
-	cfg    atomic.Pointer[Config]
-	sites  atomic.Pointer[siteTable]
-	router atomic.Pointer[router]
+	cfg      atomic.Pointer[Config]
+	sites    atomic.Pointer[siteTable]
+	router   atomic.Pointer[router]
 	confMu   sync.Mutex       // one Configure (or registry refresh, or site change) at a time
 	registry registrySnapshot // the registry as last applied; guarded by confMu
 
