@@ -299,16 +299,12 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintf(tw, "  pull\t%s\n", st.PullSizer)
 	}
 	if st.Role == "primary" {
-		total := 0
-		for _, q := range st.Queues {
-			total += q.QueueLength
-		}
-		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them all)\n", len(st.Queues), total)
+		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them all)\n", st.SitesTotal, st.QueuedTotal)
 		queues := append([]control.Site(nil), st.Queues...)
 		sort.SliceStable(queues, func(i, j int) bool { return queues[i].QueueLength > queues[j].QueueLength })
 		for i, q := range queues {
 			if i == 10 {
-				fmt.Fprintf(tw, "  …\t%d more\n", len(queues)-i)
+				fmt.Fprintf(tw, "  …\t%d more\n", st.SitesTotal-i)
 				break
 			}
 			fmt.Fprintf(tw, "  site %d\tqueue %d, last contact %s\n", q.SyncID, q.QueueLength, orNever(q.LastContact))
@@ -352,11 +348,11 @@ func init() {
 			}
 			ctx, cancel := e.quick()
 			defer cancel()
-			sites, err := e.client().Sites(ctx)
+			sites, err := e.client().SitesMatching(ctx, filter, store)
 			if err != nil {
 				return err
 			}
-			sites = filterSites(sites, filter)
+			sites = filterSites(sites, filter) // an agent that cannot filter sent them all
 			if store != "" {
 				sites = slices.DeleteFunc(sites, func(s control.Site) bool { return !slices.Contains(s.Stores, store) })
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 )
 
@@ -100,6 +101,32 @@ func registryRoutes(mux *http.ServeMux, handle func(string, func(*http.Request) 
 		}
 		return b.SitesLog(limit)
 	})
+}
+
+// SiteLister lists only the sites that match, where the backend can (the
+// primary, whose list may hold 40,000 sites): those whose sync ID, user
+// name or verdict starts with prefix (any letter case), where store is
+// active ("" for any).
+type SiteLister interface {
+	SitesMatching(prefix, store string) ([]Site, error)
+}
+
+// SitesMatching lists the sites that match (SiteLister); an agent that
+// cannot filter lists them all, and the caller filters.
+func (c *Client) SitesMatching(ctx context.Context, prefix, store string) ([]Site, error) {
+	var out []Site
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("filter", prefix)
+	}
+	if store != "" {
+		q.Set("store", store)
+	}
+	path := "/v1/sites"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return out, c.call(ctx, http.MethodGet, path, nil, &out)
 }
 
 // ChangeSites asks the primary for a change of its site registry.

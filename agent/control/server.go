@@ -83,7 +83,13 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 			return nil, Errorf(http.StatusBadRequest, "generate needs mode new or existing, not %q", mode)
 		}
 	})
-	handle("GET /v1/sites", func(*http.Request) (any, error) { return b.Sites() })
+	handle("GET /v1/sites", func(r *http.Request) (any, error) {
+		q := r.URL.Query()
+		if l, ok := b.(SiteLister); ok && (q.Get("filter") != "" || q.Get("store") != "") {
+			return l.SitesMatching(q.Get("filter"), q.Get("store"))
+		}
+		return b.Sites()
+	})
 	handle("POST /v1/sites/{id}/clear-hwid", func(r *http.Request) (any, error) {
 		if err := Permit(r, "clear-hwid (the next box to call as that site takes it over)"); err != nil {
 			return nil, err

@@ -188,8 +188,17 @@ func (r *primaryRole) Close() error {
 }
 
 func (r *primaryRole) status(st *control.Status) {
-	st.Queues, _ = r.sites()
+	sum := r.prim.QueueSummary(statusSites, statusLongest)
+	st.SitesTotal, st.QueuedTotal, st.LatestSiteContact = sum.Sites, sum.Queued, sum.LastContact
+	for _, v := range sum.Views {
+		st.Queues = append(st.Queues, siteLine(v))
+	}
 }
+
+// A primary's status lists every site up to statusSites of them, and past
+// that the statusLongest longest queues (a national registry would make
+// every status 40,000 lines).
+const statusSites, statusLongest = 1000, 100
 
 // sites lists every configured site with what the datafile knows of it,
 // and the URL its row carries (which disables sync on a primary).

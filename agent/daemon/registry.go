@@ -105,3 +105,20 @@ func (a *Agent) SitesLog(limit int) ([]control.SitesLogEntry, error) {
 	}
 	return out, nil
 }
+
+var _ control.SiteLister = (*Agent)(nil)
+
+// SitesMatching lists the primary's sites that match (control.SiteLister);
+// other roles list theirs all.
+func (a *Agent) SitesMatching(prefix, store string) ([]control.Site, error) {
+	r, ok := a.role.(*primaryRole)
+	if !ok {
+		return a.role.sites()
+	}
+	views := r.prim.SitesMatching(prefix, store)
+	out := make([]control.Site, 0, len(views))
+	for _, v := range views {
+		out = append(out, siteLine(v))
+	}
+	return out, nil
+}

@@ -3,6 +3,9 @@ package primary
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"syncagent/queue"
 )
@@ -128,3 +131,78 @@ func (t *siteTable) remoteSite(store string) int {
 
 // centralSiteID is the primary's own sync ID (mSupplyCentralSiteId).
 const centralSiteID = 1
+
+// QueueSummary is the primary's totals over every site and, up to all
+// sites of them, each site's view; past that the views of the longest
+// queues only (longest).
+type QueueSummary struct {
+	Sites, Queued int
+	LastContact   time.Time
+	Views         []SiteView
+}
+
+// QueueSummary sums every site's queue and contact, cheaply (no fleet view
+// for most), and returns the views of all sites when there are at most
+// all, else of the longest queues.
+func (s *Server) QueueSummary(all, longest int) QueueSummary {
+	t := s.sites.Load()
+	if len(t.ids) <= all {
+		views := s.Sites()
+		sum := QueueSummary{Sites: len(views), Views: views}
+		for _, v := range views {
+			sum.Queued += v.QueueLength
+			if v.LastContact.After(sum.LastContact) {
+				sum.LastContact = v.LastContact
+			}
+		}
+		return sum
+	}
+	sum := QueueSummary{Sites: len(t.ids)}
+	type queue struct{ id, n int }
+	qs := make([]queue, 0, len(t.ids))
+	for _, id := range t.ids {
+		n := s.store.QueueLen(id)
+		sum.Queued += n
+		qs = append(qs, queue{id, n})
+	}
+	for _, st := range s.store.Sites() {
+		if t.byID[st.SyncID] != nil && st.LastContact.After(sum.LastContact) {
+			sum.LastContact = st.LastContact
+		}
+	}
+	slices.SortStableFunc(qs, func(a, b queue) int { return b.n - a.n })
+	now := s.now()
+	for _, q := range qs[:min(longest, len(qs))] {
+		sum.Views = append(sum.Views, s.view(t.byID[q.id], now, false))
+	}
+	return sum
+}
+
+// SitesMatching lists the sites whose sync ID or user name (any letter
+// case) starts with prefix, or whose verdict does, and where store is
+// active ("" for any), building the fleet view only of those that can
+// match: a filter over 40,000 sites costs little more than its answer.
+func (s *Server) SitesMatching(prefix, store string) []SiteView {
+	t := s.sites.Load()
+	now := s.now()
+	lower := strings.ToLower(prefix)
+	verdictPrefix := prefix != "" && slices.ContainsFunc([]string{VerdictOK, VerdictLate, VerdictFailing, VerdictNever},
+		func(v string) bool { return strings.HasPrefix(v, lower) })
+	ids := t.ids
+	if store != "" {
+		ids = t.byStore[store]
+	}
+	var out []SiteView
+	for _, id := range ids {
+		row := t.byID[id]
+		named := prefix == "" || strings.HasPrefix(strconv.Itoa(id), prefix) || strings.HasPrefix(strings.ToLower(row.User), lower)
+		if !named && !verdictPrefix {
+			continue
+		}
+		v := s.view(row, now, false)
+		if named || strings.HasPrefix(v.Verdict, lower) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
