@@ -220,3 +220,50 @@ func TestServer_urlDisablesItsRow(t *testing.T) {
 		t.Errorf("another site: %d %s, want 200", code, body)
 	}
 }
+
+// The list and its filters over many sites (the bulk path) say what the
+// one-by-one path says.
+func TestServer_SitesMatching(t *testing.T) {
+	s, _, h := registryServer(t)
+	var rows []queue.SiteConfig
+	for id := 3; id < 3+2*bulkViews; id++ {
+		rows = append(rows, row(id, fmt.Sprintf("clinic-%d", id), h, fmt.Sprintf("s%d", id%3)))
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "import", Rows: rows}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(vs []SiteView) string {
+		var out []string
+		for _, v := range vs {
+			out = append(out, fmt.Sprint(v.SyncID))
+		}
+		return strings.Join(out, " ")
+	}
+	if got := len(s.Sites()); got != 1+2*bulkViews {
+		t.Fatalf("Sites lists %d, want %d", got, 1+2*bulkViews)
+	}
+	for _, tc := range []struct{ prefix, store, want string }{
+		{"12", "", "12 120 121 122 123 124 125 126 127 128 129"},
+		{"TWO", "", "2"},
+		{"clinic-5", "", "5 50 51 52 53 54 55 56 57 58 59"},
+		{"never", "s2", ids(s.SitesMatching("", "s2"))}, // every site is "never connected"
+		{"zz", "", ""},
+	} {
+		if got := ids(s.SitesMatching(tc.prefix, tc.store)); got != tc.want {
+			t.Errorf("SitesMatching(%q, %q) = %s, want %s", tc.prefix, tc.store, got, tc.want)
+		}
+	}
+	want := 0
+	for _, r := range rows {
+		if r.Stores[0] == "s0" {
+			want++
+		}
+	}
+	if n := len(s.SitesMatching("", "s0")); n != want {
+		t.Errorf("store s0 is on %d sites, want %d", n, want)
+	}
+	sum := s.QueueSummary(10, 5)
+	if sum.Sites != 1+2*bulkViews || len(sum.Views) != 5 {
+		t.Errorf("QueueSummary past 10 sites: %d sites, %d views; want %d and the 5 longest", sum.Sites, len(sum.Views), 1+2*bulkViews)
+	}
+}
