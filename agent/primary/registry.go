@@ -255,9 +255,6 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 	default:
 		return SitesPlan{}, fmt.Errorf("unknown site change %q (want add, edit, remove or import)", e.Op)
 	}
-	if err := errs.err(); err != nil {
-		return SitesPlan{}, err
-	}
 	// User names are unique across the prefs rows and the registry as it
 	// will be.
 	owner := map[string]string{}
@@ -277,6 +274,9 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		}
 	}
 	for i, r := range edit.Put {
+		if r.User == "" {
+			continue // already refused
+		}
 		if o, dup := owner[r.User]; dup {
 			errs.add(at(i), "user %q is already used by %s; user names must be unique", r.User, o)
 			continue
