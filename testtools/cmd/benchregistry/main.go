@@ -270,6 +270,35 @@ func runPostgres(n, runs int) error {
 		byStore = append(byStore, time.Since(t))
 		st.Close()
 	}
+	// Two nodes on the database: a change on one reaches the other's site
+	// table by its watch of the registry's generation.
+	var agree []time.Duration
+	for i := range runs {
+		stA, a, _, err := open()
+		if err != nil {
+			return err
+		}
+		stB, b, _, err := open()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go b.WatchRegistry(ctx, primary.RegistryRefresh)
+		id := n + 2 + i
+		add := primary.SitesEdit{Op: "add", Rows: []queue.SiteConfig{{SyncID: id, User: fmt.Sprintf("clinic-%d", id), PasswordHash: hash, Stores: []string{"late"}}}}
+		t := time.Now()
+		if _, err := a.ChangeSites(add, func(primary.SitesPlan) (string, error) { return "benchregistry", nil }); err != nil {
+			cancel()
+			return err
+		}
+		for !b.HasSite(id) && time.Since(t) < time.Minute {
+			time.Sleep(5 * time.Millisecond)
+		}
+		agree = append(agree, time.Since(t))
+		cancel()
+		stA.Close()
+		stB.Close()
+	}
 	fmt.Printf("\nsite registry, PostgreSQL 15 (testtools/pgtest, same box), %d sites; primary.Server in process (no CLI: the daemon runs on BuntDB only in this branch)\n", n)
 	fmt.Printf("load average before %s, after %s; %d runs, median (max)\n\n", load0, loadavg(), runs)
 	row := printTable()
@@ -279,6 +308,7 @@ func runPostgres(n, runs int) error {
 	row("Sites() (all)", list, 500*time.Millisecond)
 	row("SitesMatching(\"3999\")", byPrefix, 500*time.Millisecond)
 	row("SitesMatching(store NAME)", byStore, 500*time.Millisecond)
+	row("add on node A until node B serves it", agree, 2*time.Second)
 	return nil
 }
 
