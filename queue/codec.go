@@ -37,7 +37,17 @@ func splitRecKey(key string) (table, id string, ok bool) {
 	return strings.Cut(rest, ":")
 }
 
-func pad(v uint64) string { return fmt.Sprintf("%0*d", seqWidth, v) }
+func pad(v uint64) string { return string(appendPad(nil, v)) }
+
+// appendPad appends v zero-padded to seqWidth digits.
+func appendPad(b []byte, v uint64) []byte {
+	var d [seqWidth]byte
+	for i := seqWidth - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:]...)
+}
 
 func padSite(site int) string { return fmt.Sprintf("%0*d", siteWidth, site) }
 

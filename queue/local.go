@@ -47,6 +47,8 @@ type Local struct {
 	waitingSince time.Time
 	count        int    // live (non-tombstone) records
 	recovered    string // why the datafile was started afresh, or ""
+
+	commits *committer // the group commit loop of app writes (localcommit.go)
 }
 
 const (
@@ -103,6 +105,7 @@ func OpenLocal(path string, opts LocalOptions) (*Local, error) {
 			if err == nil && len(bad) == 0 {
 				if err = l.finishOpen(); err == nil {
 					l.recovered = recovered
+					l.startCommits()
 					return l, nil
 				}
 			}
@@ -322,6 +325,7 @@ func (l *Local) Recovered() string {
 
 // Close closes the datafile. Every later call fails with ErrClosed.
 func (l *Local) Close() error {
+	l.stopCommits() // commits what is waiting first
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.st.close()
