@@ -40,7 +40,7 @@ func (l *Local) Put(rs []Record, check Check) ([]OutboxEntry, error) {
 	for i, r := range rs {
 		n, err := normalize(r)
 		if err != nil {
-			err = fmt.Errorf("cannot write record: %w", err)
+			err = fmt.Errorf("%w: %w", ErrInvalidRecord, err)
 			if len(rs) > 1 {
 				err = &RecordError{Index: i, Err: err}
 			}
