@@ -118,3 +118,12 @@ PG_BENCH_FLAGS ?= -benchtime 200x
 .PHONY: bench-pg
 bench-pg:
 	$(GO) test -count=1 -run '^$$' -bench . $(PG_BENCH_FLAGS) ./queue/pg/
+
+# What an app waits for when it writes (testtools/cmd/localbench): puts/s and
+# p50/p99 at 1, 16 and 64 concurrent writers and batch records/s through the
+# local API of a real running satellite, beside one append+fsync per record
+# on the same disk. About 30 s. LOCAL_BENCH_FLAGS='-duration 10s -dir /var/tmp'.
+LOCAL_BENCH_FLAGS ?=
+.PHONY: bench-local
+bench-local: build
+	$(GO) run ./testtools/cmd/localbench -bin $(BIN) $(LOCAL_BENCH_FLAGS)

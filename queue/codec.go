@@ -103,6 +103,9 @@ func normalize(r Record) (Record, error) {
 		r.Data = nil
 		return r, nil
 	}
+	if r.Data[0] == '{' && !bytes.ContainsAny(r.Data, " \t\r\n") && json.Valid(r.Data) {
+		return r, nil // compact already (what apps and peers send): Compact would copy it unchanged
+	}
 	var b bytes.Buffer
 	b.Grow(len(r.Data))
 	if err := json.Compact(&b, r.Data); err != nil || b.Len() == 0 || b.Bytes()[0] != '{' {

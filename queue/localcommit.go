@@ -231,6 +231,7 @@ func (l *Local) stageLocked(tx *buntdb.Tx, w *writeRequest, seq uint64, added in
 		}
 		return staged{}, err
 	}
+	var scratch []byte // one value's encoding, reused
 	for i, r := range w.recs {
 		key := recKey(r.Table, targetID(r))
 		old, exists, err := get(key)
@@ -254,7 +255,8 @@ func (l *Local) stageLocked(tx *buntdb.Tx, w *writeRequest, seq uint64, added in
 		if targetID(r) != r.ID {
 			nv.PushID = r.ID
 		}
-		sk := stagedKey{key: key, val: string(nv.appendTo(make([]byte, 0, 96+len(nv.PushID)+len(nv.Data)))), lv: nv}
+		scratch = nv.appendTo(scratch[:0])
+		sk := stagedKey{key: key, val: string(scratch), lv: nv}
 		if j, ok := mine[key]; ok {
 			st.keys[j] = sk
 		} else {
