@@ -175,7 +175,9 @@ func puts(a *agent, n int, dur time.Duration) (putResult, error) {
 	if len(all) == 0 {
 		return putResult{}, fmt.Errorf("%d writers: no put finished", n)
 	}
-	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))].Round(10 * time.Microsecond) }
+	q := func(p float64) time.Duration {
+		return all[min(len(all)-1, int(p*float64(len(all))))].Round(10 * time.Microsecond)
+	}
 	return putResult{n: len(all), rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99)}, nil
 }
 
