@@ -75,8 +75,10 @@ func (v localValue) appendTo(b []byte) []byte {
 // (on open) or that encode wrote; the members are read with jsonscan, and
 // anything unusual (an escaped string, an unknown member) goes to
 // encoding/json, so a value reads the same either way.
-func decodeLocal(s string) (localValue, error) {
-	b := []byte(s)
+func decodeLocal(s string) (localValue, error) { return decodeLocalBytes([]byte(s)) }
+
+// decodeLocalBytes is decodeLocal of b; the value's Data is a slice of b.
+func decodeLocalBytes(b []byte) (localValue, error) {
 	var v localValue
 	var pending string
 	plain := jsonscan.Members(b, func(key []byte, escaped bool, val []byte) bool {
@@ -106,7 +108,7 @@ func decodeLocal(s string) (localValue, error) {
 		return ok && !escaped
 	})
 	if !plain {
-		return decodeLocalSlow(s)
+		return decodeLocalSlow(string(b))
 	}
 	p, err := parseUint(pending)
 	if err != nil {
