@@ -176,6 +176,7 @@ type SiteView struct {
 	User           string    `json:"user"`
 	URL            string    `json:"url,omitempty"` // a URL on the primary's row disables sync for it
 	Stores         []string  `json:"stores"`
+	Registry       bool      `json:"registry,omitempty"` // the row is the registry's, not the prefs'
 	HardwareID     string    `json:"hardwareId,omitempty"`
 	LastContact    time.Time `json:"lastContact"`
 	Initialisation string    `json:"initialisation"`
@@ -224,7 +225,7 @@ func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
 	if err != nil {
 		s.log.Warn("cannot read site state", "site", row.SyncID, "err", err)
 	}
-	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, HardwareID: st.HardwareID,
+	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, Registry: row.Registry, HardwareID: st.HardwareID,
 		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(row.SyncID),
 		RewoundAt: st.RewoundAt, HealthAt: st.HealthAt}
 	cycles, ref := s.fleet.recent(row.SyncID)

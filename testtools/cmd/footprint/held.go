@@ -66,7 +66,7 @@ func heldRows(host, dir, sha string, counts []int) ([]row, error) {
 	var rows []row
 	for _, n := range counts {
 		d := filepath.Join(dir, fmt.Sprintf("held-%d", n))
-		if err := writePrefs(d, fmt.Sprintf(satellitePrefs, d, d, "http://127.0.0.1:9", sha)); err != nil {
+		if err := writePrefs(d, satellitePrefs(d, "http://127.0.0.1:9", sha)); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "footprint: a satellite datafile holding %d records\n", n)

@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"syncagent/agent/prefs"
 	"syncagent/queue"
 )
 
@@ -130,7 +131,7 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 		return err
 	}
 	prim := filepath.Join(dir, "primary")
-	if err := writePrefs(prim, fmt.Sprintf(primaryPrefs, prim, prim, port, hash)); err != nil {
+	if err := writePrefs(prim, primaryPrefs(prim, port, hash)); err != nil {
 		return err
 	}
 	primary, err := startAgent(host, prim, nil)
@@ -143,7 +144,7 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 	}
 
 	sat := filepath.Join(dir, "sat")
-	if err := writePrefs(sat, fmt.Sprintf(satellitePrefs, sat, sat, fmt.Sprintf("http://127.0.0.1:%d", port), sha)); err != nil {
+	if err := writePrefs(sat, satellitePrefs(sat, fmt.Sprintf("http://127.0.0.1:%d", port), sha)); err != nil {
 		return err
 	}
 	satellite, err := startAgent(host, sat, watchdogEnv)
@@ -209,7 +210,7 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 	// satellite points at a closed port so nothing drains the outbox.
 	for _, n := range []int{0, records} {
 		d := filepath.Join(dir, fmt.Sprintf("ready-%d", n))
-		if err := writePrefs(d, fmt.Sprintf(satellitePrefs, d, d, "http://127.0.0.1:9", sha)); err != nil {
+		if err := writePrefs(d, satellitePrefs(d, "http://127.0.0.1:9", sha)); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -276,36 +277,22 @@ func printRows(rows []row) {
 
 var watchdogEnv = []string{"WATCHDOG_USEC=60000000"}
 
-const primaryPrefs = `version = 1
-[site]
-sync_id = 1
-stores = ["central"]
-[paths]
-state_dir = "%s/state"
-control_socket = "%s/ctl.sock"
-[listen]
-address = "127.0.0.1:%d"
-[[sync_with]]
-sync_id = 12
-user = "clinic-12"
-password_hash = %q
-stores = ["store-a"]
-`
+func primaryPrefs(dir string, port int, hash string) string {
+	return string(prefs.Encode(&prefs.Prefs{
+		Site:     prefs.Site{SyncID: 1, IntervalMinutes: 10, Stores: []string{"central"}},
+		Paths:    prefs.Paths{StateDir: dir + "/state", ControlSocket: dir + "/ctl.sock"},
+		Listen:   prefs.Listen{Address: fmt.Sprintf("127.0.0.1:%d", port)},
+		SyncWith: []prefs.Peer{{SyncID: 12, User: "clinic-12", PasswordHash: hash, Stores: []string{"store-a"}}},
+	}))
+}
 
-const satellitePrefs = `version = 1
-[site]
-sync_id = 12
-interval_minutes = 10
-stores = ["store-a"]
-[paths]
-state_dir = "%s/state"
-control_socket = "%s/ctl.sock"
-[[sync_with]]
-sync_id = 1
-user = "clinic-12"
-url = %q
-password_sha256 = %q
-`
+func satellitePrefs(dir, url, sha string) string {
+	return string(prefs.Encode(&prefs.Prefs{
+		Site:     prefs.Site{SyncID: 12, IntervalMinutes: 10, Stores: []string{"store-a"}},
+		Paths:    prefs.Paths{StateDir: dir + "/state", ControlSocket: dir + "/ctl.sock"},
+		SyncWith: []prefs.Peer{{SyncID: 1, User: "clinic-12", URL: url, PasswordSHA256: sha}},
+	}))
+}
 
 func writePrefs(dir, text string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
