@@ -109,6 +109,8 @@ type spec struct {
 	code        string
 	admin       adminSpec // [admin], when user is set (prefskeys_fleet_test.go)
 	textfileDir string    // [metrics] textfile_dir
+	proxies     []string  // [listen] trusted_proxies (prefskeys_central_test.go)
+	central     centralSpec
 }
 
 // row is one [[sync_with]] row.
@@ -150,6 +152,9 @@ func (b *box) render(s spec) string {
 		if s.omsupplyURL != "" {
 			fmt.Fprintf(&w, "omsupply_central_server_url = %q\n", s.omsupplyURL)
 		}
+		if len(s.proxies) > 0 {
+			fmt.Fprintf(&w, "trusted_proxies = %s\n", quoted(s.proxies))
+		}
 	}
 	if s.outboxMax > 0 {
 		fmt.Fprintf(&w, "[limits]\noutbox_max_records = %d\n", s.outboxMax)
@@ -176,6 +181,7 @@ func (b *box) render(s spec) string {
 		fmt.Fprintf(&w, "[unlock]\ncode = %q\n", s.code)
 	}
 	renderFleet(&w, s)
+	renderCentral(&w, s.central)
 	return w.String()
 }
 
