@@ -118,3 +118,16 @@ PG_BENCH_FLAGS ?= -benchtime 200x
 .PHONY: bench-pg
 bench-pg:
 	$(GO) test -count=1 -run '^$$' -bench . $(PG_BENCH_FLAGS) ./queue/pg/
+
+# The site registry at national scale (testtools/cmd/benchregistry): 40,000
+# sites imported through `syncagent sites import` (one unlock code) into a
+# real `syncagent run` primary on BuntDB, then its start time and the time
+# of `syncagent sites` listing and filtering them; and the same registry on
+# PostgreSQL (testtools/pgtest) in a primary.Server in process. Prints a
+# table with the load average. Results in docs/registry.md.
+BENCH_REGISTRY_FLAGS ?=
+.PHONY: bench-registry
+bench-registry:
+	$(GO) build -o bin/syncagent ./agent/cmd/syncagent
+	$(GO) build -o bin/benchregistry ./testtools/cmd/benchregistry
+	bin/benchregistry -bin bin/syncagent $(BENCH_REGISTRY_FLAGS)
