@@ -129,3 +129,16 @@ LOCAL_BENCH_FLAGS ?=
 .PHONY: bench-local
 bench-local: build
 	$(GO) run ./testtools/cmd/localbench -bin $(BIN) $(LOCAL_BENCH_FLAGS)
+
+# The site registry at national scale (testtools/cmd/benchregistry): 40,000
+# sites imported through `syncagent sites import` (one unlock code) into a
+# real `syncagent run` primary on BuntDB, then its start time and the time
+# of `syncagent sites` listing and filtering them; and the same registry on
+# PostgreSQL (testtools/pgtest) in a primary.Server in process. Prints a
+# table with the load average. Results in docs/registry.md.
+BENCH_REGISTRY_FLAGS ?=
+.PHONY: bench-registry
+bench-registry:
+	$(GO) build -o bin/syncagent ./agent/cmd/syncagent
+	$(GO) build -o bin/benchregistry ./testtools/cmd/benchregistry
+	bin/benchregistry -bin bin/syncagent $(BENCH_REGISTRY_FLAGS)

@@ -230,7 +230,7 @@ func (l *localRecords) checkDatafile() error { return l.guard.check() }
 // centralRecords is the apps' access on the primary: a store record goes to
 // every site where its store is active, a central one to every site.
 type centralRecords struct {
-	central *queue.Central
+	central queue.PrimaryStore
 	prim    *primary.Server
 	guard   *datafileGuard
 }

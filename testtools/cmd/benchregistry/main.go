@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +29,10 @@ import (
 	"syncagent/agent/control"
 	"syncagent/agent/loopback"
 	"syncagent/agent/passwd"
+	"syncagent/agent/primary"
+	"syncagent/queue"
+	"syncagent/queue/pg"
+	"syncagent/testtools/pgtest"
 )
 
 func main() {
@@ -35,8 +40,20 @@ func main() {
 	sites := flag.Int("sites", 40000, "sites to import")
 	runs := flag.Int("runs", 3, "runs of each timed step (the median is shown)")
 	keep := flag.Bool("keep", false, "keep the work directory")
+	postgres := flag.Bool("postgres", true, "also measure the registry on PostgreSQL (testtools/pgtest), when it is installed")
 	flag.Parse()
 	if err := run(*bin, *sites, *runs, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "benchregistry:", err)
+		os.Exit(1)
+	}
+	if !*postgres {
+		return
+	}
+	if _, err := pgtest.FindBin(); err != nil {
+		fmt.Printf("\nPostgreSQL: skipped (%v)\n", err)
+		return
+	}
+	if err := runPostgres(*sites, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "benchregistry:", err)
 		os.Exit(1)
 	}
@@ -148,8 +165,19 @@ func run(bin string, n, runs int, keep bool) error {
 
 	fmt.Printf("site registry, BuntDB primary (syncagent run), %d sites imported by `syncagent sites import` (one code)\n", n)
 	fmt.Printf("central.db %.1f MB; load average before %s, after %s; %d runs, median (max)\n\n", float64(size)/1e6, load0, loadavg(), runs)
+	row := printTable()
+	row("import (validate, write, apply)", []time.Duration{importTime}, 0)
+	row("start to serving (sync API and control)", starts, 5*time.Second)
+	row("syncagent sites (all "+fmt.Sprint(n)+")", list, 500*time.Millisecond)
+	row("syncagent sites --filter 3999", byPrefix, 500*time.Millisecond)
+	row("syncagent sites --store NAME", byStore, 500*time.Millisecond)
+	return nil
+}
+
+// printTable prints the table's header and returns its row printer.
+func printTable() func(name string, ds []time.Duration, target time.Duration) {
 	fmt.Printf("%-44s %12s %12s %10s %s\n", "step", "median", "max", "target", "")
-	row := func(name string, ds []time.Duration, target time.Duration) {
+	return func(name string, ds []time.Duration, target time.Duration) {
 		med, worst := median(ds), slices.Max(ds)
 		verdict := ""
 		if target > 0 {
@@ -164,11 +192,93 @@ func run(bin string, n, runs int, keep bool) error {
 		}
 		fmt.Printf("%-44s %12s %12s %10s %s\n", name, med.Round(time.Millisecond), worst.Round(time.Millisecond), tgt, verdict)
 	}
-	row("import (validate, write, apply)", []time.Duration{importTime}, 0)
-	row("start to serving (sync API and control)", starts, 5*time.Second)
-	row("syncagent sites (all "+fmt.Sprint(n)+")", list, 500*time.Millisecond)
-	row("syncagent sites --filter 3999", byPrefix, 500*time.Millisecond)
-	row("syncagent sites --store NAME", byStore, 500*time.Millisecond)
+}
+
+// runPostgres measures the registry on PostgreSQL: the daemon does not
+// run on it yet, so the rows go in through the store (one change, as the
+// CLI's import makes) and the primary is a primary.Server in this process,
+// opened again for each start.
+func runPostgres(n, runs int) error {
+	cluster, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	db, err := cluster.CreateDatabase("registry")
+	if err != nil {
+		return err
+	}
+	hash, err := passwd.Hash(passwd.SHA256Hex("bench-registry"))
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.DiscardHandler)
+	open := func() (*pg.Store, *primary.Server, time.Duration, error) {
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		st, err := pg.Open(ctx, cluster.DSN(db), pg.Options{Logger: log, CallTimeout: 2 * time.Minute, StatementTimeout: time.Minute})
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		prim, err := primary.New(st, primary.Config{}, log, nil)
+		if err != nil {
+			st.Close()
+			return nil, nil, 0, err
+		}
+		return st, prim, time.Since(t0), nil
+	}
+	load0 := loadavg()
+	st, _, _, err := open()
+	if err != nil {
+		return err
+	}
+	rows := make([]queue.SiteConfig, n)
+	for i := range rows {
+		id := i + 2
+		rows[i] = queue.SiteConfig{SyncID: id, User: fmt.Sprintf("clinic-%d", id), PasswordHash: hash, Stores: []string{fmt.Sprintf("store-%d", id)}}
+	}
+	t0 := time.Now()
+	if _, err := st.ChangeRegistry(0, queue.RegistryEdit{Put: rows}, queue.RegistryChange{By: "benchregistry", What: "import"}); err != nil {
+		return err
+	}
+	importTime := time.Since(t0)
+	st.Close()
+	// The first start after the import publishes the 40,000 store rows.
+	st, _, apply, err := open()
+	if err != nil {
+		return err
+	}
+	st.Close()
+	var starts, list, byPrefix, byStore []time.Duration
+	for range runs {
+		st, prim, d, err := open()
+		if err != nil {
+			return err
+		}
+		starts = append(starts, d)
+		t := time.Now()
+		if got := len(prim.Sites()); got != n {
+			return fmt.Errorf("the primary lists %d sites, want %d", got, n)
+		}
+		list = append(list, time.Since(t))
+		t = time.Now()
+		prim.SitesMatching("3999", "")
+		byPrefix = append(byPrefix, time.Since(t))
+		t = time.Now()
+		prim.SitesMatching("", fmt.Sprintf("store-%d", n/2))
+		byStore = append(byStore, time.Since(t))
+		st.Close()
+	}
+	fmt.Printf("\nsite registry, PostgreSQL 15 (testtools/pgtest, same box), %d sites; primary.Server in process (no CLI: the daemon runs on BuntDB only in this branch)\n", n)
+	fmt.Printf("load average before %s, after %s; %d runs, median (max)\n\n", load0, loadavg(), runs)
+	row := printTable()
+	row("import (one registry change, 40,000 rows)", []time.Duration{importTime}, 0)
+	row("first start after it (publishes store rows)", []time.Duration{apply}, 0)
+	row("start (open, migrate check, configure)", starts, 5*time.Second)
+	row("Sites() (all)", list, 500*time.Millisecond)
+	row("SitesMatching(\"3999\")", byPrefix, 500*time.Millisecond)
+	row("SitesMatching(store NAME)", byStore, 500*time.Millisecond)
 	return nil
 }
 
