@@ -223,4 +223,6 @@ type Unlocked struct {
 // ErrorBody is the body of every failed local API call.
 type ErrorBody struct {
 	Error string `json:"error"`
+	// Line is the line of a batch (POST /v1/records) the error is about.
+	Line int `json:"line,omitempty"`
 }

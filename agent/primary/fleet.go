@@ -30,6 +30,11 @@ const (
 // interval after the end of the last one, and every request is a contact.
 func lateGrace(every time.Duration) time.Duration { return 2*time.Minute + every/10 }
 
+// otherNodeMargin: a contact in the registry this much later than the last
+// request this node served of a site was another node's (the registry's
+// contact lags by up to a minute, a request's own contact by its auth).
+const otherNodeMargin = time.Minute
+
 // defaultInterval is assumed for a site that never reported its own.
 const defaultInterval = 10 * time.Minute
 
@@ -146,6 +151,9 @@ func health(st queue.SiteState) *syncapi.Health {
 // verdict says how a site is doing, from what it reported (h, which came
 // at healthAt) and what the primary saw.
 func verdict(now, lastContact time.Time, h *syncapi.Health, healthAt time.Time, ref RefusalView, last *CycleView) string {
+	if last != nil && lastContact.After(last.Last.Add(otherNodeMargin)) {
+		last = nil // another node (behind the same load balancer) served the site since: this node's cycle is old news
+	}
 	// A failure the site reported at the start of a cycle the primary has
 	// since seen reach its end is over.
 	through := last != nil && last.Reached && len(last.Errors) == 0 && !last.Started.Before(healthAt)
