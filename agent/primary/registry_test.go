@@ -187,6 +187,14 @@ func TestServer_RefreshRegistry(t *testing.T) {
 	if rows, gen, _ := c.Registry(); len(rows) != 2 || gen != 2 {
 		t.Errorf("registry holds %d rows at generation %d, want sites 3 and 6 at 2", len(rows), gen)
 	}
+	// a has not looked since; its next change is made on the registry as it
+	// is, and its table then has b's site too.
+	if _, err := a.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{row(7, "seven", h, "a")}}, allow("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(a.sites.Load().ids); got != "[2 3 6 7]" {
+		t.Errorf("a's table after its change: %s, want [2 3 6 7]", got)
+	}
 }
 
 // The seed's rule in the registry's form: a URL on a site's row disables

@@ -60,9 +60,10 @@ func (s *Server) publishStores(t *siteTable) (*router, error) {
 	for _, id := range slices.Sorted(maps.Keys(t.byStore)) {
 		want := t.remoteSite(id)
 		row, ok := rows[id]
-		f := defaultStoreRow(id)
+		var f routing.Fields
 		switch {
 		case !ok:
+			f = defaultStoreRow(id)
 		case row.remote == want:
 			continue
 		default:
@@ -93,8 +94,9 @@ func (s *Server) publishStores(t *siteTable) (*router, error) {
 	return rt, nil
 }
 
-// storeRowBatch is the store rows written in one step.
-const storeRowBatch = 1000
+// storeRowBatch is the store rows written in one step, storeRowPage those
+// read in one (a round trip each on PostgreSQL).
+const storeRowBatch, storeRowPage = 1000, 10000
 
 // defaultStoreRow is the row of a store nobody wrote a row for, with the
 // fields the reference client requires of a store row
@@ -129,14 +131,14 @@ func (s *Server) storeRows() (map[string]storeRow, error) {
 	out := map[string]storeRow{}
 	after := ""
 	for {
-		recs, err := s.store.List(routing.TableStore, after, 1000)
+		recs, err := s.store.List(routing.TableStore, after, storeRowPage)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read the store rows: %w", err)
 		}
 		for _, r := range recs {
 			out[r.ID] = readStoreRow(r.Data)
 		}
-		if len(recs) < 1000 {
+		if len(recs) < storeRowPage {
 			return out, nil
 		}
 		after = recs[len(recs)-1].ID
