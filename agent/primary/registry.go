@@ -94,7 +94,7 @@ func (s *Server) RefreshRegistry() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := s.applyLocked(*s.cfg.Load(), reg); err != nil {
+	if err := s.applyLocked(*s.cfg.Load(), reg, s.router.Load()); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -490,7 +490,7 @@ func (s *Server) ChangeSites(e SitesEdit, authorise func(SitesPlan) (by string, 
 	s.log.Info("site registry changed", "generation", note.Generation, "what", note.What, "by", note.By)
 	reg, err := planned(p.registry, p, note.Generation)
 	if err == nil {
-		err = s.applyLocked(*s.cfg.Load(), reg)
+		err = s.applyLocked(*s.cfg.Load(), reg, s.router.Load())
 	}
 	if err != nil {
 		return note, fmt.Errorf("the change was saved (generation %d) but cannot be applied yet: %w", note.Generation, err)

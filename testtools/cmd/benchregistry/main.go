@@ -40,12 +40,15 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directories")
 	postgres := flag.Bool("postgres", true, "measure a primary on PostgreSQL (testtools/pgtest) too, when it is installed")
 	buntdb := flag.Bool("buntdb", true, "measure a primary on BuntDB")
+	flag.StringVar(&logLevel, "log-level", "warn", "the primaries' log level (their log goes to stderr)")
 	flag.Parse()
 	if err := run(*bin, *sites, *runs, *keep, *buntdb, *postgres); err != nil {
 		fmt.Fprintln(os.Stderr, "benchregistry:", err)
 		os.Exit(1)
 	}
 }
+
+var logLevel string
 
 func run(bin string, n, runs int, keep, buntdb, postgres bool) error {
 	bin, err := filepath.Abs(bin)
@@ -144,7 +147,7 @@ func measure(backend string, v *vendor, file string, n, runs int, dsn, dir strin
 		return err
 	}
 	// A second node on the same database serves a site the first added.
-	var agree []time.Duration
+	var agree, added []time.Duration
 	if dsn != "" {
 		b, err := newNode(v.bin, dir, "b", dsn, v.keys)
 		if err != nil {
@@ -165,6 +168,7 @@ func measure(backend string, v *vendor, file string, n, runs int, dsn, dir strin
 			if err != nil {
 				return err
 			}
+			added = append(added, time.Since(t))
 			for time.Since(t) < time.Minute {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				got, err := c.SitesMatching(ctx, fmt.Sprint(id), "")
@@ -190,6 +194,7 @@ func measure(backend string, v *vendor, file string, n, runs int, dsn, dir strin
 	row("syncagent sites --filter 3999", byPrefix, 500*time.Millisecond)
 	row("syncagent sites --store NAME", byStore, 500*time.Millisecond)
 	if agree != nil {
+		row("sites add --code on node A (the command)", added, 0)
 		row("sites add --code on node A until B lists it", agree, 2*time.Second)
 	}
 	return nil
@@ -321,7 +326,7 @@ func newNode(bin, dir, name, dsn, keys string) (*node, error) {
 // sync API and the control socket.
 func (n *node) start() (time.Duration, error) {
 	t0 := time.Now()
-	cmd := exec.Command(n.bin, "run", "--prefs", n.prefs, "--log-level", "warn")
+	cmd := exec.Command(n.bin, "run", "--prefs", n.prefs, "--log-level", logLevel)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return 0, err
