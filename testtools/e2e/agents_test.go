@@ -32,6 +32,7 @@ type agent struct {
 	limits string // extra [limits] lines
 	url    string // a satellite's primary URL ("": the primary's address)
 	extra  string // more prefs, appended as they are
+	paths  string // more [paths] lines (vendor_keys)
 	dir    string // state_dir
 	prefs  string
 	socket string
@@ -128,7 +129,7 @@ func (s *agentSet) prefsOf(a *agent) string {
 	if len(a.stores) > 0 {
 		fmt.Fprintf(&b, "stores = %s\n", tomlStrings(a.stores))
 	}
-	fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", a.dir, a.socket)
+	fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n%s", a.dir, a.socket, a.paths)
 	if a.limits != "" {
 		fmt.Fprintf(&b, "\n[limits]\n%s\n", a.limits)
 	}
