@@ -67,12 +67,16 @@ systemd-e2e:
 
 # The replication property test (testtools/model, docs/replication.md) over
 # many seeds: `make soak-model SEEDS=10000`; prints the seeds that failed.
-# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -history'.
+# On PostgreSQL (a throw-away cluster, testtools/pgtest; odd seeds two
+# primary nodes on one database, even seeds one): `make soak-model
+# BACKEND=pg SEEDS=300`. `make test` runs 200 BuntDB seeds and 6 pg seeds.
+# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -history -nodes 2'.
 SEEDS ?= 2000
+BACKEND ?= buntdb
 .PHONY: soak-model
 soak-model:
-	CGO_ENABLED=1 $(GO) test -count=1 -timeout 0 ./testtools/model -run TestConvergence -v -seeds $(SEEDS) $(MODEL_FLAGS) \
-		| grep -Ev '^(=== RUN|--- PASS|PASS)' 
+	CGO_ENABLED=1 $(GO) test -count=1 -timeout 0 ./testtools/model -run '^TestConvergence$$' -v -backend $(BACKEND) -seeds $(SEEDS) $(MODEL_FLAGS) \
+		| grep -Ev '^(=== RUN|--- PASS|PASS)'
 
 # The link benchmark (issue 4): a primary and a satellite in one process, the
 # satellite's traffic through an in-process toxiproxy; every built-in link
@@ -83,17 +87,24 @@ bench-links:
 
 # What the agent costs a clinic box (testtools/cmd/footprint): binary size per
 # architecture, memory and wake-ups of a satellite idling against a primary
-# on loopback, and time to READY=1 with a 100,000-record outbox. About five
-# minutes; shorter: `make footprint FOOTPRINT_FLAGS='-idle 1m'`.
+# on loopback, time to READY=1 with a 100,000-record outbox, and RSS per
+# record and restart time holding 10k/100k/300k records of 300 bytes. About
+# six minutes; shorter: `make footprint FOOTPRINT_FLAGS='-idle 1m'`; only
+# the last: FOOTPRINT_FLAGS='-only held -held 300000'.
 FOOTPRINT_FLAGS ?=
 .PHONY: footprint
 footprint:
 	$(GO) run ./testtools/cmd/footprint $(FOOTPRINT_FLAGS)
 
 # The primary under load (testtools/cmd/benchprimary): N simulated sites
-# speaking v5 over real HTTP against a primary in its own process, at rising
-# rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
-# a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
+# speaking v5 over real HTTP against each setup — BuntDB, PostgreSQL with one
+# node, with three nodes on one database (a throw-away cluster,
+# testtools/pgtest), every node its own process — at rising rates, an ingest
+# run beside a raw JSON+append+fsync baseline, and with three nodes a node
+# killed mid-run (lost, duplicated). Prints a table; figures in
+# docs/scale.md. Knobs: BENCH_PRIMARY_FLAGS='-setups pg -sites 40000 -rates
+# 133 -step 60s', '-held 1000000', '-bulk 10000000', '-auth-restart 20000',
+# '-pg-stats'.
 BENCH_PRIMARY_FLAGS ?=
 .PHONY: bench-primary bench-compaction bench-admin
 # The admin page's speed targets in real headless Chromium (1,000 sites:
@@ -118,3 +129,25 @@ PG_BENCH_FLAGS ?= -benchtime 200x
 .PHONY: bench-pg
 bench-pg:
 	$(GO) test -count=1 -run '^$$' -bench . $(PG_BENCH_FLAGS) ./queue/pg/
+
+# What an app waits for when it writes (testtools/cmd/localbench): puts/s and
+# p50/p99 at 1, 16 and 64 concurrent writers and batch records/s through the
+# local API of a real running satellite, beside one append+fsync per record
+# on the same disk. About 30 s. LOCAL_BENCH_FLAGS='-duration 10s -dir /var/tmp'.
+LOCAL_BENCH_FLAGS ?=
+.PHONY: bench-local
+bench-local: build
+	$(GO) run ./testtools/cmd/localbench -bin $(BIN) $(LOCAL_BENCH_FLAGS)
+
+# The site registry at national scale (testtools/cmd/benchregistry): 40,000
+# sites imported through `syncagent sites import` (one unlock code) into a
+# real `syncagent run` primary on BuntDB, then its start time and the time
+# of `syncagent sites` listing and filtering them; and the same registry on
+# PostgreSQL (testtools/pgtest) in a primary.Server in process. Prints a
+# table with the load average. Results in docs/registry.md.
+BENCH_REGISTRY_FLAGS ?=
+.PHONY: bench-registry
+bench-registry:
+	$(GO) build -o bin/syncagent ./agent/cmd/syncagent
+	$(GO) build -o bin/benchregistry ./testtools/cmd/benchregistry
+	bin/benchregistry -bin bin/syncagent $(BENCH_REGISTRY_FLAGS)

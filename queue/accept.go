@@ -75,6 +75,35 @@ func (c *Central) Write(r Record, router Router) (uint64, error) {
 	return res.Outcomes[0].Version, nil
 }
 
+// WriteBatch is several of the primary's own changes, decided and applied
+// in one step; a refused one refuses the batch's error (the others are
+// written).
+func (c *Central) WriteBatch(rs []Record, router Router) error {
+	in := make([]Inbound, len(rs))
+	for i, r := range rs {
+		in[i].Record = r
+	}
+	res, err := c.accept(0, in, router)
+	if err != nil {
+		return err
+	}
+	return refusedWrites(rs, res)
+}
+
+// refusedWrites is the error of the refused writes of a batch, or nil.
+func refusedWrites(rs []Record, res AcceptResult) error {
+	for i, o := range res.Outcomes {
+		if o.Refused != nil {
+			return fmt.Errorf("cannot write %s/%s: %w: %s", rs[i].Table, rs[i].ID, ErrRefused, o.Refused.Message)
+		}
+	}
+	return nil
+}
+
+// RefusedWrites is the error of the refused writes of a batch, or nil
+// (for backends outside this package).
+func RefusedWrites(rs []Record, res AcceptResult) error { return refusedWrites(rs, res) }
+
 func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

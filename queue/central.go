@@ -62,6 +62,7 @@ type Central struct {
 	sites      map[int]*siteEntry
 	filling    map[int]bool // sites whose queue is being filled
 	members    string       // the site membership the stored holders reflect (membership.go)
+	registry   registry     // the site registry (registry_central.go)
 	recovered  string
 }
 
@@ -167,6 +168,7 @@ func (c *Central) openFinish() error {
 func (c *Central) load() (bad []string, err error) {
 	c.qlen, c.sites, c.filling = map[int]int{}, map[int]*siteEntry{}, map[int]bool{}
 	c.version, c.maxCentral, c.pending, c.members = 0, 0, false, ""
+	c.registry = registry{}
 	err = c.st.view(func(tx *buntdb.Tx) error {
 		var live int64
 		bad, live, err = c.st.verify(tx)
@@ -235,6 +237,8 @@ func (c *Central) loadKey(k, v string) bool {
 		if json.Unmarshal([]byte(v), &c.members) != nil {
 			return false
 		}
+	case k == registryKey:
+		return c.loadRegistry(v) == nil
 	}
 	return true
 }

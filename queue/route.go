@@ -134,12 +134,17 @@ func minus(a, b []int) []int {
 type PrimaryStore interface {
 	Accept(origin int, in []Inbound, router Router) (AcceptResult, error)
 	Write(r Record, router Router) (uint64, error)
+	// WriteBatch is several of the primary's own writes in one step (the
+	// store rows of many sites at once).
+	WriteBatch(rs []Record, router Router) error
 	Get(table, id string) (Record, bool, error)
 	Current(table, id string) (Current, error)
 	List(table, after string, limit int) ([]Record, error)
 	CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64, error)
 	Queued(site int, limit int) ([]QueuedEntry, int, error)
 	QueueLen(site int) int
+	// QueueLengths is every site's QueueLen that is not 0, in one read.
+	QueueLengths() (map[int]int, error)
 	Ack(site int, syncOutIDs []string) (int, error)
 	Fill(site int) (int, error)
 	Filling(site int) bool
@@ -152,6 +157,14 @@ type PrimaryStore interface {
 	SetVerified(id int, token string) error
 	SetInitialisation(id int, status string) error
 	Sites() []SiteState
+	// The site registry (registry.go): rows, a generation raised by every
+	// change, and a bounded log of the changes. ChangeRegistry applies an
+	// edit only at generation base (else ErrRegistryChanged), atomically
+	// with its log entry.
+	Registry() ([]SiteConfig, uint64, error)
+	RegistryGeneration() (uint64, error)
+	ChangeRegistry(base uint64, e RegistryEdit, note RegistryChange) (uint64, error)
+	RegistryLog(limit int) ([]RegistryChange, error)
 	// Diagnostics on request (diagnostics.go): a request replaces the one
 	// waiting; pieces move the state by NextDiagnostics, atomically.
 	RequestDiagnostics(id int, request string, at time.Time) error

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -298,16 +299,12 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintf(tw, "  pull\t%s\n", st.PullSizer)
 	}
 	if st.Role == "primary" {
-		total := 0
-		for _, q := range st.Queues {
-			total += q.QueueLength
-		}
-		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them all)\n", len(st.Queues), total)
+		fmt.Fprintf(tw, "sites\t%d, %d records queued in all (`syncagent sites` lists them all)\n", st.SitesTotal, st.QueuedTotal)
 		queues := append([]control.Site(nil), st.Queues...)
 		sort.SliceStable(queues, func(i, j int) bool { return queues[i].QueueLength > queues[j].QueueLength })
 		for i, q := range queues {
 			if i == 10 {
-				fmt.Fprintf(tw, "  …\t%d more\n", len(queues)-i)
+				fmt.Fprintf(tw, "  …\t%d more\n", st.SitesTotal-i)
 				break
 			}
 			fmt.Fprintf(tw, "  site %d\tqueue %d, last contact %s\n", q.SyncID, q.QueueLength, orNever(q.LastContact))
@@ -333,12 +330,13 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 }
 
 func init() {
-	var filter, sortBy string
+	var filter, sortBy, store string
 	var reverse, asJSON bool
 	register(&command{name: "sites", summary: "list the sites this box syncs with (on the primary: every site, its health, last contact and success, version, outbox, queue, clock skew)", nargs: [2]int{0, 0},
 		help: "On the primary every configured site is listed, those that never connected\nincluded, with a verdict: ok, late (the cycle it owed did not come), failing\n(refused, or its last cycle failed) or never connected.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&filter, "filter", "", "only sites whose sync ID, user name or verdict starts with `PREFIX` (any letter case)")
+			fs.StringVar(&store, "store", "", "only sites where store `NAME` is active")
 			fs.StringVar(&sortBy, "sort", "id", "order by `ORDER`: id, user or last-sync")
 			fs.BoolVar(&reverse, "reverse", false, "reverse the order")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -350,11 +348,14 @@ func init() {
 			}
 			ctx, cancel := e.quick()
 			defer cancel()
-			sites, err := e.client().Sites(ctx)
+			sites, err := e.client().SitesMatching(ctx, filter, store)
 			if err != nil {
 				return err
 			}
-			sites = filterSites(sites, filter)
+			sites = filterSites(sites, filter) // an agent that cannot filter sent them all
+			if store != "" {
+				sites = slices.DeleteFunc(sites, func(s control.Site) bool { return !slices.Contains(s.Stores, store) })
+			}
 			sort.SliceStable(sites, func(i, j int) bool {
 				if reverse {
 					return less(sites[j], sites[i])

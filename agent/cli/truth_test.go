@@ -90,13 +90,15 @@ func newTestAgent(t *testing.T) *testAgent {
 	return a
 }
 
-func (a *testAgent) text(syncID int, stores, extra string) string {
-	s := fmt.Sprintf("version = 1\n[site]\nsync_id = %d\ninterval_minutes = 60\nstores = [%s]\n[paths]\nstate_dir = %q\ncontrol_socket = %q\nvendor_keys = %q\n",
-		syncID, stores, a.state, a.socket, a.keys)
-	if syncID > 1 {
-		s += fmt.Sprintf("[[sync_with]]\nsync_id = 1\nuser = \"Clinic-Twelve\"\npassword_sha256 = %q\nurl = \"http://127.0.0.1:9\"\n", passwd.SHA256Hex("pw"))
+func (a *testAgent) text(syncID int, stores ...string) string {
+	p := prefs.Prefs{
+		Site:  prefs.Site{SyncID: syncID, IntervalMinutes: 60, Stores: stores},
+		Paths: prefs.Paths{StateDir: a.state, ControlSocket: a.socket, VendorKeys: a.keys},
 	}
-	return s + extra
+	if syncID > 1 {
+		p.SyncWith = []prefs.Peer{{SyncID: 1, User: "Clinic-Twelve", PasswordSHA256: passwd.SHA256Hex("pw"), URL: "http://127.0.0.1:9"}}
+	}
+	return string(prefs.Encode(&p))
 }
 
 func (a *testAgent) write(t *testing.T, text string) {
@@ -149,7 +151,7 @@ func digest(t *testing.T, text string) string {
 // command-line argument can carry, and IDs that start with "-".
 func TestRecordPut_dataFromFileAndStdin(t *testing.T) {
 	a := newTestAgent(t)
-	a.write(t, a.text(0, `"a"`, ""))
+	a.write(t, a.text(0, "a"))
 	a.start(t)
 	big := fmt.Sprintf(`{"store_ID":"a","notes":%q}`, strings.Repeat("x", 200<<10))
 	file := filepath.Join(a.dir, "rec.json")
@@ -172,7 +174,7 @@ func TestRecordPut_dataFromFileAndStdin(t *testing.T) {
 // any case.
 func TestSites_filterIgnoresCase(t *testing.T) {
 	a := newTestAgent(t)
-	a.write(t, a.text(12, `"a"`, ""))
+	a.write(t, a.text(12, "a"))
 	a.start(t)
 	if code, out, errOut := run(t, "", "--prefs", a.prefs, "sites", "--filter", "clinic-t"); code != 0 || !strings.Contains(out, "Clinic-Twelve") || !strings.Contains(out, "http://127.0.0.1:9") {
 		t.Errorf("sites --filter clinic-t: exit %d\n%s%s", code, out, errOut)
@@ -183,7 +185,7 @@ func TestSites_filterIgnoresCase(t *testing.T) {
 // the last sync failed or the prefs were rejected.
 func TestStatus_exitCodes(t *testing.T) {
 	a := newTestAgent(t)
-	a.write(t, a.text(12, `"a"`, ""))
+	a.write(t, a.text(12, "a"))
 	a.start(t)
 	if code, _, errOut := run(t, "", "--prefs", a.prefs, "status"); code != 0 {
 		t.Errorf("healthy box before any sync: exit %d %s", code, errOut)
@@ -205,12 +207,12 @@ func TestStatus_exitCodes(t *testing.T) {
 // refused code was left in [unlock] code, and the refusal printed twice.
 func TestUnlock_codeNotLeftWhenRefused(t *testing.T) {
 	a := newTestAgent(t)
-	a.write(t, a.text(12, `"a"`, ""))
+	a.write(t, a.text(12, "a"))
 	a.start(t)
-	edited := a.text(12, `"a", "b"`, "")
+	edited := a.text(12, "a", "b")
 	a.write(t, edited)
 	run(t, "", "--prefs", a.prefs, "prefs", "reload")
-	wrong := a.code(t, 1, digest(t, a.text(12, `"a", "c"`, "")))
+	wrong := a.code(t, 1, digest(t, a.text(12, "a", "c")))
 	code, out, errOut := run(t, "", "--prefs", a.prefs, "unlock", "--code", wrong)
 	if code == 0 || !strings.Contains(errOut, "another change") {
 		t.Fatalf("wrong code: exit %d %q %q", code, out, errOut)
@@ -231,11 +233,11 @@ func TestUnlock_codeNotLeftWhenRefused(t *testing.T) {
 // `unlock` said "the agent is not running"; it reads the files on disk.
 func TestUnlock_agentStopped(t *testing.T) {
 	a := newTestAgent(t)
-	a.write(t, a.text(12, `"a"`, ""))
+	a.write(t, a.text(12, "a"))
 	a.start(t)
 	a.stop()
 	stateBefore := listDir(t, a.state)
-	edited := a.text(12, `"a", "b"`, "")
+	edited := a.text(12, "a", "b")
 	a.write(t, edited)
 	code, out, errOut := run(t, "", "--prefs", a.prefs, "unlock", "--json")
 	var u struct {
@@ -246,7 +248,7 @@ func TestUnlock_agentStopped(t *testing.T) {
 		t.Fatalf("unlock with the agent stopped: exit %d %q %q", code, out, errOut)
 	}
 	// A refused code is not written; a good one is, and applies at the start.
-	if code, _, _ := run(t, "", "--prefs", a.prefs, "unlock", "--code", a.code(t, 1, digest(t, a.text(12, `"z"`, "")))); code == 0 {
+	if code, _, _ := run(t, "", "--prefs", a.prefs, "unlock", "--code", a.code(t, 1, digest(t, a.text(12, "z")))); code == 0 {
 		t.Error("a code for another change was accepted offline")
 	}
 	if got, _ := os.ReadFile(a.prefs); string(got) != edited {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,10 @@ type Backend interface {
 	Sites() ([]Site, error)
 	ClearHardwareID(syncID int, code string) error
 	PutRecord(r Record) (Record, error)
+	// PutRecords writes many records (Action "delete" deletes): on a
+	// satellite in one commit, all or nothing. A refused record is a
+	// *BatchError.
+	PutRecords(rs []Record) (BatchResult, error)
 	GetRecord(table, id string) (Record, error)
 	DeleteRecord(table, id string) error
 	ListRecords(table, after string, limit int) ([]Record, error)
@@ -64,23 +69,7 @@ const MaxBody = 4 << 20
 func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern string, f func(r *http.Request) (any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-			out, err := f(r)
-			if err != nil {
-				status := http.StatusInternalServerError
-				var ce *Error
-				if errors.As(err, &ce) {
-					status = ce.Status
-				}
-				if status >= 500 {
-					log.Warn("local API call failed", "path", r.URL.Path, "err", err)
-				}
-				writeJSON(w, status, ErrorBody{Error: err.Error()})
-				return
-			}
-			writeJSON(w, http.StatusOK, out)
-		})
+		mux.HandleFunc(pattern, serveJSON(MaxBody, log, f))
 	}
 	handle("GET /v1/status", func(*http.Request) (any, error) { return b.Status(), nil })
 	handle("POST /v1/sync", func(r *http.Request) (any, error) { return b.Sync(r.Context(), false) })
@@ -99,7 +88,13 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 			return nil, Errorf(http.StatusBadRequest, "generate needs mode new or existing, not %q", mode)
 		}
 	})
-	handle("GET /v1/sites", func(*http.Request) (any, error) { return b.Sites() })
+	handle("GET /v1/sites", func(r *http.Request) (any, error) {
+		q := r.URL.Query()
+		if l, ok := b.(SiteLister); ok && (q.Get("filter") != "" || q.Get("store") != "") {
+			return l.SitesMatching(q.Get("filter"), q.Get("store"))
+		}
+		return b.Sites()
+	})
 	handle("POST /v1/sites/{id}/clear-hwid", func(r *http.Request) (any, error) {
 		if err := Permit(r, "clear-hwid (the next box to call as that site takes it over)"); err != nil {
 			return nil, err
@@ -122,6 +117,23 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 			return nil, err
 		}
 		return b.PutRecord(Record{Table: r.PathValue("table"), ID: r.PathValue("id"), Data: data})
+	})
+	handle("POST /v1/records", func(r *http.Request) (any, error) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "batch too large or unreadable (at most %d bytes and %d records a request: send the rest in another): %v", MaxBody, MaxBatchRecords, err)
+		}
+		recs, lines, err := DecodeLines(body)
+		if err != nil {
+			return nil, err
+		}
+		res, err := b.PutRecords(recs)
+		var be *BatchError
+		if errors.As(err, &be) && be.Index >= 0 && be.Index < len(lines) {
+			// Nothing of the batch was written: say which line to fix.
+			return nil, &LineError{Line: lines[be.Index], Msg: be.Msg + "; nothing of this batch was written", Status: be.Status}
+		}
+		return res, err
 	})
 	handle("GET /v1/records/{table}/{id}", func(r *http.Request) (any, error) {
 		return b.GetRecord(r.PathValue("table"), r.PathValue("id"))
@@ -167,7 +179,37 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	if fb, ok := b.(FleetBackend); ok {
 		fleetRoutes(mux, handle, fb)
 	}
+	if rb, ok := b.(RegistryBackend); ok {
+		registryRoutes(mux, handle, log, rb)
+	}
 	return mux
+}
+
+// serveJSON answers f's result as JSON, or its error with its status,
+// reading at most limit bytes of body.
+func serveJSON(limit int64, log *slog.Logger, f func(r *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		out, err := f(r)
+		if err != nil {
+			status := http.StatusInternalServerError
+			var ce *Error
+			var le *LineError
+			body := ErrorBody{Error: err.Error()}
+			switch {
+			case errors.As(err, &ce):
+				status = ce.Status
+			case errors.As(err, &le):
+				status, body.Line = cmp.Or(le.Status, http.StatusBadRequest), le.Line
+			}
+			if status >= 500 {
+				log.Warn("local API call failed", "path", r.URL.Path, "err", err)
+			}
+			writeJSON(w, status, body)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
 }
 
 func decode(r *http.Request, v any) error {

@@ -42,9 +42,13 @@ type Status struct {
 	RequestSize  string `json:"request_size"`
 	PushSizer    string `json:"push_sizer,omitempty"`
 	PullSizer    string `json:"pull_sizer,omitempty"`
-	Queues       []Site `json:"queues,omitempty"` // primary: per site
-	Prefs        Prefs  `json:"prefs"`
-	Records      int    `json:"records"`
+	Queues       []Site `json:"queues,omitempty"` // primary: per site (above 1,000 sites, the 100 longest queues)
+	// The primary's totals over every site.
+	SitesTotal        int       `json:"sites_total,omitempty"`
+	QueuedTotal       int       `json:"queued_total,omitempty"`
+	LatestSiteContact time.Time `json:"latest_site_contact,omitzero"`
+	Prefs             Prefs     `json:"prefs"`
+	Records           int       `json:"records"`
 	// Initialisation is the satellite datafile's state: "completed (sync_id
 	// N)", "never", or the step of a (re-)initialisation in progress.
 	Initialisation string `json:"initialisation,omitempty"`
@@ -148,6 +152,7 @@ type Site struct {
 	User           string    `json:"user"`
 	URL            string    `json:"url,omitempty"`
 	Stores         []string  `json:"stores,omitempty"`
+	Registry       bool      `json:"registry,omitempty"` // the primary's: the row is the registry's, not the prefs'
 	HardwareID     string    `json:"hardware_id,omitempty"`
 	LastContact    time.Time `json:"last_contact,omitzero"`
 	Initialisation string    `json:"initialisation,omitempty"`
@@ -218,4 +223,6 @@ type Unlocked struct {
 // ErrorBody is the body of every failed local API call.
 type ErrorBody struct {
 	Error string `json:"error"`
+	// Line is the line of a batch (POST /v1/records) the error is about.
+	Line int `json:"line,omitempty"`
 }

@@ -93,7 +93,7 @@ func (a *Agent) Diagnostics(id int) (control.Diagnostics, error) {
 
 // siteLine is a line of the primary's site list.
 func siteLine(v primary.SiteView) control.Site {
-	s := control.Site{SyncID: v.SyncID, User: v.User, URL: v.URL, Stores: v.Stores, HardwareID: v.HardwareID, LastContact: v.LastContact,
+	s := control.Site{SyncID: v.SyncID, User: v.User, URL: v.URL, Stores: v.Stores, Registry: v.Registry, HardwareID: v.HardwareID, LastContact: v.LastContact,
 		Initialisation: v.Initialisation, QueueLength: v.QueueLength, Verdict: v.Verdict, LastSuccess: v.LastSuccess, LastError: v.LastError,
 		LastErrorAt: v.LastErrorAt, Version: v.Version}
 	if v.Health != nil {

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"syncagent/agent/control"
 	"syncagent/agent/passwd"
+	"syncagent/agent/prefs"
 	"syncagent/agent/unlock"
 )
 
@@ -124,65 +126,38 @@ type row struct {
 	hardwareID   string
 }
 
-func quoted(list []string) string {
-	q := make([]string, len(list))
-	for i, s := range list {
-		q[i] = fmt.Sprintf("%q", s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
+// render writes s through prefs.Encode, the one prefs writer, filling in
+// the box's paths where s leaves them out.
 func (b *box) render(s spec) string {
-	var w strings.Builder
-	fmt.Fprintf(&w, "version = %d\n[site]\nsync_id = %d\ninterval_minutes = %d\n", max(s.version, 1), s.syncID, s.interval)
-	if s.requestSize != "" {
-		fmt.Fprintf(&w, "request_size = %s\n", s.requestSize)
+	p := prefs.Prefs{
+		Site:    prefs.Site{SyncID: s.syncID, IntervalMinutes: s.interval, Stores: s.stores},
+		Paths:   prefs.Paths{StateDir: orStr(s.stateDir, b.state), ControlSocket: orStr(s.socket, b.socket), VendorKeys: orStr(s.vendorKeys, b.keys)},
+		Listen:  prefs.Listen{Address: s.listen, TLSCert: s.tlsCert, TLSKey: s.tlsKey, OmSupplyCentralServerURL: s.omsupplyURL, TrustedProxies: s.proxies},
+		Central: prefs.Central{Database: s.central.database, DatabasePasswordFile: s.central.passwordFile, MaxConnections: s.central.maxConns, AuthKeyFile: s.central.authKeyFile},
+		Limits:  prefs.Limits{OutboxMaxRecords: s.outboxMax},
+		Admin:   prefs.Admin{Address: s.admin.address, User: s.admin.user, PasswordHash: s.admin.passwordHash, TLSCert: s.admin.tlsCert, TLSKey: s.admin.tlsKey},
+		Metrics: prefs.Metrics{TextfileDir: s.textfileDir},
+		Unlock:  prefs.Unlock{Code: s.code},
 	}
-	fmt.Fprintf(&w, "stores = %s\n", quoted(s.stores))
-	state, socket, keys := orStr(s.stateDir, b.state), orStr(s.socket, b.socket), orStr(s.vendorKeys, b.keys)
-	fmt.Fprintf(&w, "[paths]\nstate_dir = %q\ncontrol_socket = %q\n", state, socket)
-	if keys != "-" {
-		fmt.Fprintf(&w, "vendor_keys = %q\n", keys)
+	if p.Paths.VendorKeys == "-" {
+		p.Paths.VendorKeys = ""
 	}
-	if s.listen != "" || s.tlsCert != "" || s.omsupplyURL != "" {
-		fmt.Fprintf(&w, "[listen]\naddress = %q\n", s.listen)
-		if s.tlsCert != "" {
-			fmt.Fprintf(&w, "tls_cert = %q\ntls_key = %q\n", s.tlsCert, s.tlsKey)
+	if s.requestSize != "" && s.requestSize != "auto" {
+		n, err := strconv.Atoi(s.requestSize)
+		if err != nil {
+			panic("spec.requestSize: " + s.requestSize)
 		}
-		if s.omsupplyURL != "" {
-			fmt.Fprintf(&w, "omsupply_central_server_url = %q\n", s.omsupplyURL)
-		}
-		if len(s.proxies) > 0 {
-			fmt.Fprintf(&w, "trusted_proxies = %s\n", quoted(s.proxies))
-		}
-	}
-	if s.outboxMax > 0 {
-		fmt.Fprintf(&w, "[limits]\noutbox_max_records = %d\n", s.outboxMax)
+		p.Site.RequestSize.Fixed = n
 	}
 	for _, r := range s.rows {
-		fmt.Fprintf(&w, "[[sync_with]]\nsync_id = %d\nuser = %q\n", r.syncID, r.user)
-		if r.passwordSHA != "" {
-			fmt.Fprintf(&w, "password_sha256 = %q\n", r.passwordSHA)
-		}
-		if r.passwordHash != "" {
-			fmt.Fprintf(&w, "password_hash = %q\n", r.passwordHash)
-		}
-		if r.url != "" {
-			fmt.Fprintf(&w, "url = %q\n", r.url)
-		}
-		if len(r.stores) > 0 {
-			fmt.Fprintf(&w, "stores = %s\n", quoted(r.stores))
-		}
-		if r.hardwareID != "" {
-			fmt.Fprintf(&w, "hardware_id = %q\n", r.hardwareID)
-		}
+		p.SyncWith = append(p.SyncWith, prefs.Peer{SyncID: r.syncID, User: r.user, PasswordSHA256: r.passwordSHA,
+			PasswordHash: r.passwordHash, URL: r.url, Stores: r.stores, HardwareID: r.hardwareID})
 	}
-	if s.code != "" {
-		fmt.Fprintf(&w, "[unlock]\ncode = %q\n", s.code)
+	text := string(prefs.Encode(&p))
+	if s.version > 1 { // a file from a later syncagent
+		text = strings.Replace(text, fmt.Sprintf("version = %d\n", prefs.CurrentVersion), fmt.Sprintf("version = %d\n", s.version), 1)
 	}
-	renderFleet(&w, s)
-	renderCentral(&w, s.central)
-	return w.String()
+	return text
 }
 
 func orStr(s, def string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -128,10 +129,11 @@ func TestLock_failedStartProvisionsNothing(t *testing.T) {
 func TestLock_typoAtStartRunsLastGood(t *testing.T) {
 	b, edit := provisionedBox(t)
 	text := strings.Replace(b.render(edit), "sync_id = 12", "sync_id = twelve", 1)
+	line := fmt.Sprintf("prefs.toml:%d", strings.Count(text[:strings.Index(text, "twelve")], "\n")+1)
 	b.write(text)
 	b.start()
 	st := b.status()
-	if st.SyncID != 12 || st.Prefs.State != "rejected" || !contains(st.Prefs.Error, "prefs.toml:3") || st.Prefs.Digest != b.digest(edit) {
+	if st.SyncID != 12 || st.Prefs.State != "rejected" || !contains(st.Prefs.Error, line) || st.Prefs.Digest != b.digest(edit) {
 		t.Errorf("start with a typo: sync_id %d, prefs %+v", st.SyncID, st.Prefs)
 	}
 	// With no prefs file at all only systemd's StateDirectory says where

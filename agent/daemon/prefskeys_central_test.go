@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -16,25 +15,6 @@ import (
 type centralSpec struct {
 	database, passwordFile, authKeyFile string
 	maxConns                            int
-}
-
-func renderCentral(w io.Writer, c centralSpec) {
-	if c == (centralSpec{}) {
-		return
-	}
-	fmt.Fprintf(w, "[central]\n")
-	if c.database != "" {
-		fmt.Fprintf(w, "database = %q\n", c.database)
-	}
-	if c.passwordFile != "" {
-		fmt.Fprintf(w, "database_password_file = %q\n", c.passwordFile)
-	}
-	if c.maxConns > 0 {
-		fmt.Fprintf(w, "max_connections = %d\n", c.maxConns)
-	}
-	if c.authKeyFile != "" {
-		fmt.Fprintf(w, "auth_key_file = %q\n", c.authKeyFile)
-	}
 }
 
 // centralKeyCases edit [central], which no running agent applies: where

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,18 +13,6 @@ import (
 // adminSpec is the [admin] table of a spec.
 type adminSpec struct {
 	address, user, passwordHash, tlsCert, tlsKey string
-}
-
-func renderFleet(w io.Writer, s spec) {
-	if a := s.admin; a.user != "" {
-		fmt.Fprintf(w, "[admin]\naddress = %q\nuser = %q\npassword_hash = %q\n", a.address, a.user, a.passwordHash)
-		if a.tlsCert != "" {
-			fmt.Fprintf(w, "tls_cert = %q\ntls_key = %q\n", a.tlsCert, a.tlsKey)
-		}
-	}
-	if s.textfileDir != "" {
-		fmt.Fprintf(w, "[metrics]\ntextfile_dir = %q\n", s.textfileDir)
-	}
 }
 
 // adminGet calls the admin listener at addr as user with password pw.

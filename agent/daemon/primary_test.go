@@ -10,29 +10,14 @@ import (
 	"time"
 
 	"syncagent/agent/control"
-	"syncagent/agent/passwd"
 )
 
-func (b *box) primaryPrefs(rows string) string {
-	return fmt.Sprintf(`version = 1
-[site]
-sync_id = 1
-stores = ["central"]
-[paths]
-state_dir = %q
-control_socket = %q
-vendor_keys = %q
-[listen]
-address = "127.0.0.1:0"
-%s`, b.state, b.socket, b.keys, rows)
+func (b *box) primaryPrefs(rows ...row) string {
+	return b.render(spec{syncID: 1, interval: 10, stores: []string{"central"}, listen: "127.0.0.1:0", rows: rows})
 }
 
-func siteRow(t *testing.T, id int, store string) string {
-	h, err := passwd.Hash(passwd.SHA256Hex("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("[[sync_with]]\nsync_id = %d\nuser = \"clinic-%d\"\npassword_hash = %q\nstores = [%q]\n", id, id, h, store)
+func siteRow(t *testing.T, id int, store string) row {
+	return row{syncID: id, user: fmt.Sprintf("clinic-%d", id), passwordHash: mustHash(t, "pw"), stores: []string{store}}
 }
 
 // TestPrimary_siteChangesNeedCodes protects the primary's lock: adding a
@@ -42,7 +27,7 @@ func TestPrimary_siteChangesNeedCodes(t *testing.T) {
 	one := siteRow(t, 12, "a")
 	b.write(b.primaryPrefs(one))
 	b.start()
-	two := b.primaryPrefs(one + siteRow(t, 13, "b"))
+	two := b.primaryPrefs(one, siteRow(t, 13, "b"))
 	b.write(two)
 	if r := b.reload(); !contains(r.State, "an unlock code is needed") {
 		t.Errorf("site row added without a code: %s", r.State)

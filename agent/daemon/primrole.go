@@ -261,6 +261,7 @@ func (r *primaryRole) Run(ctx context.Context) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.srv.Serve(r.ln) }()
+	go r.prim.WatchRegistry(ctx, primary.RegistryRefresh) // other nodes' and operators' site changes
 	tick := time.NewTicker(loopBeat)
 	defer tick.Stop()
 serving:
@@ -294,22 +295,25 @@ func (r *primaryRole) Close() error {
 }
 
 func (r *primaryRole) status(st *control.Status) {
-	st.Queues, _ = r.sites()
+	sum := r.prim.QueueSummary(statusSites, statusLongest)
+	st.SitesTotal, st.QueuedTotal, st.LatestSiteContact = sum.Sites, sum.Queued, sum.LastContact
+	for _, v := range sum.Views {
+		st.Queues = append(st.Queues, siteLine(v))
+	}
 }
+
+// A primary's status lists every site up to statusSites of them, and past
+// that the statusLongest longest queues (a national registry would make
+// every status 40,000 lines).
+const statusSites, statusLongest = 1000, 100
 
 // sites lists every configured site with what the datafile knows of it,
 // and the URL its row carries (which disables sync on a primary).
 func (r *primaryRole) sites() ([]control.Site, error) {
-	urls := map[int]string{}
-	for _, row := range r.cfg.Load().SyncWith {
-		urls[row.SyncID] = row.URL
-	}
 	views := r.prim.Sites()
 	out := make([]control.Site, 0, len(views))
 	for _, v := range views {
-		s := siteLine(v) // with the fleet view's verdict and health (fleetapi.go)
-		s.URL = urls[v.SyncID]
-		out = append(out, s)
+		out = append(out, siteLine(v)) // with the fleet view's verdict and health (fleetapi.go)
 	}
 	return out, nil
 }
@@ -317,11 +321,7 @@ func (r *primaryRole) sites() ([]control.Site, error) {
 func (r *primaryRole) generate(ctx context.Context, _ bool) (int, error) { return r.prim.Generate(ctx) }
 
 func (r *primaryRole) clearPin(id int, authorise func() error) error {
-	found := false
-	for _, row := range r.cfg.Load().SyncWith {
-		found = found || row.SyncID == id
-	}
-	if !found {
+	if !r.prim.HasSite(id) {
 		return control.Errorf(http.StatusNotFound, "no site with sync_id %d", id)
 	}
 	if err := authorise(); err != nil {

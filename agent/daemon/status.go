@@ -73,16 +73,9 @@ func StatusLine(st control.Status, now time.Time) string {
 	fmt.Fprintf(&b, "%s %d", st.Role, st.SyncID)
 	switch {
 	case st.Role == "primary":
-		total, latest := 0, time.Time{}
-		for _, q := range st.Queues {
-			total += q.QueueLength
-			if q.LastContact.After(latest) {
-				latest = q.LastContact
-			}
-		}
-		fmt.Fprintf(&b, " · %d sites · queued %d", len(st.Queues), total)
-		if !latest.IsZero() {
-			fmt.Fprintf(&b, " · last contact %s", ago(now, latest))
+		fmt.Fprintf(&b, " · %d sites · queued %d", st.SitesTotal, st.QueuedTotal)
+		if !st.LatestSiteContact.IsZero() {
+			fmt.Fprintf(&b, " · last contact %s", ago(now, st.LatestSiteContact))
 		}
 	case st.LastSync == nil:
 		fmt.Fprintf(&b, " · no sync yet · outbox %d", st.OutboxLength)

@@ -177,3 +177,9 @@ func (l *Lock) Preview(running, onDisk *prefs.Prefs, code string) error {
 	}
 	return nil
 }
+
+// SitesOperation is the locked operation of a change of the primary's site
+// registry whose digest (of exactly the rows it writes and removes) is
+// digest: one code covers a change of any size, an import of 40,000 rows
+// as much as one edit (docs/registry.md).
+func SitesOperation(digest string) string { return "site-registry " + digest }

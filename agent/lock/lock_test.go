@@ -2,10 +2,10 @@ package lock
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,13 +57,16 @@ func (b *box) lock() *Lock {
 }
 
 // prefsText is a satellite's prefs (a box with sync disabled for sync_id
-// 0); paths are more [paths] lines.
-func (b *box) prefsText(syncID int, stores, paths string) string {
-	text := fmt.Sprintf("version = 1\n[site]\nsync_id = %d\ninterval_minutes = 10\nstores = [%s]\n[paths]\nstate_dir = %q\n%s", syncID, stores, b.dir, paths)
-	if syncID > 1 {
-		text += "[[sync_with]]\nsync_id = 1\nuser = \"u\"\npassword_sha256 = \"" + strings.Repeat("ab", 32) + "\"\nurl = \"http://primary\"\n"
+// 0), with an extra vendor keyring when vendorKeys is set.
+func (b *box) prefsText(syncID int, vendorKeys string, stores ...string) string {
+	p := prefs.Prefs{
+		Site:  prefs.Site{SyncID: syncID, IntervalMinutes: 10, Stores: stores},
+		Paths: prefs.Paths{StateDir: b.dir, ControlSocket: prefs.DefaultControlSocket, VendorKeys: vendorKeys},
 	}
-	return text
+	if syncID > 1 {
+		p.SyncWith = []prefs.Peer{{SyncID: 1, User: "u", PasswordSHA256: strings.Repeat("ab", 32), URL: "http://primary"}}
+	}
+	return string(prefs.Encode(&p))
 }
 
 func (b *box) code(seq uint32, digest string) string {
@@ -115,7 +118,7 @@ func unlockSection(code string) string { return "[unlock]\ncode = \"" + code + "
 // fixed file would need a vendor code and the box could never start.
 func TestStart_provisionsOnlyOnCommit(t *testing.T) {
 	b := newBox(t)
-	text := b.prefsText(12, `"a"`, "")
+	text := b.prefsText(12, "", "a")
 	l := b.lock()
 	s, err := l.Start("prefs.toml", []byte(text), nil)
 	if err != nil || s.State != "ok" || !s.Fresh() {
@@ -128,7 +131,7 @@ func TestStart_provisionsOnlyOnCommit(t *testing.T) {
 		t.Fatalf("the lock directory holds %d files before the start served", len(entries))
 	}
 	// The failed start is fixed: another file starts, unlocked.
-	fixed := b.prefsText(12, `"a", "b"`, "")
+	fixed := b.prefsText(12, "", "a", "b")
 	b.provision(fixed)
 	if got := b.lastGood(); got != fixed {
 		t.Errorf("last good %q, want the fixed file", got)
@@ -143,9 +146,10 @@ func TestStart_provisionsOnlyOnCommit(t *testing.T) {
 // broken file still names, and the reason is kept and logged.
 func TestStart_rejectedFileRunsLastGood(t *testing.T) {
 	b := newBox(t)
-	good := b.prefsText(12, `"a"`, "")
+	good := b.prefsText(12, "", "a")
 	b.provision(good)
 	broken := strings.Replace(good, "sync_id = 12", "sync_id = twelve", 1)
+	line := "prefs.toml:" + strconv.Itoa(strings.Count(broken[:strings.Index(broken, "twelve")], "\n")+1)
 	if got := StateDirOf(nil, []byte(broken)); got != b.dir {
 		t.Fatalf("StateDirOf(broken file) = %q, want %q", got, b.dir)
 	}
@@ -153,7 +157,7 @@ func TestStart_rejectedFileRunsLastGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.State != "rejected" || s.Prefs.Site.SyncID != 12 || !strings.Contains(s.Error, "prefs.toml:3") {
+	if s.State != "rejected" || s.Prefs.Site.SyncID != 12 || !strings.Contains(s.Error, line) {
 		t.Errorf("start with a broken file: state %q, sync_id %d, error %q", s.State, s.Prefs.Site.SyncID, s.Error)
 	}
 	if !strings.Contains(b.logged(), "level=ERROR") {
@@ -166,16 +170,16 @@ func TestStart_rejectedFileRunsLastGood(t *testing.T) {
 // last good was saved as good, and ran after a restart.
 func TestLock_lastGoodIsTheVerifiedBytes(t *testing.T) {
 	b := newBox(t)
-	b.provision(b.prefsText(12, `"a"`, ""))
+	b.provision(b.prefsText(12, "", "a"))
 	l := b.lock()
 	running, _, _ := l.LastGood()
-	verified := strings.Replace(b.prefsText(12, `"a"`, ""), "interval_minutes = 10", "interval_minutes = 5", 1)
+	verified := strings.Replace(b.prefsText(12, "", "a"), "interval_minutes = 10", "interval_minutes = 5", 1)
 	c, err := l.Authorise(running, []byte(verified), parse(t, verified))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A locked edit lands on disk now; it must not become last good.
-	os.WriteFile(filepath.Join(b.dir, "prefs.toml"), []byte(b.prefsText(12, `"a", "evil"`, "")), 0o644)
+	os.WriteFile(filepath.Join(b.dir, "prefs.toml"), []byte(b.prefsText(12, "", "a", "evil")), 0o644)
 	if _, err := l.Commit(c); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +194,7 @@ func TestLock_lastGoodIsTheVerifiedBytes(t *testing.T) {
 // attempt is refused with the way out and logged as an error, and only a
 // code for exactly that file lets it through.
 func TestStart_reprovisionRefused(t *testing.T) {
-	other := func(b *box) string { return b.prefsText(12, `"a", "anything"`, "") }
+	other := func(b *box) string { return b.prefsText(12, "", "a", "anything") }
 	cases := []struct {
 		name     string
 		move     []string // files moved out of the lock directory
@@ -203,9 +207,9 @@ func TestStart_reprovisionRefused(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := newBox(t)
-			b.provision(b.prefsText(12, `"a"`, ""))
+			b.provision(b.prefsText(12, "", "a"))
 			// A code once used leaves the ledger.
-			edit := b.prefsText(12, `"a", "b"`, "")
+			edit := b.prefsText(12, "", "a", "b")
 			l := b.lock()
 			running, _, _ := l.LastGood()
 			ch, err := l.Authorise(running, []byte(edit+unlockSection(b.code(1, parse(t, edit).LockedDigest()))), parse(t, edit+unlockSection(b.code(1, parse(t, edit).LockedDigest()))))
@@ -258,17 +262,17 @@ func TestLock_clashingKeyringRefusedWhenNamed(t *testing.T) {
 	}
 	keys := filepath.Join(t.TempDir(), "vendor.pub")
 	os.WriteFile(keys, []byte(clash), 0o644)
-	named := fmt.Sprintf("vendor_keys = %q\n", keys)
+	named := keys
 
 	// Named on a fresh box: nothing starts.
-	if _, err := b.lock().Start("prefs.toml", []byte(b.prefsText(12, `"a"`, named)), nil); err == nil || !strings.Contains(err.Error(), "clashes with the built-in keyring") {
+	if _, err := b.lock().Start("prefs.toml", []byte(b.prefsText(12, named, "a")), nil); err == nil || !strings.Contains(err.Error(), "clashes with the built-in keyring") {
 		t.Errorf("fresh start naming a clashing keyring: %v", err)
 	}
 	// Named by an edit, with a window open: refused all the same.
-	b.provision(b.prefsText(12, `"a"`, ""))
+	b.provision(b.prefsText(12, "", "a"))
 	l := b.lock()
 	running, _, _ := l.LastGood()
-	open := b.prefsText(12, `"a"`, "") + unlockSection(b.code(1, ""))
+	open := b.prefsText(12, "", "a") + unlockSection(b.code(1, ""))
 	ch, err := l.Authorise(running, []byte(open), parse(t, open))
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +280,7 @@ func TestLock_clashingKeyringRefusedWhenNamed(t *testing.T) {
 	if _, err := l.Commit(ch); err != nil {
 		t.Fatal(err)
 	}
-	edit := b.prefsText(12, `"a"`, named)
+	edit := b.prefsText(12, named, "a")
 	if _, err := l.Authorise(running, []byte(edit), parse(t, edit)); err == nil || !strings.Contains(err.Error(), "clashes") {
 		t.Errorf("edit naming a clashing keyring: %v", err)
 	}
@@ -293,11 +297,11 @@ func TestLock_clashingKeyringRefusedWhenNamed(t *testing.T) {
 // documented way out is a code bound to resetting exactly that time.
 func TestLock_clockReset(t *testing.T) {
 	b := newBox(t)
-	b.provision(b.prefsText(12, `"a"`, ""))
+	b.provision(b.prefsText(12, "", "a"))
 	b.now = time.Now().Add(400 * 24 * time.Hour) // the clock ran ahead once
 	l := b.lock()
 	running, _, _ := l.LastGood()
-	edit := b.prefsText(12, `"a", "b"`, "")
+	edit := b.prefsText(12, "", "a", "b")
 	if _, err := l.Authorise(running, []byte(edit), parse(t, edit)); err == nil {
 		t.Fatal("a locked edit without a code was allowed")
 	}
@@ -327,10 +331,10 @@ func TestLock_clockReset(t *testing.T) {
 // the CLI previews before it writes one there.
 func TestLock_preview(t *testing.T) {
 	b := newBox(t)
-	b.provision(b.prefsText(12, `"a"`, ""))
+	b.provision(b.prefsText(12, "", "a"))
 	l := b.lock()
 	running, _, _ := l.LastGood()
-	edit := parse(t, b.prefsText(12, `"a", "b"`, ""))
+	edit := parse(t, b.prefsText(12, "", "a", "b"))
 	if err := l.Preview(running, edit, b.code(1, running.LockedDigest())); err == nil || !strings.Contains(err.Error(), "another change") {
 		t.Errorf("preview of a code for another change: %v", err)
 	}
@@ -347,15 +351,15 @@ func TestLock_preview(t *testing.T) {
 // and only while sync_id > 0.
 func TestLock_intervalRule(t *testing.T) {
 	b := newBox(t)
-	b.provision(b.prefsText(12, `"a"`, ""))
+	b.provision(b.prefsText(12, "", "a"))
 	l := b.lock()
 	running, _, _ := l.LastGood()
-	edit := strings.Replace(b.prefsText(12, `"a"`, ""), "interval_minutes = 10", "interval_minutes = 3", 1)
+	edit := strings.Replace(b.prefsText(12, "", "a"), "interval_minutes = 10", "interval_minutes = 3", 1)
 	if _, err := l.Authorise(running, []byte(edit), parse(t, edit)); err != nil {
 		t.Errorf("interval edit with sync on: %v", err)
 	}
-	off := parse(t, b.prefsText(0, `"a"`, ""))
-	offEdit := strings.Replace(b.prefsText(0, `"a"`, ""), "interval_minutes = 10", "interval_minutes = 3", 1)
+	off := parse(t, b.prefsText(0, "", "a"))
+	offEdit := strings.Replace(b.prefsText(0, "", "a"), "interval_minutes = 10", "interval_minutes = 3", 1)
 	if _, err := l.Authorise(off, []byte(offEdit), parse(t, offEdit)); err == nil || !strings.Contains(err.Error(), "only while sync_id > 0") {
 		t.Errorf("interval edit with sync_id 0 on a provisioned box: %v", err)
 	}

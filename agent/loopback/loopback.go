@@ -3,7 +3,7 @@
 // the satellites at the primary over loopback. The demo and the crash soak
 // run agents on such a layout.
 //
-// Imported by agent/demo and testtools/soak.
+// Imported by agent/demo and the test tooling (testtools/soak, testtools/e2e).
 package loopback
 
 import (
@@ -11,9 +11,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"syncagent/agent/passwd"
+	"syncagent/agent/prefs"
 )
 
 // Site is one agent of the layout. The first site given to Write must be the
@@ -22,12 +22,16 @@ type Site struct {
 	Name   string
 	SyncID int
 	Stores []string
+	Edit   func(p *prefs.Prefs) // more settings, made before the file is written; may be nil
 
-	// Filled in by Write.
-	Dir    string // state directory
-	Socket string // control socket
-	Prefs  string // prefs file
+	// Filled in by Write where left empty.
+	Dir    string // state directory: dir/Name
+	Socket string // control socket: Dir/control.sock
+	Prefs  string // prefs file: dir/Name/prefs.toml
 }
+
+// Password is the SHA-256 hex a satellite of the layout presents.
+func Password(name string) string { return passwd.SHA256Hex("loopback-password-" + name) }
 
 // Layout is a primary and its satellites, written under one directory.
 type Layout struct {
@@ -38,55 +42,62 @@ type Layout struct {
 // Write creates each site's state directory and prefs file under dir, with
 // a fresh password per satellite and interval_minutes as given.
 func Write(dir string, intervalMinutes int, sites ...*Site) (*Layout, error) {
-	if len(sites) == 0 || sites[0].SyncID != 1 {
-		return nil, fmt.Errorf("loopback: the first site must be the primary (sync_id 1)")
-	}
 	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
+	return WriteAt(dir, addr, intervalMinutes, sites...)
+}
+
+// WriteAt is Write with the primary listening on addr.
+func WriteAt(dir, addr string, intervalMinutes int, sites ...*Site) (*Layout, error) {
+	if len(sites) == 0 || sites[0].SyncID != 1 {
+		return nil, fmt.Errorf("loopback: the first site must be the primary (sync_id 1)")
+	}
+	var err error
 	sha, hash := map[string]string{}, map[string]string{}
 	for _, s := range sites[1:] {
-		sha[s.Name] = passwd.SHA256Hex("loopback-password-" + s.Name)
+		sha[s.Name] = Password(s.Name)
 		if hash[s.Name], err = passwd.Hash(sha[s.Name]); err != nil {
 			return nil, err
 		}
 	}
 	for _, s := range sites {
-		s.Dir = filepath.Join(dir, s.Name)
-		if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-			return nil, err
+		s.Dir = or(s.Dir, filepath.Join(dir, s.Name))
+		s.Socket = or(s.Socket, filepath.Join(s.Dir, "control.sock"))
+		s.Prefs = or(s.Prefs, filepath.Join(dir, s.Name, "prefs.toml"))
+		for _, d := range []string{s.Dir, filepath.Dir(s.Prefs)} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, err
+			}
 		}
-		s.Socket = filepath.Join(s.Dir, "control.sock")
-		s.Prefs = filepath.Join(s.Dir, "prefs.toml")
-		var b strings.Builder
-		fmt.Fprintf(&b, "version = 1\n\n[site]\nsync_id = %d\ninterval_minutes = %d\n", s.SyncID, intervalMinutes)
-		if len(s.Stores) > 0 {
-			fmt.Fprintf(&b, "stores = %s\n", tomlList(s.Stores))
+		p := prefs.Prefs{
+			Site:  prefs.Site{SyncID: s.SyncID, IntervalMinutes: intervalMinutes, Stores: s.Stores},
+			Paths: prefs.Paths{StateDir: s.Dir, ControlSocket: s.Socket},
 		}
-		fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n", s.Dir, s.Socket)
 		if s.SyncID == 1 {
-			fmt.Fprintf(&b, "\n[listen]\naddress = %q\n", addr)
+			p.Listen.Address = addr
 			for _, sat := range sites[1:] {
-				fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n",
-					sat.SyncID, sat.Name, hash[sat.Name], tomlList(sat.Stores))
+				p.SyncWith = append(p.SyncWith, prefs.Peer{SyncID: sat.SyncID, User: sat.Name, PasswordHash: hash[sat.Name], Stores: sat.Stores})
 			}
 		} else {
-			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", s.Name, sha[s.Name], "http://"+addr)
+			p.SyncWith = []prefs.Peer{{SyncID: 1, User: s.Name, PasswordSHA256: sha[s.Name], URL: "http://" + addr}}
 		}
-		if err := os.WriteFile(s.Prefs, []byte(b.String()), 0o600); err != nil {
+		if s.Edit != nil {
+			s.Edit(&p)
+		}
+		if err := os.WriteFile(s.Prefs, prefs.Encode(&p), 0o600); err != nil {
 			return nil, err
 		}
 	}
 	return &Layout{Addr: addr, Sites: sites}, nil
 }
 
-func tomlList(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = fmt.Sprintf("%q", x)
+func or(s, def string) string {
+	if s == "" {
+		return def
 	}
-	return "[" + strings.Join(q, ", ") + "]"
+	return s
 }
 
 // FreeAddr returns a loopback address with a port nobody listens on now.

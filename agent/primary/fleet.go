@@ -184,6 +184,7 @@ type SiteView struct {
 	User           string    `json:"user"`
 	URL            string    `json:"url,omitempty"` // a URL on the primary's row disables sync for it
 	Stores         []string  `json:"stores"`
+	Registry       bool      `json:"registry,omitempty"` // the row is the registry's, not the prefs'
 	HardwareID     string    `json:"hardwareId,omitempty"`
 	LastContact    time.Time `json:"lastContact"`
 	Initialisation string    `json:"initialisation"`
@@ -210,13 +211,40 @@ type SiteView struct {
 // in sync ID order.
 func (s *Server) Sites() []SiteView {
 	t := s.sites.Load()
+	return s.views(t, t.ids)
+}
+
+// views are the fleet views of sites ids; many are read in bulk (one read
+// of every state and queue length, not two per site).
+func (s *Server) views(t *siteTable, ids []int) []SiteView {
 	now := s.now()
-	out := make([]SiteView, 0, len(t.ids))
-	for _, id := range t.ids {
-		out = append(out, s.view(t.byID[id], now, false))
+	out := make([]SiteView, 0, len(ids))
+	if len(ids) < bulkViews {
+		for _, id := range ids {
+			out = append(out, s.view(t.byID[id], now, false))
+		}
+		return out
+	}
+	states := map[int]queue.SiteState{}
+	for _, st := range s.store.Sites() {
+		states[st.SyncID] = st
+	}
+	lens, err := s.store.QueueLengths()
+	if err != nil {
+		s.log.Warn("cannot read the queue lengths", "err", err)
+	}
+	for _, id := range ids {
+		st, ok := states[id]
+		if !ok {
+			st = queue.SiteState{SyncID: id, Initialisation: queue.InitNew}
+		}
+		out = append(out, s.viewOf(t.byID[id], st, lens[id], now, false))
 	}
 	return out
 }
+
+// bulkViews is where views reads every site at once instead of one by one.
+const bulkViews = 64
 
 // SiteDetail is one site with its recent cycles and refusals.
 func (s *Server) SiteDetail(id int) (SiteView, bool) {
@@ -232,8 +260,13 @@ func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
 	if err != nil {
 		s.log.Warn("cannot read site state", "site", row.SyncID, "err", err)
 	}
-	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, HardwareID: st.HardwareID,
-		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(row.SyncID),
+	return s.viewOf(row, st, s.store.QueueLen(row.SyncID), now, detail)
+}
+
+// viewOf is the view of row with its state st and queue length qlen.
+func (s *Server) viewOf(row *SiteRow, st queue.SiteState, qlen int, now time.Time, detail bool) SiteView {
+	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, Registry: row.Registry, HardwareID: st.HardwareID,
+		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: qlen,
 		RewoundAt: st.RewoundAt, HealthAt: st.HealthAt}
 	cycles, ref := s.fleet.recent(row.SyncID)
 	var last *CycleView

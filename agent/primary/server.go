@@ -76,10 +76,11 @@ type Server struct {
 	auth  *authenticator
 	rate  *rateLog // for anything a client can make repeat
 
-	cfg    atomic.Pointer[Config]
-	sites  atomic.Pointer[siteTable]
-	router atomic.Pointer[router]
-	confMu sync.Mutex // one Configure at a time
+	cfg      atomic.Pointer[Config]
+	sites    atomic.Pointer[siteTable]
+	router   atomic.Pointer[router]
+	confMu   sync.Mutex       // one Configure (or registry refresh, or site change) at a time
+	registry registrySnapshot // the registry as last applied; guarded by confMu
 
 	fleet    *fleet
 	metrics  *metrics.Registry // nil: nothing counted
@@ -105,21 +106,37 @@ func New(store queue.PrimaryStore, cfg Config, log *slog.Logger, now func() time
 // before serving.
 func (s *Server) UseMetrics(r *metrics.Registry) { s.metrics = r }
 
-// Verify reports whether cfg could be applied, without applying it.
+// Verify reports whether cfg could be applied, without applying it: its
+// rows must also agree with the registry as last read.
 func (s *Server) Verify(cfg Config) error {
-	_, err := newSiteTable(cfg.Sites)
+	s.confMu.Lock()
+	reg := s.registry
+	s.confMu.Unlock()
+	_, err := newSiteTable(cfg.Sites, reg.rows...)
 	return err
 }
 
-// Configure applies new site rows live. Pre-pinned hardware IDs are seeded
-// for sites the primary has never seen, the central store rows are kept in
-// step with the rows, and every queue is brought in line with the new
-// membership (a store added to a site fills its queue, one removed deletes
-// its records there, a removed site's queue is emptied).
+// Configure applies new settings and site rows live, with the site
+// registry as it is now in the storage (see applyLocked).
 func (s *Server) Configure(cfg Config) error {
 	s.confMu.Lock()
 	defer s.confMu.Unlock()
-	t, err := newSiteTable(cfg.Sites)
+	reg, err := s.readRegistry()
+	if err != nil {
+		return err
+	}
+	return s.applyLocked(cfg, reg)
+}
+
+// applyLocked applies cfg with the registry reg: the site table is the
+// prefs rows and the registry's. Pre-pinned hardware IDs are seeded for
+// sites the primary has never seen, the central store rows are kept in
+// step with the rows, and every queue is brought in line with the new
+// membership (a store added to a site fills its queue, one removed deletes
+// its records there, a removed site's queue is emptied). The caller holds
+// confMu.
+func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
+	t, err := newSiteTable(cfg.Sites, reg.rows...)
 	if err != nil {
 		return fmt.Errorf("cannot use site rows: %w", err)
 	}
@@ -135,15 +152,24 @@ func (s *Server) Configure(cfg Config) error {
 	if cfg.MaxPerSite <= 0 {
 		cfg.MaxPerSite = DefaultMaxPerSite
 	}
-	inUse := map[string]bool{}
+	inUse := make(map[string]bool, len(t.byID))
+	var states map[int]queue.SiteState // read once, for every pre-pin
 	for _, row := range t.byID {
 		inUse[row.PasswordHash] = true
 		if row.HardwareID == "" {
 			continue
 		}
-		st, err := s.store.Site(row.SyncID)
-		if err != nil {
-			return fmt.Errorf("cannot read site %d: %w", row.SyncID, err)
+		if states == nil {
+			states = map[int]queue.SiteState{}
+			for _, st := range s.store.Sites() {
+				states[st.SyncID] = st
+			}
+		}
+		st, seen := states[row.SyncID]
+		if !seen { // not in the list: make sure before pinning
+			if st, err = s.store.Site(row.SyncID); err != nil {
+				return fmt.Errorf("cannot read site %d: %w", row.SyncID, err)
+			}
 		}
 		if st.HardwareID == "" && st.PinnedAt.IsZero() && st.LastContact.IsZero() {
 			if _, err := s.store.Pin(row.SyncID, row.HardwareID); err != nil {
@@ -159,6 +185,7 @@ func (s *Server) Configure(cfg Config) error {
 	s.cfg.Store(&cfg)
 	s.sites.Store(t)
 	s.router.Store(rt)
+	s.registry = reg
 	if _, err := s.store.Reconcile(t.membership(), rt); err != nil {
 		return fmt.Errorf("cannot bring the queues in line with the site rows: %w", err)
 	}
@@ -314,6 +341,13 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 	row := s.sites.Load().byUser[caller.User]
 	if row == nil {
 		return nil, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteNameNotFound, "no site has the user name %q", caller.User)
+	}
+	if row.URL != "" {
+		// The seed's rule, per row: a URL on the primary's row of a site
+		// disables sync for it (for a prefs row, DisabledReason above
+		// already stopped every site).
+		return row, syncapi.Errorf(http.StatusServiceUnavailable, syncapi.CodeSyncDisabled,
+			"sync is disabled for site %d: its row on the primary carries a url; remove it (syncagent sites edit %d --clear url)", row.SyncID, row.SyncID)
 	}
 	st, err := s.store.Site(row.SyncID)
 	if err != nil {

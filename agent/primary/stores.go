@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"syncagent/agent/routing"
+	"syncagent/jsonscan"
 	"syncagent/queue"
 )
 
@@ -27,44 +28,73 @@ func (s *Server) publishStores(t *siteTable) (*router, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &router{sites: t, names: namesOf(rows)}
-	write := func(id string, f routing.Fields) error {
+	names := namesOf(rows)
+	rt := &router{sites: t, names: names}
+	// Written in batches: a registry import brings thousands of stores.
+	var batch []queue.Record
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.store.WriteBatch(batch, rt); err != nil {
+			return fmt.Errorf("cannot publish the store rows: %w", err)
+		}
+		batch = nil
+		return nil
+	}
+	write := func(id string, f routing.Fields, remote int) error {
+		f[routing.FieldRemoteSite] = jsonOf(remote)
 		b, err := json.Marshal(f)
 		if err != nil {
 			return err
 		}
-		if _, err := s.store.Write(queue.Record{Table: routing.TableStore, ID: id, Action: queue.Update, Data: b}, rt); err != nil {
-			return fmt.Errorf("cannot publish the store row of %q: %w", id, err)
+		if _, known := rows[id]; !known {
+			names[f.String(routing.FieldName)] = id
+		}
+		batch = append(batch, queue.Record{Table: routing.TableStore, ID: id, Action: queue.Update, Data: b})
+		if len(batch) == storeRowBatch {
+			return flush()
 		}
 		return nil
 	}
 	for _, id := range slices.Sorted(maps.Keys(t.byStore)) {
 		want := t.remoteSite(id)
-		f, ok := rows[id]
-		if !ok {
-			f = defaultStoreRow(id)
-		} else if remoteSiteOf(f) == want {
+		row, ok := rows[id]
+		f := defaultStoreRow(id)
+		switch {
+		case !ok:
+		case row.remote == want:
 			continue
+		default:
+			if f = routing.Decode(row.data); f == nil {
+				f = routing.Fields{}
+			}
 		}
-		f[routing.FieldRemoteSite] = jsonOf(want)
-		if err := write(id, f); err != nil {
+		if err := write(id, f, want); err != nil {
 			return nil, err
 		}
 	}
 	// A store no longer on any of our sites is no longer active there.
-	for id, f := range rows {
-		if _, ours := t.byStore[id]; ours {
+	for id, row := range rows {
+		if _, ours := t.byStore[id]; ours || row.remote <= centralSiteID {
 			continue
 		}
-		if site := remoteSiteOf(f); site > centralSiteID {
-			f[routing.FieldRemoteSite] = jsonOf(centralSiteID)
-			if err := write(id, f); err != nil {
-				return nil, err
-			}
+		f := routing.Decode(row.data)
+		if f == nil {
+			f = routing.Fields{}
+		}
+		if err := write(id, f, centralSiteID); err != nil {
+			return nil, err
 		}
 	}
-	return s.routerFor(t)
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return rt, nil
 }
+
+// storeRowBatch is the store rows written in one step.
+const storeRowBatch = 1000
 
 // defaultStoreRow is the row of a store nobody wrote a row for, with the
 // fields the reference client requires of a store row
@@ -85,9 +115,18 @@ func (s *Server) routerFor(t *siteTable) (*router, error) {
 	return &router{sites: t, names: namesOf(rows)}, nil
 }
 
-// storeRows reads every central store row.
-func (s *Server) storeRows() (map[string]routing.Fields, error) {
-	out := map[string]routing.Fields{}
+// storeRow is what the primary reads of a central store row.
+type storeRow struct {
+	data   json.RawMessage
+	name   string // name_ID
+	remote int    // sync_id_remote_site
+}
+
+// storeRows reads every central store row. Only two fields matter here,
+// and a registry of 40,000 sites has as many rows: they are scanned, not
+// decoded (jsonscan), unless a row is unusual.
+func (s *Server) storeRows() (map[string]storeRow, error) {
+	out := map[string]storeRow{}
 	after := ""
 	for {
 		recs, err := s.store.List(routing.TableStore, after, 1000)
@@ -95,11 +134,7 @@ func (s *Server) storeRows() (map[string]routing.Fields, error) {
 			return nil, fmt.Errorf("cannot read the store rows: %w", err)
 		}
 		for _, r := range recs {
-			f := routing.Decode(r.Data)
-			if f == nil {
-				f = routing.Fields{}
-			}
-			out[r.ID] = f
+			out[r.ID] = readStoreRow(r.Data)
 		}
 		if len(recs) < 1000 {
 			return out, nil
@@ -108,12 +143,43 @@ func (s *Server) storeRows() (map[string]routing.Fields, error) {
 	}
 }
 
+func readStoreRow(data json.RawMessage) storeRow {
+	row := storeRow{data: data}
+	var name, remote []byte
+	ok := jsonscan.Members(data, func(key []byte, escaped bool, v []byte) bool {
+		switch {
+		case escaped:
+			return false
+		case string(key) == routing.FieldName:
+			name = v
+		case string(key) == routing.FieldRemoteSite:
+			remote = v
+		}
+		return true
+	})
+	if !ok {
+		f := routing.Decode(data)
+		return storeRow{data: data, name: f.String(routing.FieldName), remote: remoteSiteOf(f)}
+	}
+	if name != nil {
+		if s, plain := jsonscan.PlainString(name); plain {
+			row.name = s
+		} else {
+			json.Unmarshal(name, &row.name)
+		}
+	}
+	if remote != nil {
+		row.remote = remoteSiteOf(routing.Fields{routing.FieldRemoteSite: remote})
+	}
+	return row
+}
+
 // namesOf maps each store row's name_ID to its store.
-func namesOf(rows map[string]routing.Fields) map[string]string {
+func namesOf(rows map[string]storeRow) map[string]string {
 	names := make(map[string]string, len(rows))
-	for id, f := range rows {
-		if n := f.String(routing.FieldName); n != "" {
-			names[n] = id
+	for id, r := range rows {
+		if r.name != "" {
+			names[r.name] = id
 		}
 	}
 	return names

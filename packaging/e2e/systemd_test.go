@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"syncagent/agent/prefs"
 )
 
 const (
@@ -28,33 +30,24 @@ StateDirectory=syncagent-e2e-primary
 RuntimeDirectory=syncagent-e2e-primary
 `
 
-const primaryPrefs = `version = 1
-[site]
-sync_id = 1
-stores = ["central"]
-[paths]
-state_dir = "/var/lib/syncagent-e2e-primary"
-control_socket = "/run/syncagent-e2e-primary/control.sock"
-[listen]
-address = "127.0.0.1:2048"
-[[sync_with]]
-sync_id = 12
-user = "clinic-12"
-password_hash = %q
-stores = ["store-a"]
-`
+func primaryPrefs(hash string) string {
+	return string(prefs.Encode(&prefs.Prefs{
+		Site:     prefs.Site{SyncID: 1, IntervalMinutes: prefs.DefaultIntervalMinutes, Stores: []string{"central"}},
+		Paths:    prefs.Paths{StateDir: "/var/lib/syncagent-e2e-primary", ControlSocket: "/run/syncagent-e2e-primary/control.sock"},
+		Listen:   prefs.Listen{Address: "127.0.0.1:2048"},
+		SyncWith: []prefs.Peer{{SyncID: 12, User: "clinic-12", PasswordHash: hash, Stores: []string{"store-a"}}},
+	}))
+}
 
-const satellitePrefs = `version = 1
-[site]
-sync_id = 12
-interval_minutes = %d
-stores = ["store-a"]
-[[sync_with]]
-sync_id = 1
-user = "clinic-12"
-password_sha256 = %q
-url = "http://127.0.0.1:2048"
-`
+// satellitePrefs is the packaged box's prefs: the paths are the package's
+// defaults.
+func satellitePrefs(interval int, sha string) string {
+	return string(prefs.Encode(&prefs.Prefs{
+		Site:     prefs.Site{SyncID: 12, IntervalMinutes: interval, Stores: []string{"store-a"}},
+		Paths:    prefs.Paths{StateDir: prefs.DefaultStateDir, ControlSocket: prefs.DefaultControlSocket},
+		SyncWith: []prefs.Peer{{SyncID: 1, User: "clinic-12", PasswordSHA256: sha, URL: "http://127.0.0.1:2048"}},
+	}))
+}
 
 // Faster restarts than a clinic box needs, so the test stays short; the
 // unit's own settings are otherwise the ones shipped.
@@ -115,13 +108,13 @@ func TestSystemd(t *testing.T) {
 	hashes := m.must("sh", "-c", fmt.Sprintf("printf '%%s\\n' %q | syncagent passwd", password))
 	sha := field(t, hashes, "password_sha256")
 	hash := field(t, hashes, "password_hash")
-	m.writeFile("/etc/syncagent-e2e/primary.toml", fmt.Sprintf(primaryPrefs, hash))
+	m.writeFile("/etc/syncagent-e2e/primary.toml", primaryPrefs(hash))
 	m.writeFile("/etc/systemd/system/"+primaryUnit+".service", primaryUnitFile)
 	m.must("systemctl", "daemon-reload")
 	m.must("systemctl", "start", primaryUnit)
 
 	step("provision the satellite and start it")
-	m.writeFile("/etc/syncagent/prefs.toml", fmt.Sprintf(satellitePrefs, 10, sha))
+	m.writeFile("/etc/syncagent/prefs.toml", satellitePrefs(10, sha))
 	m.writeFile("/etc/systemd/system/syncagent.service.d/e2e.conf", testDropIn)
 	m.must("systemctl", "daemon-reload")
 	m.must("systemctl", "start", unit)
@@ -172,7 +165,7 @@ func TestSystemd(t *testing.T) {
 		t.Fatalf("interval %q before the change, want 10m0s", got)
 	}
 	pid := m.show(unit, "MainPID")
-	m.writeFile("/etc/syncagent/prefs.toml", fmt.Sprintf(satellitePrefs, 7, sha))
+	m.writeFile("/etc/syncagent/prefs.toml", satellitePrefs(7, sha))
 	m.must("systemctl", "reload", unit)
 	m.waitFor("the new interval", 10*time.Second, func() (bool, string) {
 		st := agentStatus(t, m)
@@ -228,7 +221,7 @@ func TestSystemd(t *testing.T) {
 		return atoi(t, n) > restarts, "NRestarts=" + n
 	})
 	journal := m.must("journalctl", "--no-pager", "-u", unit)
-	for _, want := range []string{"sync loop shows no progress; withholding the watchdog ping", "Watchdog timeout", "SIGABRT"} {
+	for _, want := range []string{"the agent shows no progress; withholding the watchdog ping", "Watchdog timeout", "SIGABRT"} {
 		if !strings.Contains(journal, want) {
 			t.Errorf("the journal does not say %q", want)
 		}

@@ -50,6 +50,24 @@ func (s *Store) Write(r queue.Record, router queue.Router) (uint64, error) {
 	return o.Version, nil
 }
 
+// WriteBatch is several of the primary's own changes in one transaction.
+func (s *Store) WriteBatch(rs []queue.Record, router queue.Router) error {
+	ctx, cancel, err := s.call()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	in := make([]queue.Inbound, len(rs))
+	for i, r := range rs {
+		in[i].Record = r
+	}
+	res, _, err := s.accept(ctx, 0, in, router)
+	if err != nil {
+		return err
+	}
+	return queue.RefusedWrites(rs, res)
+}
+
 // accept runs the push's transaction, again after a deadlock, and in
 // central mode from the start when the plan turns out to write central
 // data.

@@ -55,6 +55,10 @@ func Run(t *testing.T, b Backend) {
 		{"Diagnostics", testDiagnostics},
 		{"Pages", testPages},
 		{"IdleSite", testIdleSite},
+		{"Registry", testRegistry},
+		{"RegistryLogBounded", testRegistryLogBounded},
+		{"RegistryLarge", testRegistryLarge},
+		{"QueueLengths", testQueueLengths},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, b) })
 	}

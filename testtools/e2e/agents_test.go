@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"syncagent/agent/control"
 	"syncagent/agent/daemon"
-	"syncagent/agent/passwd"
+	"syncagent/agent/loopback"
+	"syncagent/agent/prefs"
 )
 
 // Whole agents in-process: the daemon's own wiring (prefs, datafile,
@@ -25,18 +24,17 @@ import (
 
 // agent is one daemon.Run with its prefs, state directory and socket.
 type agent struct {
-	t      *testing.T
-	name   string
-	syncID int
-	stores []string
-	limits string // extra [limits] lines
-	url    string // a satellite's primary URL ("": the primary's address)
-	extra  string // more prefs, appended as they are
-	paths  string // more [paths] lines (vendor_keys)
-	dir    string // state_dir
-	prefs  string
-	socket string
-	client *control.Client
+	t         *testing.T
+	name      string
+	syncID    int
+	stores    []string
+	outboxMax int                  // limits.outbox_max_records; 0: the default
+	url       string               // a satellite's primary URL ("": the primary's address)
+	tweak     func(p *prefs.Prefs) // more settings, made before the file is written
+	dir       string               // state_dir
+	prefs     string
+	socket    string
+	client    *control.Client
 
 	logMu  sync.Mutex
 	log    bytes.Buffer
@@ -57,14 +55,14 @@ type agentSet struct {
 
 // newAgents prepares a primary and satellites 12 (stores a, shared) and 13
 // (b, shared); stateDirs may place an agent's state elsewhere (by name).
-func newAgents(t *testing.T, stateDirs map[string]string, limits map[string]string) *agentSet {
+func newAgents(t *testing.T, stateDirs map[string]string, outboxMax map[string]int) *agentSet {
 	t.Helper()
-	return newAgentsWith(t, stateDirs, limits, nil)
+	return newAgentsWith(t, stateDirs, outboxMax, nil)
 }
 
 // newAgentsWith is newAgents with edit, when set, changing each agent
 // (its url, extra prefs) before its prefs are written and it starts.
-func newAgentsWith(t *testing.T, stateDirs map[string]string, limits map[string]string, edit func(s *agentSet, a *agent)) *agentSet {
+func newAgentsWith(t *testing.T, stateDirs map[string]string, outboxMax map[string]int, edit func(s *agentSet, a *agent)) *agentSet {
 	t.Helper()
 	l, err := netListen()
 	if err != nil {
@@ -78,22 +76,25 @@ func newAgentsWith(t *testing.T, stateDirs map[string]string, limits map[string]
 		{name: "sat-b", syncID: 13, stores: []string{"b", "shared"}},
 	}
 	base := t.TempDir()
+	var sites []*loopback.Site
 	for _, a := range s.agents {
 		a.t = t
-		a.dir = filepath.Join(base, a.name)
-		if d, ok := stateDirs[a.name]; ok {
-			a.dir = d
-		}
-		a.limits = limits[a.name]
-		a.socket = filepath.Join(base, a.name+".sock")
-		a.prefs = filepath.Join(base, a.name+".toml")
-		a.client = control.NewClient(a.socket)
+		a.outboxMax = outboxMax[a.name]
 		if edit != nil {
 			edit(s, a)
 		}
-		if err := os.WriteFile(a.prefs, []byte(s.prefsOf(a)), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		// The socket beside the state (not in it) keeps its path short
+		// when the state is on a test disk elsewhere.
+		site := &loopback.Site{Name: a.name, SyncID: a.syncID, Stores: a.stores, Dir: stateDirs[a.name],
+			Socket: filepath.Join(base, a.name+".sock"), Edit: a.edit}
+		sites = append(sites, site)
+	}
+	if _, err := loopback.WriteAt(base, s.addr, 60, sites...); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range s.agents {
+		a.dir, a.socket, a.prefs = sites[i].Dir, sites[i].Socket, sites[i].Prefs
+		a.client = control.NewClient(a.socket)
 	}
 	for _, a := range s.agents {
 		a.start()
@@ -123,43 +124,21 @@ func (s *agentSet) get(name string) *agent {
 	return nil
 }
 
-func (s *agentSet) prefsOf(a *agent) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "version = 1\n\n[site]\nsync_id = %d\ninterval_minutes = 60\n", a.syncID)
-	if len(a.stores) > 0 {
-		fmt.Fprintf(&b, "stores = %s\n", tomlStrings(a.stores))
+// edit applies the agent's own settings to what the layout wrote.
+func (a *agent) edit(p *prefs.Prefs) {
+	if a.outboxMax > 0 {
+		p.Limits.OutboxMaxRecords = a.outboxMax
 	}
-	fmt.Fprintf(&b, "\n[paths]\nstate_dir = %q\ncontrol_socket = %q\n%s", a.dir, a.socket, a.paths)
-	if a.limits != "" {
-		fmt.Fprintf(&b, "\n[limits]\n%s\n", a.limits)
+	if a.url != "" {
+		p.SyncWith[0].URL = a.url
 	}
-	if a.syncID == 1 {
-		fmt.Fprintf(&b, "\n[listen]\naddress = %q\n", s.addr)
-		for _, sat := range s.agents[1:] {
-			h, err := passwd.Hash(password(sat.syncID))
-			if err != nil {
-				s.t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = %d\nuser = %q\npassword_hash = %q\nstores = %s\n", sat.syncID, sat.name, h, tomlStrings(sat.stores))
-		}
-	} else {
-		url := a.url
-		if url == "" {
-			url = "http://" + s.addr
-		}
-		fmt.Fprintf(&b, "\n[[sync_with]]\nsync_id = 1\nuser = %q\npassword_sha256 = %q\nurl = %q\n", a.name, password(a.syncID), url)
+	if a.tweak != nil {
+		a.tweak(p)
 	}
-	b.WriteString(a.extra)
-	return b.String()
 }
 
-func tomlStrings(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = fmt.Sprintf("%q", x)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
+// password is the SHA-256 hex the satellite presents.
+func (a *agent) password() string { return loopback.Password(a.name) }
 
 type lockedWriter struct {
 	mu *sync.Mutex

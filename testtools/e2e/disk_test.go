@@ -43,7 +43,7 @@ func refusedWith(t *testing.T, what string, err error, status int, words ...stri
 // still taken (it adds no entry); sync drains the outbox and writes are
 // taken again; every accepted write arrives once.
 func TestLimits_outboxFull(t *testing.T) {
-	s := newAgents(t, nil, map[string]string{"sat-a": "outbox_max_records = 5"})
+	s := newAgents(t, nil, map[string]int{"sat-a": 5})
 	a, b := s.get("sat-a"), s.get("sat-b")
 	a.mustSync(t)
 	b.mustSync(t)

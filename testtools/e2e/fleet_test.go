@@ -17,6 +17,7 @@ import (
 	"syncagent/agent/control"
 	"syncagent/agent/daemon"
 	"syncagent/agent/passwd"
+	"syncagent/agent/prefs"
 	"syncagent/agent/version"
 	"syncagent/testtools/linkbench"
 )
@@ -41,8 +42,10 @@ func TestFleet_endToEndOver2G(t *testing.T) {
 		case "primary":
 			h, _ := passwd.Hash(passwd.SHA256Hex("adminpw"))
 			ghost, _ := passwd.Hash(password(14))
-			a.extra = "\n[[sync_with]]\nsync_id = 14\nuser = \"ghost\"\npassword_hash = \"" + ghost + "\"\nstores = [\"c\"]\n" +
-				"\n[admin]\naddress = \"" + adminAddr + "\"\nuser = \"admin\"\npassword_hash = \"" + h + "\"\n"
+			a.tweak = func(p *prefs.Prefs) {
+				p.SyncWith = append(p.SyncWith, prefs.Peer{SyncID: 14, User: "ghost", PasswordHash: ghost, Stores: []string{"c"}})
+				p.Admin = prefs.Admin{Address: adminAddr, User: "admin", PasswordHash: h}
+			}
 		case "sat-a":
 			proxy = newProxy(t, s.addr)
 			for _, dir := range []string{"upstream", "downstream"} {
@@ -112,7 +115,7 @@ func TestFleet_endToEndOver2G(t *testing.T) {
 		!strings.Contains(strings.Join(b.Log, "\n"), "sync cycle done") || b.Status.Role != "satellite" {
 		t.Errorf("bundle: request %q hwid %q integrity %+v history %d log %d lines", b.Request, b.HardwareID, b.Integrity, len(b.History), len(b.Log))
 	}
-	if bytes.Contains(raw, []byte(password(12))) {
+	if bytes.Contains(raw, []byte(sat.password())) {
 		t.Error("the bundle holds the site's password SHA-256")
 	}
 

@@ -69,7 +69,7 @@ func TestMigrate_buntToPostgres(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	s := newAgentsWith(t, nil, nil, func(_ *agentSet, a *agent) {
 		if a.syncID == 1 {
-			a.paths = fmt.Sprintf("vendor_keys = %q\n", v.keyring)
+			a.tweak = func(p *prefs.Prefs) { p.Paths.VendorKeys = v.keyring }
 		}
 	})
 	prim, satA, satB := s.get("primary"), s.get("sat-a"), s.get("sat-b")
@@ -108,8 +108,12 @@ func TestMigrate_buntToPostgres(t *testing.T) {
 	if err := os.Rename(datafile, datafile+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	prim.extra = fmt.Sprintf("\n[central]\ndatabase = %q\nauth_key_file = %q\n", dsn, filepath.Join(prim.dir, "auth.key"))
-	text := s.prefsOf(prim)
+	p, err := prefs.Load(prim.prefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Central = prefs.Central{Database: dsn, AuthKeyFile: filepath.Join(prim.dir, "auth.key")}
+	text := string(prefs.Encode(p))
 	if err := os.WriteFile(prim.prefs, []byte(v.unlocked(t, text, "hw-primary", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -309,7 +309,7 @@ func TestProtocol_endpointsMatchExamples(t *testing.T) {
 			}
 			continue
 		}
-		want, err := os.ReadFile(filepath.Join("..", "syncapi", "testdata", c.example))
+		want, err := os.ReadFile(filepath.Join("..", "..", "agent", "syncapi", "testdata", c.example))
 		if err != nil {
 			t.Fatal(err)
 		}

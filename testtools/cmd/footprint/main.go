@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"syncagent/agent/prefs"
 	"syncagent/queue"
 )
 
@@ -52,11 +53,23 @@ func main() {
 	window := flag.Duration("wake-window", time.Minute, "the last part of the idle run over which wake-ups are counted")
 	records := flag.Int("records", 100_000, "records in the outbox for the READY=1 measurement")
 	runs := flag.Int("runs", 3, "starts to time for each READY=1 measurement (the median is shown)")
+	held := flag.String("held", "10000,100000,300000", "records of about 300 bytes a satellite holds for the memory and restart measurement (comma-separated; empty: skip it)")
+	only := flag.String("only", "", `"held": only the memory and restart measurement`)
 	flag.Parse()
 	if *window > *idle {
 		*window = *idle
 	}
-	if err := run(*idle, *window, *records, *runs); err != nil {
+	counts, err := parseCounts(*held)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "footprint: -held:", err)
+		os.Exit(2)
+	}
+	if *only == "held" {
+		err = runHeld(counts)
+	} else {
+		err = run(*idle, *window, *records, *runs, counts)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "footprint:", err)
 		os.Exit(1)
 	}
@@ -71,7 +84,7 @@ func verdict(ok bool) string {
 	return "MISSED"
 }
 
-func run(idle, window time.Duration, records, runs int) error {
+func run(idle, window time.Duration, records, runs int, held []int) error {
 	dir, err := os.MkdirTemp("", "sa-fp-")
 	if err != nil {
 		return err
@@ -118,7 +131,7 @@ func run(idle, window time.Duration, records, runs int) error {
 		return err
 	}
 	prim := filepath.Join(dir, "primary")
-	if err := writePrefs(prim, fmt.Sprintf(primaryPrefs, prim, prim, port, hash)); err != nil {
+	if err := writePrefs(prim, primaryPrefs(prim, port, hash)); err != nil {
 		return err
 	}
 	primary, err := startAgent(host, prim, nil)
@@ -131,7 +144,7 @@ func run(idle, window time.Duration, records, runs int) error {
 	}
 
 	sat := filepath.Join(dir, "sat")
-	if err := writePrefs(sat, fmt.Sprintf(satellitePrefs, sat, sat, fmt.Sprintf("http://127.0.0.1:%d", port), sha)); err != nil {
+	if err := writePrefs(sat, satellitePrefs(sat, fmt.Sprintf("http://127.0.0.1:%d", port), sha)); err != nil {
 		return err
 	}
 	satellite, err := startAgent(host, sat, watchdogEnv)
@@ -197,7 +210,7 @@ func run(idle, window time.Duration, records, runs int) error {
 	// satellite points at a closed port so nothing drains the outbox.
 	for _, n := range []int{0, records} {
 		d := filepath.Join(dir, fmt.Sprintf("ready-%d", n))
-		if err := writePrefs(d, fmt.Sprintf(satellitePrefs, d, d, "http://127.0.0.1:9", sha)); err != nil {
+		if err := writePrefs(d, satellitePrefs(d, "http://127.0.0.1:9", sha)); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -244,46 +257,42 @@ func run(idle, window time.Duration, records, runs int) error {
 			fmt.Sprintf("%v (control socket answers %v; VmHWM %.1f MiB)", median(readies).Round(time.Millisecond), median(socks).Round(time.Millisecond), mb(hwm)), "", ""})
 	}
 
+	// 4. Memory and restart time with many records held.
+	hrows, err := heldRows(host, dir, sha, held)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, hrows...)
+	printRows(rows)
+	return nil
+}
+
+func printRows(rows []row) {
 	fmt.Printf("\n| measure | value | target | |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Printf("| %s | %s | %s | %s |\n", r.what, r.value, r.target, r.verdict)
 	}
-	fmt.Printf("\n%s, %d CPUs, %s; %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), kernel(), goVersion())
-	return nil
+	fmt.Printf("\n%s, %d CPUs, %s; %s; load average %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), kernel(), goVersion(), loadavg())
 }
 
 var watchdogEnv = []string{"WATCHDOG_USEC=60000000"}
 
-const primaryPrefs = `version = 1
-[site]
-sync_id = 1
-stores = ["central"]
-[paths]
-state_dir = "%s/state"
-control_socket = "%s/ctl.sock"
-[listen]
-address = "127.0.0.1:%d"
-[[sync_with]]
-sync_id = 12
-user = "clinic-12"
-password_hash = %q
-stores = ["store-a"]
-`
+func primaryPrefs(dir string, port int, hash string) string {
+	return string(prefs.Encode(&prefs.Prefs{
+		Site:     prefs.Site{SyncID: 1, IntervalMinutes: 10, Stores: []string{"central"}},
+		Paths:    prefs.Paths{StateDir: dir + "/state", ControlSocket: dir + "/ctl.sock"},
+		Listen:   prefs.Listen{Address: fmt.Sprintf("127.0.0.1:%d", port)},
+		SyncWith: []prefs.Peer{{SyncID: 12, User: "clinic-12", PasswordHash: hash, Stores: []string{"store-a"}}},
+	}))
+}
 
-const satellitePrefs = `version = 1
-[site]
-sync_id = 12
-interval_minutes = 10
-stores = ["store-a"]
-[paths]
-state_dir = "%s/state"
-control_socket = "%s/ctl.sock"
-[[sync_with]]
-sync_id = 1
-user = "clinic-12"
-url = %q
-password_sha256 = %q
-`
+func satellitePrefs(dir, url, sha string) string {
+	return string(prefs.Encode(&prefs.Prefs{
+		Site:     prefs.Site{SyncID: 12, IntervalMinutes: 10, Stores: []string{"store-a"}},
+		Paths:    prefs.Paths{StateDir: dir + "/state", ControlSocket: dir + "/ctl.sock"},
+		SyncWith: []prefs.Peer{{SyncID: 1, User: "clinic-12", URL: url, PasswordSHA256: sha}},
+	}))
+}
 
 func writePrefs(dir, text string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
