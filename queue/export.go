@@ -33,6 +33,10 @@ type ExportSummary struct {
 	Members     string // the site membership the stored holders reflect
 	Sites       []SiteState
 	Diagnostics map[int]Diagnostics // per site, those that have any
+	// The site registry: its rows, generation and change log (oldest first).
+	Registry    []SiteConfig
+	RegistryGen uint64
+	RegistryLog []RegistryChange
 	Records     int
 	Kids        int
 	CentralLog  int
@@ -49,6 +53,8 @@ func (c *Central) Export(e Exporter) (ExportSummary, error) {
 	for _, s := range c.sites {
 		sum.Sites = append(sum.Sites, s.state)
 	}
+	sum.Registry, sum.RegistryGen = sortedRows(c.registry.rows), c.registry.gen
+	sum.RegistryLog = append([]RegistryChange(nil), c.registry.log...)
 	var ferr error
 	fail := func(err error) bool { ferr = err; return false }
 	err := c.st.view(func(tx *buntdb.Tx) error {

@@ -15,8 +15,8 @@ func init() {
 		help: `Run on the primary, with the agent stopped (systemctl stop syncagent). Copies
 everything the primary keeps in state_dir/central.db — records with their
 versions, the central log at the same cursors, every site's queue at the same
-syncOutIds, the duplicate marks, and the site registry with its pins and
-password tokens — into the database, which must be empty (it applies the
+syncOutIds, the duplicate marks, every site's state with its pin and password
+token, and the site registry with its change log — into the database, which must be empty (it applies the
 schema first), then counts what arrived and reads it back. The sites go on
 syncing from where they were: none initialises again. The datafile is only
 read. --to defaults to the prefs' [central] database, the password to
@@ -45,6 +45,7 @@ See docs/postgres.md ("Moving a primary to PostgreSQL").`,
 			fmt.Fprintf(w, "  central log   %d entries (cursors up to %d)\n", s.CentralLog, s.MaxCursor)
 			fmt.Fprintf(w, "  queues        %d entries for %d sites\n", queued, sites)
 			fmt.Fprintf(w, "  sites         %d (%d pinned, %d with a password token), %d with diagnostics\n", len(s.Sites), m.Pinned, m.Tokens, len(s.Diagnostics))
+			fmt.Fprintf(w, "  registry      %d sites (generation %d, %d changes logged)\n", len(s.Registry), s.RegistryGen, len(s.RegistryLog))
 			fmt.Fprintf(w, `next:
   1. in %s set [central] database = %q (its password in
      database_password_file), and auth_key_file = %q

@@ -17,7 +17,8 @@ import (
 // per-site marks (so a repeated push is still recognised), the child index,
 // the central log at the same cursors (a site's cursor stays good), every
 // site's queue at the same syncOutIds, the site registry (pins, tokens,
-// high-water marks), diagnostics and the membership digest; the sequences
+// high-water marks), the site registry with its generation and change log,
+// diagnostics and the membership digest; the sequences
 // go on after the highest version and cursor. Before it commits, it counts
 // what it wrote against what export sent, and returns those counts.
 //
@@ -66,6 +67,7 @@ func checkEmpty(ctx context.Context, tx pgx.Tx) error {
 	var n int64
 	err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM records LIMIT 1) r) + (SELECT count(*) FROM (SELECT 1 FROM sites LIMIT 1) s)
 		+ (SELECT count(*) FROM (SELECT 1 FROM queue LIMIT 1) q) + (SELECT count(*) FROM (SELECT 1 FROM central_log LIMIT 1) c)
+		+ (SELECT count(*) FROM (SELECT 1 FROM site_registry LIMIT 1) g)
 		+ (SELECT CASE WHEN is_called THEN 1 ELSE 0 END FROM versions)`).Scan(&n)
 	if err != nil {
 		return fmt.Errorf("cannot import: %w", err)
@@ -216,6 +218,20 @@ func (im *importer) finish(sum queue.ExportSummary) error {
 			return err
 		}
 	}
+	if len(sum.Registry) > 0 {
+		if err := insertRegistryRows(ctx, tx, sum.Registry); err != nil {
+			return fmt.Errorf("site registry: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE registry_generation SET generation = $1`, int64(sum.RegistryGen)); err != nil {
+		return fmt.Errorf("site registry: %w", err)
+	}
+	for _, note := range sum.RegistryLog {
+		if _, err := tx.Exec(ctx, `INSERT INTO registry_log (generation, at, by_whom, what, digest, put, removed) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			int64(note.Generation), note.At, note.By, note.What, note.Digest, note.Put, note.Removed); err != nil {
+			return fmt.Errorf("site registry log: %w", err)
+		}
+	}
 	if sum.Members != "" {
 		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('members', $1)`, sum.Members); err != nil {
 			return err
@@ -254,6 +270,8 @@ func verifyImport(ctx context.Context, tx pgx.Tx, sum queue.ExportSummary) error
 		{"queue lengths", `SELECT coalesce(sum(n), 0) FROM queue_len`, queued},
 		{"sites", `SELECT count(*) FROM sites`, len(sum.Sites)},
 		{"diagnostics", `SELECT count(*) FROM diagnostics`, len(sum.Diagnostics)},
+		{"registry sites", `SELECT count(*) FROM site_registry`, len(sum.Registry)},
+		{"registry log entries", `SELECT count(*) FROM registry_log`, len(sum.RegistryLog)},
 	}
 	for _, c := range checks {
 		var got int64

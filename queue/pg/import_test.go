@@ -48,6 +48,15 @@ func exactSnapshot(t *testing.T, c queue.PrimaryStore) string {
 		fmt.Fprintf(&b, "central cursor %d %s/%s\n", e.Cursor, e.Record.Table, e.Record.ID)
 	}
 	fmt.Fprintf(&b, "max cursor %d\n", maxCursor)
+	rows, gen, err := c.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := c.RegistryLog(10)
+	for i := range log {
+		log[i].At = log[i].At.UTC().Truncate(time.Microsecond)
+	}
+	fmt.Fprintf(&b, "registry %d %+v log %+v\n", gen, rows, log)
 	return b.String()
 }
 
@@ -78,6 +87,10 @@ func TestStore_ImportFromCentral(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, err := bunt.NoteHealth(2, []byte(`{"v":"x"}`), queue.Marks{}, time.Unix(1700000000, 0)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bunt.ChangeRegistry(0, queue.RegistryEdit{Put: []queue.SiteConfig{{SyncID: 40, User: "reg-40", PasswordHash: "h", Stores: []string{"s9"}}}},
+				queue.RegistryChange{By: "test", What: "add site 40", Digest: "d"}); err != nil {
 				t.Fatal(err)
 			}
 			if err := bunt.SetVerified(4, "token-of-site-4"); err != nil {

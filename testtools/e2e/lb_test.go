@@ -775,3 +775,23 @@ func primaryStock(t *testing.T, node *control.Client) (all, after int) {
 	}
 	return len(recs), after
 }
+
+// TestLB_sampleConfigIsValid protects docs/haproxy.cfg: HAProxy accepts it
+// (haproxy -c), with the TLS bind and the stats socket moved to what this
+// machine has.
+func TestLB_sampleConfigIsValid(t *testing.T) {
+	bin := findHAProxy(t)
+	b, err := os.ReadFile("../../docs/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "bind :443 ssl crt /etc/haproxy/central.pem", "bind :443", 1)
+	cfg = strings.ReplaceAll(cfg, "/run/haproxy/admin.sock", filepath.Join(t.TempDir(), "admin.sock"))
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c docs/haproxy.cfg: %v\n%s", err, out)
+	}
+}
