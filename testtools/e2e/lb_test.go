@@ -240,6 +240,23 @@ func (c *pgCluster) start(nd *primaryNode) {
 	}
 }
 
+// rss is the node process's resident memory (/proc: VmRSS), "" when it
+// is not running.
+func (nd *primaryNode) rss() string {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd == nil {
+		return ""
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", nd.cmd.Process.Pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 // kill signals nd and waits for it to be gone.
 func (nd *primaryNode) kill(sig syscall.Signal) {
 	nd.mu.Lock()
@@ -555,6 +572,12 @@ func TestLB_threeNodesOneKilledMidPush(t *testing.T) {
 	}
 	if !killedMidPush {
 		t.Fatal("in 3 rounds no push reached node 2 before the round ended")
+	}
+
+	for _, nd := range c.nodes {
+		if rss := nd.rss(); rss != "" {
+			t.Logf("%s: VmRSS %s after serving %d sites", nd.name, rss, len(c.sites))
+		}
 	}
 
 	// The node comes back and serves again; one more write goes through.
