@@ -85,6 +85,10 @@ func Builtin() []Profile {
 		{Name: "2g", Latency: 800 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 10, Records: 100, RecordBytes: DefaultRecordBytes, Repeat: 1},
 		{Name: "flaky", Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 50, ResetAfter: 16 << 10,
 			TimeoutProb: 0.05, Records: 300, RecordBytes: DefaultRecordBytes, Repeat: 1},
+		// A satellite-class link (VSAT, a geostationary hop): long round
+		// trips, moderate bandwidth, a rare reset.
+		{Name: "satellite", Latency: 1200 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 250, ResetAfter: 2 << 20,
+			Records: 300, RecordBytes: 600, Repeat: 1},
 	}
 }
 

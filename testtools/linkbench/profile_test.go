@@ -24,7 +24,7 @@ func TestSelect_builtins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := names(got), "lan,3g,2g,flaky"; got != want {
+	if got, want := names(got), "lan,3g,2g,flaky,satellite"; got != want {
 		t.Errorf("profiles = %s, want %s", got, want)
 	}
 }
