@@ -56,9 +56,9 @@ type Local struct {
 }
 
 const (
-	epochKey    = sysPrefix + "epoch"
-	seqKey      = sysPrefix + "seq"
-	genKey      = sysPrefix + "gen"
+	epochKey = sysPrefix + "epoch"
+	seqKey   = sysPrefix + "seq"
+	genKey   = sysPrefix + "gen"
 	// DefaultListLimit is the page size List uses when limit <= 0.
 	DefaultListLimit = 1000
 )
