@@ -87,8 +87,10 @@ bench-links:
 
 # What the agent costs a clinic box (testtools/cmd/footprint): binary size per
 # architecture, memory and wake-ups of a satellite idling against a primary
-# on loopback, and time to READY=1 with a 100,000-record outbox. About five
-# minutes; shorter: `make footprint FOOTPRINT_FLAGS='-idle 1m'`.
+# on loopback, time to READY=1 with a 100,000-record outbox, and RSS per
+# record and restart time holding 10k/100k/300k records of 300 bytes. About
+# six minutes; shorter: `make footprint FOOTPRINT_FLAGS='-idle 1m'`; only
+# the last: FOOTPRINT_FLAGS='-only held -held 300000'.
 FOOTPRINT_FLAGS ?=
 .PHONY: footprint
 footprint:
@@ -127,3 +129,35 @@ PG_BENCH_FLAGS ?= -benchtime 200x
 .PHONY: bench-pg
 bench-pg:
 	$(GO) test -count=1 -run '^$$' -bench . $(PG_BENCH_FLAGS) ./queue/pg/
+
+# What an app waits for when it writes (testtools/cmd/localbench): puts/s and
+# p50/p99 at 1, 16 and 64 concurrent writers and batch records/s through the
+# local API of a real running satellite, beside one append+fsync per record
+# on the same disk. About 30 s. LOCAL_BENCH_FLAGS='-duration 10s -dir /var/tmp'.
+LOCAL_BENCH_FLAGS ?=
+.PHONY: bench-local
+bench-local: build
+	$(GO) run ./testtools/cmd/localbench -bin $(BIN) $(LOCAL_BENCH_FLAGS)
+
+# The site registry at national scale (testtools/cmd/benchregistry): 40,000
+# sites imported through `syncagent sites import` (one unlock code) into a
+# real `syncagent run` primary on BuntDB, then its start time and the time
+# of `syncagent sites` listing and filtering them; and the same registry on
+# PostgreSQL (testtools/pgtest) in a primary.Server in process. Prints a
+# table with the load average. Results in docs/registry.md.
+BENCH_REGISTRY_FLAGS ?=
+.PHONY: bench-registry
+bench-registry:
+	$(GO) build -o bin/syncagent ./agent/cmd/syncagent
+	$(GO) build -o bin/benchregistry ./testtools/cmd/benchregistry
+	bin/benchregistry -bin bin/syncagent $(BENCH_REGISTRY_FLAGS)
+
+# How long `syncagent central migrate` keeps a primary down
+# (testtools/cmd/benchmigrate): a BuntDB primary filled with store records
+# (most queued for a site) and central records, copied into a throw-away
+# PostgreSQL by the same Store.Import; prints a table with the load average.
+# Results in docs/postgres.md. BENCH_MIGRATE_FLAGS='-records 300000'.
+BENCH_MIGRATE_FLAGS ?=
+.PHONY: bench-migrate
+bench-migrate:
+	$(GO) run ./testtools/cmd/benchmigrate $(BENCH_MIGRATE_FLAGS)

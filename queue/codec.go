@@ -37,7 +37,17 @@ func splitRecKey(key string) (table, id string, ok bool) {
 	return strings.Cut(rest, ":")
 }
 
-func pad(v uint64) string { return fmt.Sprintf("%0*d", seqWidth, v) }
+func pad(v uint64) string { return string(appendPad(nil, v)) }
+
+// appendPad appends v zero-padded to seqWidth digits.
+func appendPad(b []byte, v uint64) []byte {
+	var d [seqWidth]byte
+	for i := seqWidth - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:]...)
+}
 
 func padSite(site int) string { return fmt.Sprintf("%0*d", siteWidth, site) }
 
@@ -92,6 +102,9 @@ func normalize(r Record) (Record, error) {
 	if a == Delete || len(bytes.TrimSpace(r.Data)) == 0 {
 		r.Data = nil
 		return r, nil
+	}
+	if r.Data[0] == '{' && !bytes.ContainsAny(r.Data, " \t\r\n") && json.Valid(r.Data) {
+		return r, nil // compact already (what apps and peers send): Compact would copy it unchanged
 	}
 	var b bytes.Buffer
 	b.Grow(len(r.Data))

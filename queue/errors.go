@@ -22,6 +22,9 @@ var (
 	// ErrHardwareMismatch refuses a site presenting a hardware ID other than
 	// the one pinned on its first contact.
 	ErrHardwareMismatch = errors.New("hardware ID mismatch")
+	// ErrInvalidRecord wraps a write refused for what the record is (no
+	// table, data that is not a JSON object, …): the caller's to fix.
+	ErrInvalidRecord = errors.New("cannot write record")
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("queue is closed")
 	// ErrNotFound is returned for a named thing that does not exist (an

@@ -29,61 +29,29 @@ func (l *Local) Write(r Record) (OutboxEntry, error) {
 // WriteMany is Write for several records in one commit (one fsync). It is
 // all or nothing while running; after a power cut during the commit any
 // subset of the records may be present, each with its own outbox entry.
-func (l *Local) WriteMany(rs []Record) ([]OutboxEntry, error) {
+func (l *Local) WriteMany(rs []Record) ([]OutboxEntry, error) { return l.Put(rs, nil) }
+
+// Put is WriteMany for an app's records: check (when not nil) vets each
+// record inside the commit against what the datafile holds then (Check).
+// A refused record is named by a *RecordError when rs has several. The
+// write shares its commit, and its fsync, with every other write waiting.
+func (l *Local) Put(rs []Record, check Check) ([]OutboxEntry, error) {
 	norm := make([]Record, len(rs))
 	for i, r := range rs {
 		n, err := normalize(r)
 		if err != nil {
-			return nil, fmt.Errorf("cannot write record: %w", err)
+			err = fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+			if len(rs) > 1 {
+				err = &RecordError{Index: i, Err: err}
+			}
+			return nil, err
 		}
 		norm[i] = n
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var entries []OutboxEntry
-	var added, liveDelta int
-	seq := l.nextSeq
-	err := l.st.update("write record", func(tx *buntdb.Tx) error {
-		entries, added, liveDelta, seq = entries[:0], 0, 0, l.nextSeq
-		for _, r := range norm {
-			key := recKey(r.Table, targetID(r))
-			old, exists, err := getLocal(tx, key)
-			if err != nil {
-				return err
-			}
-			adds := !exists || old.Pending == 0
-			if adds && l.max > 0 && l.outboxLen+added >= l.max {
-				return fmt.Errorf("cannot write %s/%s: %w: %d changes are waiting to be pushed (limit %d); retry after the next sync",
-					r.Table, r.ID, ErrOutboxFull, l.outboxLen+added, l.max)
-			}
-			nv := localValue{Pending: seq, Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data,
-				Tomb: r.Action == Delete || r.Action == Merge}
-			if targetID(r) != r.ID {
-				nv.PushID = r.ID
-			}
-			if err := setLocal(tx, key, nv); err != nil {
-				return err
-			}
-			if adds {
-				added++
-			}
-			liveDelta += liveChange(old, exists, nv, true)
-			entries = append(entries, OutboxEntry{SyncOutID: l.syncOutID(seq), Seq: seq, Record: r,
-				Size: approxSize(l.syncOutID(seq), r)})
-			seq++
-		}
-		_, _, err := tx.Set(seqKey, formatUint(seq-1), nil)
-		return err
-	})
-	// Seqs are never reused, even those of a failed commit.
-	l.nextSeq = max(l.nextSeq, seq)
-	if err != nil {
-		return nil, err
+	if len(norm) == 0 {
+		return nil, nil
 	}
-	l.outboxLen += added
-	l.noteOutboxLocked()
-	l.count += liveDelta
-	return entries, nil
+	return l.submit(&writeRequest{recs: norm, check: check})
 }
 
 // liveChange is the change in the live-record count when a key goes from
@@ -241,7 +209,7 @@ func (l *Local) setJSON(what, key string, v any) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.st.update(what, func(tx *buntdb.Tx) error {
+	return l.update(what, func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(key, string(b), nil)
 		return err
 	})

@@ -143,6 +143,8 @@ type PrimaryStore interface {
 	CentralSince(cursor uint64, limit int) ([]CentralEntry, uint64, error)
 	Queued(site int, limit int) ([]QueuedEntry, int, error)
 	QueueLen(site int) int
+	// QueueLengths is every site's QueueLen that is not 0, in one read.
+	QueueLengths() (map[int]int, error)
 	Ack(site int, syncOutIDs []string) (int, error)
 	Fill(site int) (int, error)
 	Filling(site int) bool

@@ -395,6 +395,23 @@ func (c *Central) Sites() []SiteState {
 	return out
 }
 
+// QueueLengths returns every site's queue length that is not 0, in one
+// read (a list of 40,000 sites asks once, not 40,000 times).
+func (c *Central) QueueLengths() (map[int]int, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if err := c.st.usable(); err != nil {
+		return nil, err
+	}
+	out := make(map[int]int, len(c.qlen))
+	for site, n := range c.qlen {
+		if n != 0 {
+			out[site] = n
+		}
+	}
+	return out, nil
+}
+
 // NoteSyncOutIDs raises site's syncOutId high-water mark by the accepted
 // records and reports whether any of them was numbered at or below it in
 // the same numbering (a rewound outbox: a restored backup, a reinstalled

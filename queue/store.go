@@ -28,6 +28,7 @@ type store struct {
 	liveBytes   int64       // size of the live data at the last open or compaction
 	minCompact  int64       // never compact a file smaller than this
 	commits     int         // commits since the last size check
+	updates     int         // commits (fsyncs) since open, for tests
 	compactions int         // for tests and logs
 	retryAfter  time.Time   // after a failed compaction, do not retry before this
 	online      bool        // compact without holding the owner's lock (compact_online.go)
@@ -141,6 +142,7 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 		return storageError("cannot "+what, err)
 	}
 	s.commits++
+	s.updates++
 	if s.commits >= compactCheckEvery {
 		s.commits = 0
 		s.maybeCompact()

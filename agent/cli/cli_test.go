@@ -196,6 +196,29 @@ func TestCommands_againstAgent(t *testing.T) {
 			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q", s.args, code, s.code, out, errOut)
 		}
 	}
+
+	// record import: JSON lines as record list prints them, in batches; a
+	// bad line is named by its number in the whole input.
+	lines := `{"table":"stock","id":"i1","data":{"store_ID":"a","qty":1}}` + "\n\n" +
+		`{"table":"stock","id":"i2","data":{"store_ID":"a","qty":2}}` + "\n"
+	for _, c := range []struct {
+		stdin    string
+		code     int
+		out, err string
+	}{
+		{lines, 0, "2 records written (2 new, 0 updated, 0 deleted) in 1 requests", ""},
+		{lines + `{"table":"stock","id":"i1","action":"delete"}`, 0, "3 records written (0 new, 2 updated, 1 deleted)", ""},
+		{lines + `{"table":"stock","id":"i3","data":[1]}` + "\n", ops.ExitError, "0 records written", "line 4: stock/i3: data must be a JSON object"},
+		{lines + `{"table":"stock","id":"i9","action":"delete"}` + "\n", ops.ExitError, "0 records written", "line 4: no record stock/i9; nothing of this batch was written"},
+	} {
+		code, out, errOut := run(t, c.stdin, "--prefs", pf, "record", "import", "-")
+		if code != c.code || !strings.Contains(out, c.out) || !strings.Contains(errOut, c.err) {
+			t.Errorf("import %q: exit %d (want %d), stdout %q, stderr %q", c.stdin, code, c.code, out, errOut)
+		}
+	}
+	if _, _, errOut := run(t, "", "--prefs", pf, "record", "get", "stock", "i9"); !strings.Contains(errOut, "no record") {
+		t.Errorf("a refused batch wrote something: %s", errOut)
+	}
 }
 
 // TestAuthcode protects the vendor side end to end: keygen files, a code that

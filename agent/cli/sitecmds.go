@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +19,8 @@ import (
 
 // printSites prints the site list as a table.
 func printSites(w io.Writer, sites []control.Site) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	bw := bufio.NewWriterSize(w, 64<<10) // tabwriter writes a line at a time: 40,000 of them on a national primary
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SYNC ID\tUSER\tHEALTH\tLAST CONTACT\tLAST SUCCESS\tVERSION\tOUTBOX\tQUEUE\tCLOCK SKEW\tHARDWARE ID\tURL")
 	for _, s := range sites {
 		outbox, skew := "-", "-"
@@ -34,7 +36,10 @@ func printSites(w io.Writer, sites []control.Site) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.SyncID, s.User, orDash(s.Verdict), orNever(s.LastContact), orNever(s.LastSuccess),
 			orDash(s.Version), outbox, s.QueueLength, skew, orDash(s.HardwareID), orDash(s.URL))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func siteArg(arg string) (int, error) {

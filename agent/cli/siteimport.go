@@ -119,7 +119,6 @@ func parseCSV(data []byte) ([]control.SiteRow, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -131,6 +130,7 @@ func parseCSV(data []byte) ([]control.SiteRow, error) {
 			}
 			return nil, err
 		}
+		line, _ := cr.FieldPos(0) // only after a record was read: it panics after an error
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -39,6 +40,10 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		}
 		body = bytes.NewReader(b)
 	}
+	return c.do(ctx, method, path, body, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
 	if err != nil {
 		return err
@@ -55,6 +60,9 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	if resp.StatusCode != http.StatusOK {
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			if eb.Line > 0 {
+				return &LineError{Line: eb.Line, Msg: strings.TrimPrefix(eb.Error, fmt.Sprintf("line %d: ", eb.Line)), Status: resp.StatusCode}
+			}
 			return &Error{Status: resp.StatusCode, Msg: eb.Error}
 		}
 		return &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("the agent answered HTTP %d", resp.StatusCode)}
@@ -125,6 +133,14 @@ func (c *Client) ClearHardwareID(ctx context.Context, syncID int, code string) e
 func (c *Client) PutRecord(ctx context.Context, table, id string, data json.RawMessage) (Record, error) {
 	var out Record
 	return out, c.call(ctx, http.MethodPut, recordPath(table, id), data, &out)
+}
+
+// PutLines writes the records of a batch body (DecodeLines: one JSON
+// record a line, at most MaxBatchRecords and MaxBody bytes) in one commit.
+// A refused line is a *LineError.
+func (c *Client) PutLines(ctx context.Context, body []byte) (BatchResult, error) {
+	var out BatchResult
+	return out, c.do(ctx, http.MethodPost, "/v1/records", bytes.NewReader(body), &out)
 }
 
 // GetRecord reads a record.

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,10 @@ type Backend interface {
 	Sites() ([]Site, error)
 	ClearHardwareID(syncID int, code string) error
 	PutRecord(r Record) (Record, error)
+	// PutRecords writes many records (Action "delete" deletes): on a
+	// satellite in one commit, all or nothing. A refused record is a
+	// *BatchError.
+	PutRecords(rs []Record) (BatchResult, error)
 	GetRecord(table, id string) (Record, error)
 	DeleteRecord(table, id string) error
 	ListRecords(table, after string, limit int) ([]Record, error)
@@ -113,6 +118,23 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 		}
 		return b.PutRecord(Record{Table: r.PathValue("table"), ID: r.PathValue("id"), Data: data})
 	})
+	handle("POST /v1/records", func(r *http.Request) (any, error) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "batch too large or unreadable (at most %d bytes and %d records a request: send the rest in another): %v", MaxBody, MaxBatchRecords, err)
+		}
+		recs, lines, err := DecodeLines(body)
+		if err != nil {
+			return nil, err
+		}
+		res, err := b.PutRecords(recs)
+		var be *BatchError
+		if errors.As(err, &be) && be.Index >= 0 && be.Index < len(lines) {
+			// Nothing of the batch was written: say which line to fix.
+			return nil, &LineError{Line: lines[be.Index], Msg: be.Msg + "; nothing of this batch was written", Status: be.Status}
+		}
+		return res, err
+	})
 	handle("GET /v1/records/{table}/{id}", func(r *http.Request) (any, error) {
 		return b.GetRecord(r.PathValue("table"), r.PathValue("id"))
 	})
@@ -172,13 +194,18 @@ func serveJSON(limit int64, log *slog.Logger, f func(r *http.Request) (any, erro
 		if err != nil {
 			status := http.StatusInternalServerError
 			var ce *Error
-			if errors.As(err, &ce) {
+			var le *LineError
+			body := ErrorBody{Error: err.Error()}
+			switch {
+			case errors.As(err, &ce):
 				status = ce.Status
+			case errors.As(err, &le):
+				status, body.Line = cmp.Or(le.Status, http.StatusBadRequest), le.Line
 			}
 			if status >= 500 {
 				log.Warn("local API call failed", "path", r.URL.Path, "err", err)
 			}
-			writeJSON(w, status, ErrorBody{Error: err.Error()})
+			writeJSON(w, status, body)
 			return
 		}
 		writeJSON(w, http.StatusOK, out)

@@ -71,6 +71,11 @@ func (a *Agent) ClearHardwareID(syncID int, code string) error {
 // PutRecord is an app's write: datafile and outbox as one atomic unit.
 func (a *Agent) PutRecord(r control.Record) (control.Record, error) { return a.role.put(r) }
 
+// PutRecords is an app's batch of writes, in one commit.
+func (a *Agent) PutRecords(rs []control.Record) (control.BatchResult, error) {
+	return a.role.putMany(rs)
+}
+
 // DeleteRecord is an app's delete.
 func (a *Agent) DeleteRecord(table, id string) error { return a.role.del(table, id) }
 

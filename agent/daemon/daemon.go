@@ -167,14 +167,26 @@ func (a *Agent) openRole(p *prefs.Prefs) (role, error) {
 		default:
 		}
 	}
+	// A failed constructor's nil pointer must not become a non-nil role
+	// (close would call it).
+	var r role
+	var err error
 	switch p.Role() {
 	case prefs.RolePrimary:
-		return newPrimaryRole(p, a.log, gone)
+		r, err = orNil(newPrimaryRole(p, a.log, gone))
 	case prefs.RoleSatellite:
-		return newSatelliteRole(p, a.hwid, a.log, gone, a.updateStatus)
+		r, err = orNil(newSatelliteRole(p, a.hwid, a.log, gone, a.updateStatus))
 	default:
-		return newDisabledRole(p, a.log, gone, a.updateStatus)
+		r, err = orNil(newDisabledRole(p, a.log, gone, a.updateStatus))
 	}
+	return r, err
+}
+
+func orNil[R role](r R, err error) (role, error) {
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // close releases what open acquired, after serve (or a failed open).

@@ -111,6 +111,8 @@ type spec struct {
 	code        string
 	admin       adminSpec // [admin], when user is set (prefskeys_fleet_test.go)
 	textfileDir string    // [metrics] textfile_dir
+	proxies     []string  // [listen] trusted_proxies (prefskeys_central_test.go)
+	central     centralSpec
 }
 
 // row is one [[sync_with]] row.
@@ -130,7 +132,8 @@ func (b *box) render(s spec) string {
 	p := prefs.Prefs{
 		Site:    prefs.Site{SyncID: s.syncID, IntervalMinutes: s.interval, Stores: s.stores},
 		Paths:   prefs.Paths{StateDir: orStr(s.stateDir, b.state), ControlSocket: orStr(s.socket, b.socket), VendorKeys: orStr(s.vendorKeys, b.keys)},
-		Listen:  prefs.Listen{Address: s.listen, TLSCert: s.tlsCert, TLSKey: s.tlsKey, OmSupplyCentralServerURL: s.omsupplyURL},
+		Listen:  prefs.Listen{Address: s.listen, TLSCert: s.tlsCert, TLSKey: s.tlsKey, OmSupplyCentralServerURL: s.omsupplyURL, TrustedProxies: s.proxies},
+		Central: prefs.Central{Database: s.central.database, DatabasePasswordFile: s.central.passwordFile, MaxConnections: s.central.maxConns, AuthKeyFile: s.central.authKeyFile},
 		Limits:  prefs.Limits{OutboxMaxRecords: s.outboxMax},
 		Admin:   prefs.Admin{Address: s.admin.address, User: s.admin.user, PasswordHash: s.admin.passwordHash, TLSCert: s.admin.tlsCert, TLSKey: s.admin.tlsKey},
 		Metrics: prefs.Metrics{TextfileDir: s.textfileDir},

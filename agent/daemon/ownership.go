@@ -13,25 +13,20 @@ import (
 // same routing rules (agent/routing, docs/routing.md): an app on a
 // satellite may write a record of one of this site's stores — its own
 // store_ID, or for a child row (a trans_line) its parent's — and may change
-// or delete only what belongs to them. Central data is the primary's. A
-// child whose parent is not here yet is let through: the primary holds it
-// until the parent arrives.
-func (l *localRecords) checkOwner(rec queue.Record, stores []string) error {
-	if rec.Action != queue.Delete {
-		held, found, err := l.local.Get(rec.Table, rec.ID)
-		if err != nil {
+// or delete only what belongs to them (held, the record there now, when
+// found). Central data is the primary's. A child whose parent is not here
+// yet is let through: the primary holds it until the parent arrives. get
+// reads other records (a parent) as the write's commit sees them.
+func checkOwner(rec, held queue.Record, found bool, stores []string, get queue.LocalLookup) error {
+	if found && rec.Action != queue.Delete {
+		if err := owned(held, stores, "change", get); err != nil {
 			return err
 		}
-		if found {
-			if err := l.owned(held, stores, "change"); err != nil {
-				return err
-			}
-		}
 	}
-	return l.owned(rec, stores, "write")
+	return owned(rec, stores, "write", get)
 }
 
-func (l *localRecords) owned(r queue.Record, stores []string, verb string) error {
+func owned(r queue.Record, stores []string, verb string, get queue.LocalLookup) error {
 	rule := routing.For(r.Table)
 	c := rule.Claim(r.Data)
 	switch {
@@ -42,11 +37,11 @@ func (l *localRecords) owned(r queue.Record, stores []string, verb string) error
 		if c.ParentID == "" {
 			return control.Errorf(http.StatusBadRequest, "cannot %s %s/%s: it has no %s (it belongs to a %s record)", verb, r.Table, r.ID, rule.ParentField, rule.ParentTable)
 		}
-		parent, found, err := l.local.Get(c.ParentTable, c.ParentID)
+		parent, found, err := get(c.ParentTable, c.ParentID)
 		if err != nil || !found {
 			return err // not here yet: the primary routes it once the parent arrives
 		}
-		if err := l.owned(parent, stores, verb+" a line of"); err != nil {
+		if err := owned(parent, stores, verb+" a line of", get); err != nil {
 			return control.Errorf(http.StatusBadRequest, "cannot %s %s/%s: its %s/%s belongs to another site's store", verb, r.Table, r.ID, c.ParentTable, c.ParentID)
 		}
 		return nil

@@ -3,9 +3,13 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"syncagent/agent/control"
 	"syncagent/queue"
 )
 
@@ -38,6 +42,22 @@ func TestLocalAPI_ownershipByRoutingRules(t *testing.T) {
 			t.Errorf("%s: %v, want ok %v", c.what, err, c.ok)
 		}
 	}
+	// A batch follows the same rules, inside its commit: a line checks
+	// against the lines before it, and one refused line writes nothing.
+	batch := `{"table":"transact","id":"T5","data":{"store_ID":"a"}}` + "\n" +
+		`{"table":"trans_line","id":"L5","data":{"transaction_ID":"T5"}}` + "\n" +
+		`{"table":"transact","id":"T6","data":{"store_ID":"b"}}` + "\n"
+	var le *control.LineError
+	if _, err := b.client.PutLines(ctx, []byte(batch)); !errors.As(err, &le) || le.Line != 3 || le.Status != http.StatusBadRequest {
+		t.Errorf("a batch with another store's record: %v, want line 3 refused (400)", err)
+	}
+	if _, err := b.client.GetRecord(ctx, "transact", "T5"); err == nil {
+		t.Error("a refused batch wrote its first line")
+	}
+	res, err := b.client.PutLines(ctx, []byte(batch[:strings.LastIndex(batch[:len(batch)-1], "\n")+1]))
+	if err != nil || res.Written != 2 || res.Inserted != 2 {
+		t.Errorf("a good batch: %+v, %v", res, err)
+	}
 }
 
 // A line of a shipment held here for another store (a transfer received)
@@ -48,16 +68,15 @@ func TestLocalRecords_transferReceivedIsNotOurs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	recs := &localRecords{local: l}
 	if _, err := l.Apply([]queue.Record{{Table: "transact", ID: "T9", Action: queue.Update, Data: json.RawMessage(`{"store_ID":"b","name_ID":"a","status":"fn"}`)}}); err != nil {
 		t.Fatal(err)
 	}
 	mine := []string{"a"}
-	if err := recs.checkOwner(queue.Record{Table: "trans_line", ID: "L9", Action: queue.Insert, Data: json.RawMessage(`{"transaction_ID":"T9"}`)}, mine); err == nil {
+	if err := checkOwner(queue.Record{Table: "trans_line", ID: "L9", Action: queue.Insert, Data: json.RawMessage(`{"transaction_ID":"T9"}`)}, queue.Record{}, false, mine, l.Get); err == nil {
 		t.Error("an app may add a line to another store's shipment")
 	}
 	held, _, _ := l.Get("transact", "T9")
-	if err := recs.checkOwner(held, mine); err == nil {
+	if err := checkOwner(held, held, true, mine, l.Get); err == nil {
 		t.Error("an app may delete another store's shipment")
 	}
 }

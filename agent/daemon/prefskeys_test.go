@@ -226,6 +226,7 @@ func TestPrefsKeys_satellite(t *testing.T) {
 		}},
 	}
 	cases = append(cases, satelliteFleetKeyCases(t, b)...)
+	cases = append(cases, centralKeyCases("rejected", "127.0.0.1:2048")...)
 	runKeyCases(t, b, base, cases, func() { a.accept("clinic", passwd.SHA256Hex("pw")) })
 }
 
@@ -384,6 +385,8 @@ func TestPrefsKeys_primary(t *testing.T) {
 		{"unlock.code", func(s *spec) { s.code = b.code(2, "", time.Hour) }, "ok", nil},
 	}
 	cases = append(cases, primaryFleetKeyCases(t, b, base)...)
+	cases = append(cases, centralKeyCases("restart needed", "")...)
+	cases = append(cases, trustedProxiesCase(t, addr))
 	runKeyCases(t, b, base, cases, nil)
 }
 
@@ -454,5 +457,6 @@ func TestPrefsKeys_disabled(t *testing.T) {
 	}
 	_ = priv5
 	cases = append(cases, disabledFleetKeyCases(t, b)...)
+	cases = append(cases, centralKeyCases("restart needed", "127.0.0.1:1")...)
 	runKeyCases(t, b, base, cases, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"syncagent/agent/control"
 	"syncagent/agent/primary"
@@ -23,53 +24,138 @@ type localRecords struct {
 	// prefs commit.
 	stores atomic.Pointer[[]string]
 	// changed is told of every change of the outbox (to refresh STATUS=).
-	changed func()
+	changed    func()
+	refreshing atomic.Bool // a refresh is on its way (changedSoon)
 }
 
 var _ records = (*localRecords)(nil)
 
 func (l *localRecords) put(r control.Record) (control.Record, error) {
-	return l.write(r.Table, r.ID, r.Data, false)
-}
-
-func (l *localRecords) del(table, id string) error {
-	_, err := l.write(table, id, nil, true)
-	return err
-}
-
-func (l *localRecords) write(table, id string, data json.RawMessage, del bool) (control.Record, error) {
-	rec, err := newRecord(table, id, data, del, func() (bool, error) { _, found, err := l.local.Get(table, id); return found, err })
+	out, err := l.write([]control.Record{{Table: r.Table, ID: r.ID, Data: r.Data}})
 	if err != nil {
 		return control.Record{}, err
 	}
+	return out[0], nil
+}
+
+func (l *localRecords) del(table, id string) error {
+	_, err := l.write([]control.Record{{Table: table, ID: id, Action: string(queue.Delete)}})
+	return err
+}
+
+func (l *localRecords) putMany(rs []control.Record) (control.BatchResult, error) {
+	out, err := l.write(rs)
+	var res control.BatchResult
+	for _, r := range out {
+		res.Count(r.Action)
+	}
+	return res, err
+}
+
+// write is every app write on a satellite: the records (Action "delete"
+// deletes, anything else writes) in one commit, shared with the other
+// writes waiting (queue.Local.Put). Whether a write is an insert, and
+// whether the record is this site's to write, is decided inside the commit,
+// against what the datafile holds then: nothing is read before.
+func (l *localRecords) write(rs []control.Record) ([]control.Record, error) {
+	recs := make([]queue.Record, len(rs))
+	for i, r := range rs {
+		rec := queue.Record{Table: r.Table, ID: r.ID, Action: queue.Update, Data: r.Data}
+		if r.Action == string(queue.Delete) {
+			rec.Action, rec.Data = queue.Delete, nil
+		} else if len(r.Data) == 0 {
+			return nil, batchError(len(rs), i, control.Errorf(http.StatusBadRequest, "record %s/%s: --data must be a JSON object", r.Table, r.ID))
+		}
+		recs[i] = rec
+	}
 	if err := l.guard.check(); err != nil {
-		return control.Record{}, control.Errorf(http.StatusServiceUnavailable, "write refused, nothing was changed: %v", err)
+		return nil, control.Errorf(http.StatusServiceUnavailable, "write refused, nothing was changed: %v", err)
 	}
-	target := rec
-	if del {
-		held, found, err := l.local.Get(table, id)
-		if err != nil {
-			return control.Record{}, err
-		} else if !found {
-			return control.Record{}, control.Errorf(http.StatusNotFound, "no record %s/%s", table, id)
+	var stores []string
+	if s := l.stores.Load(); s != nil {
+		stores = *s
+	}
+	check := func(r *queue.Record, held queue.Record, found bool, get queue.LocalLookup) error {
+		switch {
+		case r.Action == queue.Delete && !found:
+			return control.Errorf(http.StatusNotFound, "no record %s/%s", r.Table, r.ID)
+		case r.Action == queue.Delete:
+			// A delete belongs to the store of the record it deletes.
+			if stores != nil {
+				return checkOwner(held, held, true, stores, get)
+			}
+			return nil
+		case !found:
+			r.Action = queue.Insert
 		}
-		target = held // a delete belongs to the store of the record it deletes
-	}
-	if stores := l.stores.Load(); stores != nil {
-		if err := l.checkOwner(target, *stores); err != nil {
-			return control.Record{}, err
+		if stores != nil {
+			return checkOwner(*r, held, found, stores, get)
 		}
+		return nil
 	}
-	if _, err := l.local.Write(rec); err != nil {
-		if errors.Is(err, queue.ErrOutboxFull) {
-			return control.Record{}, control.Errorf(http.StatusInsufficientStorage, "%v", err)
-		}
-		return control.Record{}, control.Errorf(http.StatusInsufficientStorage, "write refused, nothing was changed: %v", err)
+	written, err := l.local.Put(recs, check)
+	if err != nil {
+		return nil, batchError(len(rs), recordIndex(err), writeError(err))
 	}
-	if l.changed != nil {
+	l.changedSoon()
+	out := make([]control.Record, len(written))
+	for i, e := range written {
+		out[i] = toControl(e.Record)
+	}
+	return out, nil
+}
+
+// writeError gives a refused write the status an app can act on.
+func writeError(err error) error {
+	var ce *control.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce
+	case errors.Is(err, queue.ErrInvalidRecord):
+		return control.Errorf(http.StatusBadRequest, "%v", err)
+	case errors.Is(err, queue.ErrOutboxFull):
+		return control.Errorf(http.StatusInsufficientStorage, "%v", err)
+	case errors.Is(err, queue.ErrClosed):
+		return control.Errorf(http.StatusServiceUnavailable, "write refused, nothing was changed: the agent is stopping; retry in a moment")
+	}
+	return control.Errorf(http.StatusInsufficientStorage, "write refused, nothing was changed: %v", err)
+}
+
+// recordIndex is the record a queue error is about (-1: the whole write).
+func recordIndex(err error) int {
+	var re *queue.RecordError
+	if errors.As(err, &re) {
+		return re.Index
+	}
+	return -1
+}
+
+// batchError names the record of a batch (of n) an error is about.
+func batchError(n, i int, err error) error {
+	if n == 1 || i < 0 {
+		return err
+	}
+	status := http.StatusBadRequest
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		status = ce.Status
+	}
+	return &control.BatchError{Index: i, Status: status, Msg: err.Error()}
+}
+
+// statusCoalesce is how long a burst of writes waits for one STATUS=
+// refresh (it rebuilds the whole status: not once per write).
+const statusCoalesce = 250 * time.Millisecond
+
+// changedSoon refreshes STATUS= once for the writes of the next moment.
+func (l *localRecords) changedSoon() {
+	if l.changed == nil || !l.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(statusCoalesce, func() {
+		l.refreshing.Store(false)
 		l.changed()
-	}
-	return toControl(rec), nil
+	})
 }
 
 // newRecord validates an app's write; exists says whether the record is
@@ -144,7 +230,7 @@ func (l *localRecords) checkDatafile() error { return l.guard.check() }
 // centralRecords is the apps' access on the primary: a store record goes to
 // every site where its store is active, a central one to every site.
 type centralRecords struct {
-	central *queue.Central
+	central queue.PrimaryStore
 	prim    *primary.Server
 	guard   *datafileGuard
 }
@@ -172,6 +258,29 @@ func (c *centralRecords) write(table, id string, data json.RawMessage, del bool)
 		return control.Record{}, err
 	}
 	return toControl(rec), nil
+}
+
+// putMany writes a batch on the primary record by record (the batch route
+// is for a satellite's apps; the primary routes its writes one by one): a
+// refused record stops the batch, and the records before it stay written.
+func (c *centralRecords) putMany(rs []control.Record) (control.BatchResult, error) {
+	var res control.BatchResult
+	for i, r := range rs {
+		action := queue.Delete
+		if r.Action == string(queue.Delete) {
+			if err := c.del(r.Table, r.ID); err != nil {
+				return res, batchError(len(rs), i, err)
+			}
+		} else {
+			out, err := c.put(r)
+			if err != nil {
+				return res, batchError(len(rs), i, err)
+			}
+			action = queue.Action(out.Action)
+		}
+		res.Count(string(action))
+	}
+	return res, nil
 }
 
 func (c *centralRecords) get(table, id string) (control.Record, error) {

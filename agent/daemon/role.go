@@ -54,6 +54,7 @@ type role interface {
 // records is the apps' access to the datafile.
 type records interface {
 	put(r control.Record) (control.Record, error)
+	putMany(rs []control.Record) (control.BatchResult, error)
 	get(table, id string) (control.Record, error)
 	del(table, id string) error
 	list(table, after string, limit int) ([]control.Record, error)

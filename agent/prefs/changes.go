@@ -26,10 +26,11 @@ type Change struct {
 var Settings = []string{
 	"version", "site.sync_id", "site.interval_minutes", "site.request_size", "site.stores",
 	"paths.state_dir", "paths.control_socket", "paths.vendor_keys",
-	"listen.address", "listen.tls_cert", "listen.tls_key", "listen.omsupply_central_server_url", "limits.outbox_max_records",
+	"listen.address", "listen.tls_cert", "listen.tls_key", "listen.omsupply_central_server_url", "listen.trusted_proxies", "limits.outbox_max_records",
 	"sync_with", "sync_with.user", "sync_with.password_sha256", "sync_with.password_hash",
 	"sync_with.url", "sync_with.stores", "sync_with.hardware_id",
 	"admin.address", "admin.user", "admin.password_hash", "admin.tls_cert", "admin.tls_key", "metrics.textfile_dir",
+	"central.database", "central.database_password_file", "central.max_connections", "central.auth_key_file",
 	"unlock.code",
 }
 
@@ -83,6 +84,7 @@ func Changes(old, new *Prefs) []Change {
 	diff(o.Listen.TLSCert != n.Listen.TLSCert, "listen.tls_cert", true)
 	diff(o.Listen.TLSKey != n.Listen.TLSKey, "listen.tls_key", true)
 	diff(o.Listen.OmSupplyCentralServerURL != n.Listen.OmSupplyCentralServerURL, "listen.omsupply_central_server_url", true)
+	diff(!sameStores(o.Listen.TrustedProxies, n.Listen.TrustedProxies), "listen.trusted_proxies", true)
 	diff(o.Limits.OutboxMaxRecords != n.Limits.OutboxMaxRecords, "limits.outbox_max_records", true)
 	out = append(out, rowChanges(o.SyncWith, n.SyncWith)...)
 	diff(o.Admin.Address != n.Admin.Address, "admin.address", true)
@@ -91,6 +93,10 @@ func Changes(old, new *Prefs) []Change {
 	diff(o.Admin.TLSCert != n.Admin.TLSCert, "admin.tls_cert", true)
 	diff(o.Admin.TLSKey != n.Admin.TLSKey, "admin.tls_key", true)
 	diff(o.Metrics.TextfileDir != n.Metrics.TextfileDir, "metrics.textfile_dir", true)
+	diff(o.Central.Database != n.Central.Database, "central.database", true)
+	diff(o.Central.DatabasePasswordFile != n.Central.DatabasePasswordFile, "central.database_password_file", true)
+	diff(o.Central.MaxConnections != n.Central.MaxConnections, "central.max_connections", true)
+	diff(o.Central.AuthKeyFile != n.Central.AuthKeyFile, "central.auth_key_file", true)
 	diff(o.Unlock.Code != n.Unlock.Code, "unlock.code", false)
 	return out
 }

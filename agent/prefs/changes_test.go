@@ -162,8 +162,9 @@ func TestSettings_coverChanges(t *testing.T) {
 		known[s] = true
 	}
 	a := &Prefs{Version: 1, Site: Site{SyncID: 1, IntervalMinutes: 1, RequestSize: RequestSize{Fixed: 1}, Stores: []string{"a"}},
-		Paths: Paths{StateDir: "/a", ControlSocket: "/a", VendorKeys: "/a"}, Listen: Listen{Address: "a", TLSCert: "a", TLSKey: "a", OmSupplyCentralServerURL: "a"},
-		Limits: Limits{OutboxMaxRecords: 1}, Unlock: Unlock{Code: "a"},
+		Paths: Paths{StateDir: "/a", ControlSocket: "/a", VendorKeys: "/a"}, Listen: Listen{Address: "a", TLSCert: "a", TLSKey: "a", OmSupplyCentralServerURL: "a", TrustedProxies: []string{"a"}},
+		Central: Central{Database: "a", DatabasePasswordFile: "a", MaxConnections: 1, AuthKeyFile: "a"},
+		Limits:  Limits{OutboxMaxRecords: 1}, Unlock: Unlock{Code: "a"},
 		Admin: Admin{Address: "a", User: "a", PasswordHash: "a", TLSCert: "a", TLSKey: "a"}, Metrics: Metrics{TextfileDir: "a"},
 		SyncWith: []Peer{{SyncID: 2, User: "a", PasswordSHA256: "a", PasswordHash: "a", URL: "a", Stores: []string{"a"}, HardwareID: "a"}, {SyncID: 3}}}
 	b := &Prefs{SyncWith: []Peer{{SyncID: 2}, {SyncID: 4}}}

@@ -65,6 +65,15 @@ import (
 //	admin.tls_key
 //	metrics.textfile_dir
 //
+// then, only when one of them is set (so a file without them keeps its
+// digest):
+//
+//	listen.trusted_proxy        one record per prefix, as kept ("10.0.0.0/8"), sorted by bytes
+//	central.database
+//	central.database_password_file
+//	central.max_connections     "0" when left out
+//	central.auth_key_file
+//
 // For example a file with only version = 1 and [site] sync_id = 0 begins
 //
 //	syncagent-locked-prefs=1:1\nversion=1:1\nsite.sync_id=1:0\nsite.request_size=4:auto\n
@@ -116,6 +125,13 @@ func (p *Prefs) canonical() []byte {
 		b = record(b, "admin.tls_cert", admin.TLSCert)
 		b = record(b, "admin.tls_key", admin.TLSKey)
 		b = record(b, "metrics.textfile_dir", p.Metrics.TextfileDir)
+	}
+	if len(p.Listen.TrustedProxies) > 0 || p.Central != (Central{}) {
+		b = storeRecords(b, "listen.trusted_proxy", p.Listen.TrustedProxies)
+		b = record(b, "central.database", p.Central.Database)
+		b = record(b, "central.database_password_file", p.Central.DatabasePasswordFile)
+		b = record(b, "central.max_connections", strconv.Itoa(p.Central.MaxConnections))
+		b = record(b, "central.auth_key_file", p.Central.AuthKeyFile)
 	}
 	return b
 }

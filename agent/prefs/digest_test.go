@@ -304,3 +304,25 @@ func TestLockedEqual_Nil(t *testing.T) {
 		t.Error("a nil Prefs digests differently from the zero Prefs")
 	}
 }
+
+// [central] and trusted_proxies join the digest only when set (codes issued
+// for a file without them stay good), and the spelling of a proxy (an
+// address or its /32) does not change it.
+func TestLockedDigest_CentralAndProxies(t *testing.T) {
+	base := "version = 1\n[site]\nsync_id = 1\n[[sync_with]]\nsync_id = 12\nuser = \"c\"\npassword_hash = \"" + hash12 + "\"\nstores = [\"a\"]\n"
+	p := mustParse(t, base)
+	if c := string(p.canonical()); strings.Contains(c, "central.") || strings.Contains(c, "trusted_proxy") {
+		t.Errorf("a file without [central] has its records:\n%s", c)
+	}
+	db := base + "[central]\ndatabase = \"postgres://u@db/x\"\n"
+	q := mustParse(t, db)
+	if q.LockedDigest() == p.LockedDigest() || !strings.HasSuffix(string(q.canonical()),
+		"central.database=17:postgres://u@db/x\ncentral.database_password_file=0:\ncentral.max_connections=1:0\ncentral.auth_key_file=0:\n") {
+		t.Errorf("canonical form with [central]:\n%s", q.canonical())
+	}
+	a := mustParse(t, base+"[listen]\ntrusted_proxies = [\"10.0.0.1\", \"10.9.0.0/16\"]\n")
+	b := mustParse(t, base+"[listen]\ntrusted_proxies = [\"10.9.0.0/16\", \"10.0.0.1/32\"]\n")
+	if a.LockedDigest() != b.LockedDigest() || a.LockedDigest() == p.LockedDigest() {
+		t.Error("trusted_proxies: equivalent spellings digest differently, or the setting is not in the digest")
+	}
+}

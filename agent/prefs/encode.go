@@ -33,12 +33,25 @@ func Encode(p *Prefs) []byte {
 	e.opt("vendor_keys", p.Paths.VendorKeys)
 
 	l := p.Listen
-	if l != (Listen{}) {
+	if l.Address != "" || l.TLSCert != "" || l.TLSKey != "" || l.OmSupplyCentralServerURL != "" || l.TrustedProxies != nil {
 		e.table("listen")
 		e.opt("address", l.Address)
 		e.opt("tls_cert", l.TLSCert)
 		e.opt("tls_key", l.TLSKey)
 		e.opt("omsupply_central_server_url", l.OmSupplyCentralServerURL)
+		if l.TrustedProxies != nil {
+			e.key("trusted_proxies", list(l.TrustedProxies))
+		}
+	}
+
+	if c := p.Central; c != (Central{}) {
+		e.table("central")
+		e.opt("database", c.Database)
+		e.opt("database_password_file", c.DatabasePasswordFile)
+		if c.MaxConnections != 0 {
+			e.key("max_connections", strconv.Itoa(c.MaxConnections))
+		}
+		e.opt("auth_key_file", c.AuthKeyFile)
 	}
 
 	// A primary's Admin.Address is the default when [admin] is left out;

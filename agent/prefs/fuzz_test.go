@@ -100,6 +100,15 @@ func encodeTOML(t *testing.T, p *Prefs) []byte {
 	put(listen, "address", p.Listen.Address)
 	put(listen, "tls_cert", p.Listen.TLSCert)
 	put(listen, "tls_key", p.Listen.TLSKey)
+	put(listen, "omsupply_central_server_url", p.Listen.OmSupplyCentralServerURL)
+	put(listen, "trusted_proxies", p.Listen.TrustedProxies)
+	central := map[string]any{}
+	put(central, "database", p.Central.Database)
+	put(central, "database_password_file", p.Central.DatabasePasswordFile)
+	if p.Central.MaxConnections != 0 {
+		central["max_connections"] = p.Central.MaxConnections
+	}
+	put(central, "auth_key_file", p.Central.AuthKeyFile)
 	unlock := map[string]any{}
 	put(unlock, "code", p.Unlock.Code)
 	top := map[string]any{
@@ -110,6 +119,7 @@ func encodeTOML(t *testing.T, p *Prefs) []byte {
 	put(top, "paths", paths)
 	put(top, "listen", listen)
 	put(top, "unlock", unlock)
+	put(top, "central", central)
 	admin := map[string]any{}
 	if p.Admin.Address != DefaultAdminAddress {
 		put(admin, "address", p.Admin.Address)

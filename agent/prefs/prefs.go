@@ -43,6 +43,7 @@ const (
 	MaxSyncID           = 1<<31 - 1 // fits int on 32-bit ARM
 	MaxOutboxMaxRecords = 1_000_000_000
 	MaxFileSize         = 4 << 20 // bytes; a primary with thousands of rows fits easily
+	MaxDBConnections    = 1000    // central.max_connections: per node; the server's max_connections bounds the sum
 )
 
 // Prefs is one parsed and validated preferences file with defaults applied.
@@ -55,6 +56,7 @@ type Prefs struct {
 	SyncWith []Peer  // [[sync_with]]: satellite: its primary; primary: one row per satellite
 	Admin    Admin   // [admin]: primary only: the site list as a web page, its JSON and /metrics
 	Metrics  Metrics // [metrics]
+	Central  Central // [central]: primary only: where its state lives, and what its nodes share
 	Unlock   Unlock  // [unlock]: the authorisation code that allows a locked change
 	Source   string  // the file name it came from (not a setting)
 }
@@ -100,6 +102,30 @@ type Listen struct {
 	// site answers as omSupplyCentralServerUrl: an open-mSupply remote
 	// needs the URL of an open-mSupply central server to sync at all.
 	OmSupplyCentralServerURL string
+	// TrustedProxies (trusted_proxies) are the load balancers in front of
+	// the primary, as CIDR prefixes ("10.0.0.0/8"; an address alone is its
+	// /32 or /128), in file order: from them a request's source address is
+	// taken from X-Forwarded-For, for the per-address login lockout.
+	TrustedProxies []string
+}
+
+// Central is the [central] table: where the primary keeps its state, and
+// what several primary nodes serving one database must share.
+type Central struct {
+	// Database (database) is a postgres:// URL: the primary keeps its
+	// state in that PostgreSQL database instead of state_dir/central.db.
+	// It never carries the password.
+	Database string
+	// DatabasePasswordFile (database_password_file) holds the database
+	// password; without it libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass.
+	DatabasePasswordFile string
+	// MaxConnections (max_connections) bounds this node's connections to
+	// the database; 0 means the default (8).
+	MaxConnections int
+	// AuthKeyFile (auth_key_file) is the key that signs the tokens of
+	// verified passwords; every node serving one database needs the same
+	// one. "" means state_dir/auth.key, made on first use.
+	AuthKeyFile string
 }
 
 // Admin is the [admin] table: the primary's admin listener (the site list

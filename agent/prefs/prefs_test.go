@@ -72,7 +72,7 @@ var goodFixtures = []struct {
 	{"satellite-minimal.toml", RoleSatellite, "", func(t *testing.T, p *Prefs) {
 		if p.Site.IntervalMinutes != 10 || !p.Site.RequestSize.IsAuto() ||
 			p.Paths != (Paths{StateDir: "/var/lib/syncagent", ControlSocket: "/run/syncagent/control.sock"}) ||
-			p.Limits.OutboxMaxRecords != DefaultOutboxMaxRecords || p.Listen != (Listen{}) {
+			p.Limits.OutboxMaxRecords != DefaultOutboxMaxRecords || !reflect.DeepEqual(p.Listen, Listen{}) {
 			t.Errorf("defaults not applied: %+v", p)
 		}
 	}},
@@ -80,7 +80,7 @@ var goodFixtures = []struct {
 		if got, want := p.Site.RequestSize, (RequestSize{Fixed: 500}); got != want {
 			t.Errorf("RequestSize = %v, want %v", got, want)
 		}
-		if got, want := p.Listen, (Listen{Address: "0.0.0.0:2443", TLSCert: "/etc/syncagent/tls/cert.pem", TLSKey: "/etc/syncagent/tls/key.pem"}); got != want {
+		if got, want := p.Listen, (Listen{Address: "0.0.0.0:2443", TLSCert: "/etc/syncagent/tls/cert.pem", TLSKey: "/etc/syncagent/tls/key.pem"}); !reflect.DeepEqual(got, want) {
 			t.Errorf("Listen = %+v, want %+v", got, want)
 		}
 		if len(p.SyncWith) != 2 || p.SyncWith[1].HardwareID != "hw1-5f2c9a" || p.SyncWith[0].PasswordHash != hash12 {
@@ -100,6 +100,17 @@ var goodFixtures = []struct {
 		}
 		if p.Metrics.TextfileDir != "/var/lib/node_exporter/textfile" {
 			t.Errorf("Metrics = %+v", p.Metrics)
+		}
+	}},
+	// A node of several on one PostgreSQL database, behind a load balancer.
+	{"primary-postgres.toml", RolePrimary, "", func(t *testing.T, p *Prefs) {
+		want := Central{Database: "postgres://syncagent@db.example.org:5432/syncagent?sslmode=verify-full",
+			DatabasePasswordFile: "/etc/syncagent/db-password", MaxConnections: 16, AuthKeyFile: "/etc/syncagent/auth.key"}
+		if p.Central != want {
+			t.Errorf("Central = %+v, want %+v", p.Central, want)
+		}
+		if got, want := p.Listen.TrustedProxies, []string{"10.0.0.0/8", "192.168.1.7/32"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("TrustedProxies = %q, want %q", got, want)
 		}
 	}},
 	// A url in a site row on the primary is accepted but disables sync, saying which row.
@@ -208,6 +219,19 @@ var badFixtures = []struct {
 	{"satellite-user-colon.toml", []wantErr{{7, "sync_with[0].user", "cannot contain ':'"}}},
 	{"satellite-listen.toml", []wantErr{{10, "listen", "[listen] is only used on the primary"}}},
 	{"satellite-admin.toml", []wantErr{{10, "admin", "[admin] is only used on the primary"}}},
+	{"satellite-central.toml", []wantErr{{10, "central", "[central] is only used on the primary"}}},
+	{"primary-central.toml", []wantErr{
+		{5, "listen.trusted_proxies[0]", "has bits set past its /8; write 10.0.0.0/8"},
+		{5, "listen.trusted_proxies[1]", `expected an address or a CIDR prefix`},
+		{7, "central.database", "the URL carries a password: remove it, and put it in database_password_file"},
+		{8, "central.max_connections", "expected a whole number from 1 to 1000"},
+		{9, "central.auth_key_file", "expected an absolute path"},
+	}},
+	{"primary-central-no-database.toml", []wantErr{
+		{5, "central.database_password_file", "is only used with a database"},
+		{6, "central.max_connections", "is only used with a database"},
+	}},
+	{"primary-central-not-postgres.toml", []wantErr{{5, "central.database", "expected a postgres:// URL"}}},
 	{"primary-admin-half.toml", []wantErr{
 		{6, "admin.password_hash", "missing: the admin listener needs user and password_hash"},
 		{7, "admin.address", "is the sync listener's address too"},

@@ -2,6 +2,7 @@ package prefs
 
 import (
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -44,6 +45,14 @@ func decodeFile(p *problems, raw map[string]any) *Prefs {
 		t.string("tls_cert", &out.Listen.TLSCert)
 		t.string("tls_key", &out.Listen.TLSKey)
 		t.string("omsupply_central_server_url", &out.Listen.OmSupplyCentralServerURL)
+		readProxies(t, &out.Listen.TrustedProxies)
+		t.unknown()
+	}
+	if t := top.sub("central", "[central]"); t != nil {
+		t.string("database", &out.Central.Database)
+		t.string("database_password_file", &out.Central.DatabasePasswordFile)
+		t.int("max_connections", &out.Central.MaxConnections, 1, MaxDBConnections, " (connections this node opens to the database)")
+		t.string("auth_key_file", &out.Central.AuthKeyFile)
 		t.unknown()
 	}
 	if t := top.sub("admin", "[admin]"); t != nil {
@@ -129,6 +138,30 @@ func readRequestSize(t *table, dst *RequestSize) {
 	t.p.at(t.key("request_size"), `expected "auto" or a whole number from 1 to %d, got %s`, MaxRequestSize, describe(v))
 }
 
+// readProxies reads trusted_proxies: CIDR prefixes or single addresses,
+// each kept as its prefix ("10.1.2.3" → "10.1.2.3/32").
+func readProxies(t *table, dst *[]string) {
+	var list []string
+	t.names("trusted_proxies", &list)
+	key := t.key("trusted_proxies")
+	for i, s := range list {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				t.p.at(indexPath(key, i), "expected an address or a CIDR prefix such as \"10.0.0.0/8\" (the load balancer's), got %s", quoteShort(s))
+				continue
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		if pfx.Masked() != pfx {
+			t.p.at(indexPath(key, i), "%s has bits set past its /%d; write %s", quoteShort(s), pfx.Bits(), pfx.Masked())
+			continue
+		}
+		*dst = append(*dst, pfx.String())
+	}
+}
+
 // checker applies the rules that involve more than one value's type.
 type checker struct {
 	p       *problems
@@ -160,6 +193,7 @@ func (c *checker) formats() {
 	if c.has("listen.omsupply_central_server_url") && pr.Listen.OmSupplyCentralServerURL != "" {
 		c.url("listen.omsupply_central_server_url", pr.Listen.OmSupplyCentralServerURL)
 	}
+	c.central()
 	switch {
 	case pr.Listen.TLSCert != "" && pr.Listen.TLSKey == "":
 		c.p.at("listen.tls_cert", "tls_cert is set but tls_key is not: set both to serve HTTPS, or neither for HTTP")
@@ -196,6 +230,48 @@ func (c *checker) formats() {
 			c.p.at(k, "expected a hardware ID as printed by `syncagent hwid` (no spaces), or remove the key to pin on first contact")
 		}
 	}
+}
+
+// central checks [central]: a database URL that names PostgreSQL and
+// carries no password, and the settings that only mean something with it.
+func (c *checker) central() {
+	ce := c.prefs.Central
+	c.absPath("central.database_password_file", ce.DatabasePasswordFile, true)
+	c.absPath("central.auth_key_file", ce.AuthKeyFile, true)
+	if c.has("central.database") && ce.Database != "" {
+		c.databaseURL("central.database", ce.Database)
+	}
+	if ce.Database == "" {
+		for _, k := range []string{"central.database_password_file", "central.max_connections"} {
+			if c.has(k) {
+				c.p.at(k, "is only used with a database: set [central] database = \"postgres://…\", or remove it")
+			}
+		}
+	}
+}
+
+// databaseURL checks a PostgreSQL connection URL. The password stays out of
+// the prefs file (every technician who can read it would know it).
+func (c *checker) databaseURL(key, raw string) {
+	u, err := url.Parse(raw)
+	const example = `"postgres://syncagent@db.example.org:5432/syncagent?sslmode=verify-full"`
+	switch {
+	case err != nil || u.Opaque != "":
+		c.p.at(key, "expected a PostgreSQL URL such as %s, got %s", example, quoteShort(raw))
+	case u.Scheme != "postgres" && u.Scheme != "postgresql":
+		c.p.at(key, "expected a postgres:// URL such as %s, got %s", example, quoteShort(raw))
+	case hasPassword(u):
+		c.p.at(key, "the URL carries a password: remove it, and put it in database_password_file (or PGPASSWORD or ~/.pgpass of the service's user)")
+	case u.Host == "" && u.Query().Get("host") == "":
+		c.p.at(key, "the URL has no host; expected e.g. %s", example)
+	case strings.Trim(u.Path, "/") == "":
+		c.p.at(key, "the URL names no database; expected e.g. %s", example)
+	}
+}
+
+func hasPassword(u *url.URL) bool {
+	_, set := u.User.Password()
+	return set || u.Query().Has("password")
 }
 
 // absPath checks a path setting that is in the file; "" means "none" for an
@@ -247,6 +323,9 @@ func (c *checker) satellite() {
 	}
 	if c.has("admin") {
 		c.p.at("admin", "[admin] is only used on the primary (sync_id = 1); a satellite's figures are `syncagent metrics` and [metrics] textfile_dir; remove it")
+	}
+	if c.has("central") {
+		c.p.at("central", "[central] is only used on the primary (sync_id = 1); remove it")
 	}
 	switch len(pr.SyncWith) {
 	case 0:

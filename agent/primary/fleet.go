@@ -30,6 +30,11 @@ const (
 // interval after the end of the last one, and every request is a contact.
 func lateGrace(every time.Duration) time.Duration { return 2*time.Minute + every/10 }
 
+// otherNodeMargin: a contact in the registry this much later than the last
+// request this node served of a site was another node's (the registry's
+// contact lags by up to a minute, a request's own contact by its auth).
+const otherNodeMargin = time.Minute
+
 // defaultInterval is assumed for a site that never reported its own.
 const defaultInterval = 10 * time.Minute
 
@@ -146,6 +151,9 @@ func health(st queue.SiteState) *syncapi.Health {
 // verdict says how a site is doing, from what it reported (h, which came
 // at healthAt) and what the primary saw.
 func verdict(now, lastContact time.Time, h *syncapi.Health, healthAt time.Time, ref RefusalView, last *CycleView) string {
+	if last != nil && lastContact.After(last.Last.Add(otherNodeMargin)) {
+		last = nil // another node (behind the same load balancer) served the site since: this node's cycle is old news
+	}
 	// A failure the site reported at the start of a cycle the primary has
 	// since seen reach its end is over.
 	through := last != nil && last.Reached && len(last.Errors) == 0 && !last.Started.Before(healthAt)
@@ -203,13 +211,40 @@ type SiteView struct {
 // in sync ID order.
 func (s *Server) Sites() []SiteView {
 	t := s.sites.Load()
+	return s.views(t, t.ids)
+}
+
+// views are the fleet views of sites ids; many are read in bulk (one read
+// of every state and queue length, not two per site).
+func (s *Server) views(t *siteTable, ids []int) []SiteView {
 	now := s.now()
-	out := make([]SiteView, 0, len(t.ids))
-	for _, id := range t.ids {
-		out = append(out, s.view(t.byID[id], now, false))
+	out := make([]SiteView, 0, len(ids))
+	if len(ids) < bulkViews {
+		for _, id := range ids {
+			out = append(out, s.view(t.byID[id], now, false))
+		}
+		return out
+	}
+	states := map[int]queue.SiteState{}
+	for _, st := range s.store.Sites() {
+		states[st.SyncID] = st
+	}
+	lens, err := s.store.QueueLengths()
+	if err != nil {
+		s.log.Warn("cannot read the queue lengths", "err", err)
+	}
+	for _, id := range ids {
+		st, ok := states[id]
+		if !ok {
+			st = queue.SiteState{SyncID: id, Initialisation: queue.InitNew}
+		}
+		out = append(out, s.viewOf(t.byID[id], st, lens[id], now, false))
 	}
 	return out
 }
+
+// bulkViews is where views reads every site at once instead of one by one.
+const bulkViews = 64
 
 // SiteDetail is one site with its recent cycles and refusals.
 func (s *Server) SiteDetail(id int) (SiteView, bool) {
@@ -225,8 +260,13 @@ func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
 	if err != nil {
 		s.log.Warn("cannot read site state", "site", row.SyncID, "err", err)
 	}
+	return s.viewOf(row, st, s.store.QueueLen(row.SyncID), now, detail)
+}
+
+// viewOf is the view of row with its state st and queue length qlen.
+func (s *Server) viewOf(row *SiteRow, st queue.SiteState, qlen int, now time.Time, detail bool) SiteView {
 	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, Registry: row.Registry, HardwareID: st.HardwareID,
-		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: s.store.QueueLen(row.SyncID),
+		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: qlen,
 		RewoundAt: st.RewoundAt, HealthAt: st.HealthAt}
 	cycles, ref := s.fleet.recent(row.SyncID)
 	var last *CycleView

@@ -35,16 +35,18 @@ func TestVerdict(t *testing.T) {
 		{"refused since its last good contact", ago(time.Hour), nil, RefusalView{At: ago(time.Minute)}, nil, VerdictFailing},
 		{"an old refusal does not count", ago(time.Minute), nil, RefusalView{At: ago(time.Hour)}, nil, VerdictOK},
 		{"its last cycle failed (by its own report)", ago(time.Minute), &syncapi.Health{LastSuccess: unix(time.Hour), LastErrorAt: unix(2 * time.Minute)}, RefusalView{}, nil, VerdictFailing},
-		{"the primary answered its last cycle with errors", ago(time.Minute), nil, RefusalView{}, &CycleView{Errors: []string{"queued_records: storage_error"}}, VerdictFailing},
+		{"the primary answered its last cycle with errors", ago(time.Minute), nil, RefusalView{}, &CycleView{Last: ago(time.Minute), Errors: []string{"queued_records: storage_error"}}, VerdictFailing},
 		{"the cycle it owed did not come", ago(14 * time.Minute), &syncapi.Health{Interval: 10}, RefusalView{}, nil, VerdictLate},
 		{"its cycle is a little late", ago(12*time.Minute + 30*time.Second), &syncapi.Health{Interval: 10}, RefusalView{}, nil, VerdictOK},
 		{"quiet, but its interval is long", ago(26 * time.Minute), &syncapi.Health{Interval: 60}, RefusalView{}, nil, VerdictOK},
 		{"no health block: ten minutes assumed", ago(15 * time.Minute), nil, RefusalView{}, nil, VerdictLate},
 		// The failure reported at the start of a cycle that then got through.
 		{"recovered within the cycle", ago(time.Minute), &syncapi.Health{LastSuccess: unix(time.Hour), LastErrorAt: unix(5 * time.Minute)}, RefusalView{},
-			&CycleView{Started: ago(2 * time.Minute), Reached: true}, VerdictOK},
+			&CycleView{Started: ago(2 * time.Minute), Last: ago(time.Minute), Reached: true}, VerdictOK},
+		// Several nodes: another one served the site after this node's failed cycle.
+		{"another node served it since", ago(time.Minute), nil, RefusalView{}, &CycleView{Last: ago(10 * time.Minute), Errors: []string{"queued_records: storage_error"}}, VerdictOK},
 		{"a cycle reached its end before the report", ago(time.Minute), &syncapi.Health{LastSuccess: unix(time.Hour), LastErrorAt: unix(5 * time.Minute)}, RefusalView{},
-			&CycleView{Started: ago(4 * time.Minute), Reached: true}, VerdictFailing},
+			&CycleView{Started: ago(4 * time.Minute), Last: ago(3 * time.Minute), Reached: true}, VerdictFailing},
 	}
 	for _, tc := range cases {
 		healthAt := ago(3 * time.Minute)

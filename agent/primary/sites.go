@@ -2,6 +2,7 @@ package primary
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,10 +159,14 @@ func (s *Server) QueueSummary(all, longest int) QueueSummary {
 		return sum
 	}
 	sum := QueueSummary{Sites: len(t.ids)}
+	lens, err := s.store.QueueLengths()
+	if err != nil {
+		s.rate.logf(slog.LevelWarn, "queue lengths", "cannot read the queue lengths", "err", err)
+	}
 	type queue struct{ id, n int }
 	qs := make([]queue, 0, len(t.ids))
 	for _, id := range t.ids {
-		n := s.store.QueueLen(id)
+		n := lens[id]
 		sum.Queued += n
 		qs = append(qs, queue{id, n})
 	}
@@ -171,10 +176,11 @@ func (s *Server) QueueSummary(all, longest int) QueueSummary {
 		}
 	}
 	slices.SortStableFunc(qs, func(a, b queue) int { return b.n - a.n })
-	now := s.now()
+	top := make([]int, 0, longest)
 	for _, q := range qs[:min(longest, len(qs))] {
-		sum.Views = append(sum.Views, s.view(t.byID[q.id], now, false))
+		top = append(top, q.id)
 	}
+	sum.Views = s.views(t, top)
 	return sum
 }
 
@@ -184,7 +190,6 @@ func (s *Server) QueueSummary(all, longest int) QueueSummary {
 // match: a filter over 40,000 sites costs little more than its answer.
 func (s *Server) SitesMatching(prefix, store string) []SiteView {
 	t := s.sites.Load()
-	now := s.now()
 	lower := strings.ToLower(prefix)
 	verdictPrefix := prefix != "" && slices.ContainsFunc([]string{VerdictOK, VerdictLate, VerdictFailing, VerdictNever},
 		func(v string) bool { return strings.HasPrefix(v, lower) })
@@ -192,17 +197,29 @@ func (s *Server) SitesMatching(prefix, store string) []SiteView {
 	if store != "" {
 		ids = t.byStore[store]
 	}
-	var out []SiteView
+	var named, maybe []int // match by ID or user; may match by verdict
 	for _, id := range ids {
 		row := t.byID[id]
-		named := prefix == "" || strings.HasPrefix(strconv.Itoa(id), prefix) || strings.HasPrefix(strings.ToLower(row.User), lower)
-		if !named && !verdictPrefix {
-			continue
+		switch {
+		case prefix == "" || strings.HasPrefix(strconv.Itoa(id), prefix) || strings.HasPrefix(strings.ToLower(row.User), lower):
+			named = append(named, id)
+		case verdictPrefix:
+			maybe = append(maybe, id)
 		}
-		v := s.view(row, now, false)
-		if named || strings.HasPrefix(v.Verdict, lower) {
+	}
+	if len(maybe) == 0 {
+		return s.views(t, named)
+	}
+	isNamed := make(map[int]bool, len(named))
+	for _, id := range named {
+		isNamed[id] = true
+	}
+	var out []SiteView
+	for _, v := range s.views(t, append(named, maybe...)) {
+		if isNamed[v.SyncID] || strings.HasPrefix(v.Verdict, lower) {
 			out = append(out, v)
 		}
 	}
+	slices.SortFunc(out, func(a, b SiteView) int { return a.SyncID - b.SyncID })
 	return out
 }

@@ -494,3 +494,35 @@ func (s *Store) SetVerified(id int, token string) error {
 	})
 	return err
 }
+
+// QueueLengths returns every site's queue length that is not 0, in one
+// query (the sum of each site's length deltas).
+func (s *Store) QueueLengths() (map[int]int, error) {
+	ctx, cancel, err := s.call()
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	out := map[int]int{}
+	err = s.withConn(ctx, func(c *pgxconn) error {
+		clear(out)
+		rows, err := c.Query(ctx, `SELECT site, sum(n) FROM queue_len GROUP BY site HAVING sum(n) <> 0`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var site int
+			var n int64
+			if err := rows.Scan(&site, &n); err != nil {
+				return err
+			}
+			out[site] = int(n)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.dbError("cannot read the queue lengths", err)
+	}
+	return out, nil
+}

@@ -72,6 +72,10 @@ type Options struct {
 	FillLease time.Duration
 	// ApplicationName names this node's sessions (pg_stat_activity).
 	ApplicationName string
+	// Password, when set, is the database password (the daemon reads it
+	// from a file so that it never sits in the DSN of the prefs); else the
+	// DSN's, PGPASSWORD's or the passfile's.
+	Password string
 	// Logger receives migrations, retries and maintenance; nil discards.
 	Logger *slog.Logger
 }
@@ -146,6 +150,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open primary database: %w", err)
+	}
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password // fallback hosts share it
 	}
 	cfg.MaxConns = int32(opts.MaxConns)
 	cfg.MinConns = 0

@@ -162,3 +162,23 @@ func testRegistryLarge(t *testing.T, b Backend) {
 		t.Fatalf("after removing the even sites: %d rows at generation %d, want %d odd ones at 2", len(ids), gen, n/2)
 	}
 }
+
+// testQueueLengths: the lengths of every queue in one read are each
+// site's QueueLen, acknowledged entries gone.
+func testQueueLengths(t *testing.T, b Backend) {
+	c := b.Open(t, "qlens")
+	accept(t, c, 2, inbound("e-1", storeRec("item", "a", "s1", 1)), inbound("e-2", storeRec("item", "b", "s1", 1)))
+	ackAll(t, c, 4)
+	got, err := c.QueueLengths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "map[3:2]" {
+		t.Errorf("QueueLengths = %v, want map[3:2] (site 4 acknowledged, 2 pushed, 5 holds nothing)", got)
+	}
+	for site := 2; site <= 5; site++ {
+		if n := c.QueueLen(site); n != got[site] {
+			t.Errorf("site %d: QueueLen %d, QueueLengths says %d", site, n, got[site])
+		}
+	}
+}

@@ -58,6 +58,7 @@ func Run(t *testing.T, b Backend) {
 		{"Registry", testRegistry},
 		{"RegistryLogBounded", testRegistryLogBounded},
 		{"RegistryLarge", testRegistryLarge},
+		{"QueueLengths", testQueueLengths},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, b) })
 	}

@@ -53,11 +53,23 @@ func main() {
 	window := flag.Duration("wake-window", time.Minute, "the last part of the idle run over which wake-ups are counted")
 	records := flag.Int("records", 100_000, "records in the outbox for the READY=1 measurement")
 	runs := flag.Int("runs", 3, "starts to time for each READY=1 measurement (the median is shown)")
+	held := flag.String("held", "10000,100000,300000", "records of about 300 bytes a satellite holds for the memory and restart measurement (comma-separated; empty: skip it)")
+	only := flag.String("only", "", `"held": only the memory and restart measurement`)
 	flag.Parse()
 	if *window > *idle {
 		*window = *idle
 	}
-	if err := run(*idle, *window, *records, *runs); err != nil {
+	counts, err := parseCounts(*held)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "footprint: -held:", err)
+		os.Exit(2)
+	}
+	if *only == "held" {
+		err = runHeld(counts)
+	} else {
+		err = run(*idle, *window, *records, *runs, counts)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "footprint:", err)
 		os.Exit(1)
 	}
@@ -72,7 +84,7 @@ func verdict(ok bool) string {
 	return "MISSED"
 }
 
-func run(idle, window time.Duration, records, runs int) error {
+func run(idle, window time.Duration, records, runs int, held []int) error {
 	dir, err := os.MkdirTemp("", "sa-fp-")
 	if err != nil {
 		return err
@@ -245,12 +257,22 @@ func run(idle, window time.Duration, records, runs int) error {
 			fmt.Sprintf("%v (control socket answers %v; VmHWM %.1f MiB)", median(readies).Round(time.Millisecond), median(socks).Round(time.Millisecond), mb(hwm)), "", ""})
 	}
 
+	// 4. Memory and restart time with many records held.
+	hrows, err := heldRows(host, dir, sha, held)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, hrows...)
+	printRows(rows)
+	return nil
+}
+
+func printRows(rows []row) {
 	fmt.Printf("\n| measure | value | target | |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Printf("| %s | %s | %s | %s |\n", r.what, r.value, r.target, r.verdict)
 	}
-	fmt.Printf("\n%s, %d CPUs, %s; %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), kernel(), goVersion())
-	return nil
+	fmt.Printf("\n%s, %d CPUs, %s; %s; load average %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), kernel(), goVersion(), loadavg())
 }
 
 var watchdogEnv = []string{"WATCHDOG_USEC=60000000"}
