@@ -311,3 +311,15 @@ func TestServer_registryPublishesStoreRows(t *testing.T) {
 		t.Errorf("store a names site %d, want the lowest of its sites (2)", got)
 	}
 }
+
+func TestChangedFields(t *testing.T) {
+	a := queue.SiteConfig{SyncID: 3, User: "u", PasswordHash: "h", Stores: []string{"a"}}
+	b := a
+	b.Stores, b.URL = []string{"a", "b"}, "https://x.example.org"
+	if got := strings.Join(changedFields(a, b), ","); got != "stores,url" {
+		t.Errorf("changedFields = %s, want stores,url", got)
+	}
+	if got := changedFields(a, a); len(got) != 0 {
+		t.Errorf("a row against itself: %v", got)
+	}
+}
