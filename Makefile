@@ -151,3 +151,13 @@ bench-registry:
 	$(GO) build -o bin/syncagent ./agent/cmd/syncagent
 	$(GO) build -o bin/benchregistry ./testtools/cmd/benchregistry
 	bin/benchregistry -bin bin/syncagent $(BENCH_REGISTRY_FLAGS)
+
+# How long `syncagent central migrate` keeps a primary down
+# (testtools/cmd/benchmigrate): a BuntDB primary filled with store records
+# (most queued for a site) and central records, copied into a throw-away
+# PostgreSQL by the same Store.Import; prints a table with the load average.
+# Results in docs/postgres.md. BENCH_MIGRATE_FLAGS='-records 300000'.
+BENCH_MIGRATE_FLAGS ?=
+.PHONY: bench-migrate
+bench-migrate:
+	$(GO) run ./testtools/cmd/benchmigrate $(BENCH_MIGRATE_FLAGS)
