@@ -40,7 +40,7 @@ func (l *Local) Apply(recs []Record) (ApplyResult, error) {
 	defer l.mu.Unlock()
 	var res ApplyResult
 	liveDelta := 0
-	err := l.st.update("apply pulled records", func(tx *buntdb.Tx) error {
+	err := l.update("apply pulled records", func(tx *buntdb.Tx) error {
 		res, liveDelta = ApplyResult{}, 0
 		for _, r := range norm {
 			key := recKey(r.Table, targetID(r))
@@ -54,7 +54,7 @@ func (l *Local) Apply(recs []Record) (ApplyResult, error) {
 				continue
 			case r.Action == Delete || r.Action == Merge:
 				if ok {
-					if _, err := tx.Delete(key); err != nil {
+					if err := l.delLocal(tx, key); err != nil {
 						return err
 					}
 					liveDelta += liveChange(old, ok, localValue{}, false)
@@ -63,7 +63,7 @@ func (l *Local) Apply(recs []Record) (ApplyResult, error) {
 				// Already there: nothing to write.
 			default:
 				nv := localValue{Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data}
-				if err := setLocal(tx, key, nv); err != nil {
+				if err := l.setLocal(tx, key, nv); err != nil {
 					return err
 				}
 				liveDelta += liveChange(old, ok, nv, true)

@@ -92,16 +92,16 @@ func (l *Local) SetAside(e OutboxEntry, reason string) error {
 	if err != nil {
 		return err
 	}
-	if err := l.st.update("set record aside", func(tx *buntdb.Tx) error {
+	if err := l.update("set record aside", func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(asideKey(e.Record), s, nil)
 		return err
 	}); err != nil {
 		return err
 	}
 	var cleared bool
-	if err := l.st.update("set record aside", func(tx *buntdb.Tx) error {
+	if err := l.update("set record aside", func(tx *buntdb.Tx) error {
 		var err error
-		cleared, err = clearPending(tx, key, e.Seq, l.gen)
+		cleared, err = l.clearPending(tx, key, e.Seq, l.gen)
 		return err
 	}); err != nil {
 		return err
@@ -152,7 +152,7 @@ func (l *Local) RetryAside(table, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := l.st.update("retry aside record", func(tx *buntdb.Tx) error {
+	if err := l.update("retry aside record", func(tx *buntdb.Tx) error {
 		if _, _, err := tx.Set(key, s, nil); err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ func (l *Local) DropAside(table, id string) error {
 	if err != nil {
 		return err
 	}
-	return l.st.update("drop aside record", func(tx *buntdb.Tx) error {
+	return l.update("drop aside record", func(tx *buntdb.Tx) error {
 		_, err := tx.Delete(key)
 		return err
 	})
@@ -218,7 +218,7 @@ func (l *Local) finishRetries(keys []string, vals []asideValue) error {
 		return nil
 	}
 	added, liveDelta := 0, 0
-	if err := l.st.update("requeue aside record", func(tx *buntdb.Tx) error {
+	if err := l.update("requeue aside record", func(tx *buntdb.Tx) error {
 		added, liveDelta = 0, 0
 		for i := range keys {
 			r := vals[i].Record.record()
@@ -235,7 +235,7 @@ func (l *Local) finishRetries(keys []string, vals []asideValue) error {
 			if targetID(r) != r.ID {
 				nv.PushID = r.ID
 			}
-			if err := setLocal(tx, rk, nv); err != nil {
+			if err := l.setLocal(tx, rk, nv); err != nil {
 				return err
 			}
 			added++
@@ -248,7 +248,7 @@ func (l *Local) finishRetries(keys []string, vals []asideValue) error {
 	l.outboxLen += added
 	l.noteOutboxLocked()
 	l.count += liveDelta
-	return l.st.update("remove aside record", func(tx *buntdb.Tx) error {
+	return l.update("remove aside record", func(tx *buntdb.Tx) error {
 		for _, k := range keys {
 			if _, err := tx.Delete(k); err != nil && !errors.Is(err, buntdb.ErrNotFound) {
 				return err
@@ -282,9 +282,9 @@ func (l *Local) reconcileAside() (bool, error) {
 		return false, err
 	}
 	if len(clear) > 0 {
-		if err := l.st.update("finish set-aside", func(tx *buntdb.Tx) error {
+		if err := l.update("finish set-aside", func(tx *buntdb.Tx) error {
 			for _, a := range clear {
-				if _, err := clearPending(tx, outboxKey(a.Record.record()), a.Seq, l.gen); err != nil {
+				if _, err := l.clearPending(tx, outboxKey(a.Record.record()), a.Seq, l.gen); err != nil {
 					return err
 				}
 			}

@@ -50,13 +50,15 @@ type Local struct {
 	recovered    string // why the datafile was started afresh, or ""
 
 	commits *committer // the group commit loop of app writes (localcommit.go)
+
+	pending pendingSet     // the outbox in memory (localpending.go); guarded by mu
+	journal []pendingEntry // rec: keys changed by the update in progress; guarded by mu
 }
 
 const (
-	outboxIndex = "outbox"
-	epochKey    = sysPrefix + "epoch"
-	seqKey      = sysPrefix + "seq"
-	genKey      = sysPrefix + "gen"
+	epochKey = sysPrefix + "epoch"
+	seqKey   = sysPrefix + "seq"
+	genKey   = sysPrefix + "gen"
 	// DefaultListLimit is the page size List uses when limit <= 0.
 	DefaultListLimit = 1000
 )
@@ -70,9 +72,9 @@ func (l *Local) SetOutboxMax(n int) {
 	l.max = max(n, 0)
 }
 
-func localIndexes(db *buntdb.DB) error {
-	return db.ReplaceIndex(outboxIndex, recPrefix+"*", lessPending)
-}
+// localIndexes: none. The outbox's order is kept in memory, for the
+// pending records only (localpending.go).
+func localIndexes(*buntdb.DB) error { return nil }
 
 func discardLogger(l *slog.Logger) *slog.Logger {
 	if l == nil {
@@ -161,7 +163,7 @@ func (l *Local) ensureEpoch() error {
 		return err
 	}
 	epoch := hex.EncodeToString(b[:])
-	if err := l.st.update("create epoch", func(tx *buntdb.Tx) error {
+	if err := l.update("create epoch", func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(epochKey, `"`+epoch+`"`, nil)
 		return err
 	}); err != nil {
@@ -195,6 +197,7 @@ func (l *Local) finishOpen() error {
 func (l *Local) load() (bad []string, err error) {
 	var storedSeq, maxSeq, storedGen, maxGen uint64
 	l.outboxLen, l.count, l.epoch = 0, 0, ""
+	l.pending = newPendingSet()
 	var live int64
 	var buf []byte // each value once, reused: a copy per record would be the open's garbage
 	err = l.st.view(func(tx *buntdb.Tx) error {
@@ -218,6 +221,7 @@ func (l *Local) load() (bad []string, err error) {
 				}
 				if lv.Pending != 0 {
 					l.outboxLen++
+					l.pending.set(k, lv.Pending)
 				}
 				maxSeq, maxGen = max(maxSeq, lv.Pending), max(maxGen, lv.Gen)
 			case strings.HasPrefix(k, asidePrefix):
@@ -291,7 +295,7 @@ func (l *Local) salvage(rep repair) (string, error) {
 	// Keep the outbox order: new seqs in the order of the old ones.
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(vals[a].Pending, vals[b].Pending) })
 	msg := fmt.Sprintf("datafile was corrupt (a copy is at %q); a fresh one was started", rep.movedTo)
-	err := l.st.update("salvage datafile", func(tx *buntdb.Tx) error {
+	err := l.update("salvage datafile", func(tx *buntdb.Tx) error {
 		for _, i := range order {
 			r, v := recs[i], vals[i]
 			v.Pending = l.nextSeq
@@ -300,7 +304,7 @@ func (l *Local) salvage(rep repair) (string, error) {
 			if err != nil {
 				return err
 			}
-			if _, _, err := tx.Set(recKey(r.Table, r.ID), s, nil); err != nil {
+			if err := l.setLocalRaw(tx, recKey(r.Table, r.ID), s, v.Pending); err != nil {
 				return err
 			}
 			kept++

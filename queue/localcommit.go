@@ -140,7 +140,7 @@ func (l *Local) commitBatch(batch []*writeRequest) {
 	defer l.mu.Unlock()
 	var added, liveDelta int
 	seq := l.nextSeq
-	err := l.st.update("write records", func(tx *buntdb.Tx) error {
+	err := l.update("write records", func(tx *buntdb.Tx) error {
 		added, liveDelta, seq = 0, 0, l.nextSeq
 		for _, w := range batch {
 			w.entries, w.err = nil, nil
@@ -150,7 +150,7 @@ func (l *Local) commitBatch(batch []*writeRequest) {
 				continue
 			}
 			for _, s := range st.keys {
-				if _, _, err := tx.Set(s.key, s.val, nil); err != nil {
+				if err := l.setLocalRaw(tx, s.key, s.val, s.lv.Pending); err != nil {
 					return err
 				}
 			}

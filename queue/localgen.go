@@ -33,7 +33,7 @@ func (l *Local) SetGeneration(g uint64) error {
 	if g <= l.gen {
 		return nil
 	}
-	if err := l.st.update("set generation", func(tx *buntdb.Tx) error {
+	if err := l.update("set generation", func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(genKey, formatUint(g), nil)
 		return err
 	}); err != nil {
@@ -92,7 +92,7 @@ func (l *Local) sweepBatch(gen uint64, pivot string, batch, scan int) (int, stri
 		return 0, next, end, err
 	}
 	removed, liveDelta := 0, 0
-	err = l.st.update("sweep older generation", func(tx *buntdb.Tx) error {
+	err = l.update("sweep older generation", func(tx *buntdb.Tx) error {
 		removed, liveDelta = 0, 0
 		for _, k := range keys {
 			v, ok, err := getLocal(tx, k)
@@ -102,7 +102,7 @@ func (l *Local) sweepBatch(gen uint64, pivot string, batch, scan int) (int, stri
 			if !ok || !stale(v) {
 				continue
 			}
-			if _, err := tx.Delete(k); err != nil {
+			if err := l.delLocal(tx, k); err != nil {
 				return err
 			}
 			removed++

@@ -24,8 +24,9 @@ type localValue struct {
 	Data   json.RawMessage
 }
 
-// localValueJSON fixes the field order: the value starts with
-// {"pending":"<20 digits>" so the outbox index compares a fixed prefix.
+// localValueJSON fixes the field order and format: the value starts with
+// {"pending":"<20 digits>" (files written before the outbox was kept in
+// memory were ordered by that prefix; appendTo writes the same bytes).
 type localValueJSON struct {
 	Pending string          `json:"pending"`
 	Version uint64          `json:"version"`
@@ -35,9 +36,6 @@ type localValueJSON struct {
 	PushID  string          `json:"rid,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
 }
-
-// pendingPrefixLen is len(`{"pending":"`) + seqWidth.
-const pendingPrefixLen = len(`{"pending":"`) + seqWidth
 
 func (v localValue) encode() (string, error) {
 	return string(v.appendTo(make([]byte, 0, 96+len(v.PushID)+len(v.Data)))), nil
@@ -153,17 +151,3 @@ func (v localValue) outboxRecord(table, id string) Record {
 	}
 	return Record{Table: table, ID: id, Action: v.Action, Data: v.Data}
 }
-
-// pendingPrefix is the part of a value the outbox index orders by.
-func pendingPrefix(v string) string {
-	if len(v) > pendingPrefixLen {
-		return v[:pendingPrefixLen]
-	}
-	return v
-}
-
-// lessPending orders rec: values by pending seq (the outbox index).
-func lessPending(a, b string) bool { return pendingPrefix(a) < pendingPrefix(b) }
-
-// firstPending is the smallest index value with a non-zero pending seq.
-var firstPending = `{"pending":"` + pad(1)

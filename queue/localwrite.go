@@ -209,7 +209,7 @@ func (l *Local) setJSON(what, key string, v any) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.st.update(what, func(tx *buntdb.Tx) error {
+	return l.update(what, func(tx *buntdb.Tx) error {
 		_, _, err := tx.Set(key, string(b), nil)
 		return err
 	})

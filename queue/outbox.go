@@ -78,12 +78,12 @@ func (l *Local) OutboxLenUpTo(last uint64) int {
 		return l.outboxLen
 	}
 	n := 0
-	// The index orders values by their pending prefix: stop before last+1.
-	_ = l.view(func(tx *buntdb.Tx) error {
-		return tx.AscendRange(outboxIndex, firstPending, `{"pending":"`+pad(last+1), func(string, string) bool {
-			n++
-			return true
-		})
+	l.pending.ascend(func(seq uint64, _ string) bool {
+		if seq > last {
+			return false
+		}
+		n++
+		return true
 	})
 	return n
 }
@@ -99,16 +99,13 @@ func (l *Local) OutboxUpTo(last uint64, maxRecords, maxBytes int) ([]OutboxEntry
 	var derr error
 	bytes := 0
 	err := l.view(func(tx *buntdb.Tx) error {
-		return tx.AscendGreaterOrEqual(outboxIndex, firstPending, func(k, s string) bool {
-			v, err := decodeLocal(s)
-			if err != nil {
-				derr = fmt.Errorf("datafile value of %s is unreadable: %w", k, err)
+		l.pending.ascend(func(seq uint64, k string) bool {
+			if seq > last {
 				return false
 			}
-			if v.Pending == 0 { // defensive: the pivot already skips these
-				return true
-			}
-			if v.Pending > last {
+			v, found, err := getLocal(tx, k)
+			if err != nil || !found || v.Pending != seq {
+				derr = fmt.Errorf("the outbox lists %s with seq %d, the datafile does not (found %v, %v): restart the agent", k, seq, found, err)
 				return false
 			}
 			table, id, _ := splitRecKey(k)
@@ -121,6 +118,7 @@ func (l *Local) OutboxUpTo(last uint64, maxRecords, maxBytes int) ([]OutboxEntry
 			bytes += e.Size
 			return len(out) < maxRecords
 		})
+		return nil
 	})
 	if err == nil {
 		err = derr
@@ -143,10 +141,10 @@ func (l *Local) MarkPushed(entries []OutboxEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var cleared int
-	err := l.st.update("mark records pushed", func(tx *buntdb.Tx) error {
+	err := l.update("mark records pushed", func(tx *buntdb.Tx) error {
 		cleared = 0
 		for _, e := range entries {
-			ok, err := clearPending(tx, outboxKey(e.Record), e.Seq, l.gen)
+			ok, err := l.clearPending(tx, outboxKey(e.Record), e.Seq, l.gen)
 			if err != nil {
 				return err
 			}
@@ -174,17 +172,17 @@ func outboxKey(r Record) string {
 // clearPending takes key out of the outbox if its pending seq is still seq,
 // stamping it with generation gen: the record as pushed (or set aside) is
 // this site's own, not a leftover a re-initialisation should sweep.
-func clearPending(tx *buntdb.Tx, key string, seq, gen uint64) (bool, error) {
+func (l *Local) clearPending(tx *buntdb.Tx, key string, seq, gen uint64) (bool, error) {
 	v, ok, err := getLocal(tx, key)
 	if err != nil || !ok || v.Pending == 0 || v.Pending != seq {
 		return false, err
 	}
 	if v.Tomb {
-		_, err = tx.Delete(key)
+		err = l.delLocal(tx, key)
 		return err == nil, err
 	}
 	v.Pending, v.Gen = 0, max(v.Gen, gen)
-	return true, setLocal(tx, key, v)
+	return true, l.setLocal(tx, key, v)
 }
 
 // Requeue marks every current record that match accepts as pending again
@@ -242,7 +240,7 @@ func (l *Local) requeueBatch(match func(Record) bool, pivot string, batch, scan 
 	}
 	n := 0
 	seq := l.nextSeq
-	err = l.st.update("requeue records", func(tx *buntdb.Tx) error {
+	err = l.update("requeue records", func(tx *buntdb.Tx) error {
 		n, seq = 0, l.nextSeq
 		for _, k := range keys {
 			v, ok, err := getLocal(tx, k)
@@ -254,7 +252,7 @@ func (l *Local) requeueBatch(match func(Record) bool, pivot string, batch, scan 
 			}
 			v.Pending, v.Version, v.Gen = seq, v.Version+1, max(v.Gen, l.gen)
 			seq++
-			if err := setLocal(tx, k, v); err != nil {
+			if err := l.setLocal(tx, k, v); err != nil {
 				return err
 			}
 			n++

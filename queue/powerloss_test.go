@@ -26,6 +26,7 @@ func buildLocalHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	l.SetCursor("central", 7)
 	var cps []checkpoint
 	mark := func(name string) {
+		checkPending(t, l, name)
 		cps = append(cps, checkpoint{name: name, end: fileSize(t, path), state: snapshot(t, l.st), seq: l.nextSeq - 1})
 	}
 	mark("base")

@@ -88,14 +88,20 @@ JSON, {"running": false, "error": …} when no agent answers.`,
 		}})
 
 	var timeout time.Duration
+	var progress bool
 	cycleFlags := func(fs *flag.FlagSet) {
 		jsonFlag(fs)
 		fs.DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting after `DURATION`")
+		fs.BoolVar(&progress, "progress", false, "show how far a first sync has got while it runs (a live line on a terminal)")
 	}
 	cycle := func(retrieve bool) func(e *env, _ []string) error {
 		return func(e *env, _ []string) error {
 			ctx, cancel := context.WithTimeout(e.ctx, timeout)
 			defer cancel()
+			if progress {
+				stop := showProgress(ctx, e)
+				defer stop()
+			}
 			c, err := e.client().Sync(ctx, retrieve)
 			if err != nil {
 				return err
@@ -275,6 +281,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintf(tw, "last contact\t%s\n", orNever(st.LastContact))
 		if st.Initialisation != "" {
 			fmt.Fprintf(tw, "initialisation\t%s\n", st.Initialisation)
+		}
+		if p := st.FirstSync; p != nil {
+			fmt.Fprintf(tw, "first sync\t%s, since %s\n", p.Line(), p.Started.Local().Format(time.DateTime))
 		}
 		if !st.Rewound.IsZero() {
 			fmt.Fprintf(tw, "warning\tthe primary saw this box's outbox numbering go back at %s (datafile restored from a copy?); its changes were taken\n", st.Rewound.Local().Format(time.DateTime))

@@ -7,6 +7,7 @@ package control
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -57,6 +58,38 @@ type Status struct {
 	// box's outbox numbering went back.
 	CentralReread time.Time `json:"central_reread,omitzero"`
 	Rewound       time.Time `json:"rewound,omitzero"`
+	// FirstSync is the progress of an initialisation's pull (a new or
+	// replaced box's first sync), while it runs.
+	FirstSync *Progress `json:"first_sync,omitempty"`
+}
+
+// Progress is how far a first sync has got, counted since the agent
+// started (after a restart or a cut link the pull resumes where it
+// stopped, and the count starts again from there).
+type Progress struct {
+	Started time.Time `json:"started"`
+	Done    int       `json:"records_done"`
+	Total   int       `json:"records_total,omitempty"` // 0: not known yet
+	Bytes   int64     `json:"bytes"`                   // record data pulled
+	Rate    float64   `json:"records_per_s,omitempty"` // while pulling (waits between cycles left out)
+	LeftS   int64     `json:"left_s,omitempty"`        // estimated seconds left (0: not known yet)
+}
+
+// Line is the progress in a few words: "42% (4,200 of 10,000 records,
+// 3.1 MB, 120/s, 48s left)".
+func (p Progress) Line() string {
+	s := fmt.Sprintf("(%d records", p.Done)
+	if p.Total > 0 {
+		s = fmt.Sprintf("%d%% (%d of %d records", min(100, p.Done*100/p.Total), p.Done, p.Total)
+	}
+	s += fmt.Sprintf(", %.1f MB", float64(p.Bytes)/1e6)
+	if p.Rate > 0 {
+		s += fmt.Sprintf(", %.0f/s", p.Rate)
+	}
+	if p.LeftS > 0 {
+		s += ", " + (time.Duration(p.LeftS) * time.Second).String() + " left"
+	}
+	return s + ")"
 }
 
 // Prefs is the state of the preferences.

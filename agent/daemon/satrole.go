@@ -398,6 +398,9 @@ func (s *satelliteRole) status(st *control.Status) {
 	ss := s.sat.Load().Status()
 	st.OutboxLength, st.SetAside, st.PushSizer, st.PullSizer = ss.OutboxLen, ss.AsideLen, ss.PushSizer, ss.PullSizer
 	st.Initialisation, st.CentralReread, st.Rewound = ss.Initialisation, ss.CentralReread, ss.Rewound
+	if f := ss.FirstSync; f != nil {
+		st.FirstSync = &control.Progress{Started: f.Started, Done: f.Done, Total: f.Total, Bytes: f.Bytes, Rate: f.Rate, LeftS: int64(f.Left / time.Second)}
+	}
 	sum := s.hist.summary()
 	st.LastSync, st.LastSuccess, st.LastFailure, st.FailingSince, st.LastContact = sum.last, sum.lastSuccess, sum.lastFailure, sum.failingSince, sum.lastContact
 	s.mu.Lock()

@@ -98,6 +98,9 @@ func StatusLine(st control.Status, now time.Time) string {
 		}
 		fmt.Fprintf(&b, " · outbox %d", st.OutboxLength)
 	}
+	if st.FirstSync != nil {
+		fmt.Fprintf(&b, " · first sync %s", st.FirstSync.Line())
+	}
 	if st.SetAside > 0 {
 		fmt.Fprintf(&b, " · set aside %d", st.SetAside)
 	}

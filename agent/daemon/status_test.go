@@ -32,6 +32,8 @@ func TestStatusLine(t *testing.T) {
 			[]string{"last sync 5s ago ok", "prefs rejected: locked settings changed"}},
 		{"primary", control.Status{Role: "primary", SyncID: 1, SitesTotal: 2, QueuedTotal: 10, LatestSiteContact: now.Add(-2 * time.Hour)},
 			[]string{"primary 1", "2 sites", "queued 10", "last contact 2h ago"}},
+		{"first sync", control.Status{Role: "satellite", SyncID: 12, FirstSync: &control.Progress{Done: 4200, Total: 10000, Bytes: 3_100_000, Rate: 120, LeftS: 48}},
+			[]string{"first sync 42% (4200 of 10000 records, 3.1 MB, 120/s, 48s left)"}},
 		{"disabled", control.Status{Role: "disabled", DisabledReason: "sync_id is 0"}, []string{"sync off: sync_id is 0"}},
 	}
 	for _, c := range cases {

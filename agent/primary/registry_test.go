@@ -187,6 +187,14 @@ func TestServer_RefreshRegistry(t *testing.T) {
 	if rows, gen, _ := c.Registry(); len(rows) != 2 || gen != 2 {
 		t.Errorf("registry holds %d rows at generation %d, want sites 3 and 6 at 2", len(rows), gen)
 	}
+	// a has not looked since; its next change is made on the registry as it
+	// is, and its table then has b's site too.
+	if _, err := a.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{row(7, "seven", h, "a")}}, allow("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(a.sites.Load().ids); got != "[2 3 6 7]" {
+		t.Errorf("a's table after its change: %s, want [2 3 6 7]", got)
+	}
 }
 
 // The seed's rule in the registry's form: a URL on a site's row disables
@@ -265,5 +273,41 @@ func TestServer_SitesMatching(t *testing.T) {
 	sum := s.QueueSummary(10, 5)
 	if sum.Sites != 1+2*bulkViews || len(sum.Views) != 5 {
 		t.Errorf("QueueSummary past 10 sites: %d sites, %d views; want %d and the 5 longest", sum.Sites, len(sum.Views), 1+2*bulkViews)
+	}
+}
+
+// A registry change publishes the store rows of the stores it moves (and
+// only reads those): a new store's row names its site, a store that left
+// every site names the primary again, and transfers reach the new store.
+func TestServer_registryPublishesStoreRows(t *testing.T) {
+	s, c, h := registryServer(t)
+	remote := func(store string) int {
+		t.Helper()
+		r, ok, err := c.Get("store", store)
+		if err != nil || !ok {
+			t.Fatalf("no store row for %s: %v", store, err)
+		}
+		return readStoreRow(r.Data).remote
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{row(3, "three", h, "new")}}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	if got := remote("new"); got != 3 {
+		t.Errorf("store new names site %d, want 3", got)
+	}
+	if got := s.router.Load().names["new"]; got != "new" {
+		t.Errorf("the router maps name new to %q, want the store new", got)
+	}
+	if got := remote("a"); got != 2 {
+		t.Errorf("store a (untouched) names site %d, want 2", got)
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "edit", Rows: []queue.SiteConfig{{SyncID: 3, Stores: []string{"a"}}}}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	if got := remote("new"); got != centralSiteID {
+		t.Errorf("store new, on no site now, names site %d, want the primary (1)", got)
+	}
+	if got := remote("a"); got != 2 {
+		t.Errorf("store a names site %d, want the lowest of its sites (2)", got)
 	}
 }

@@ -125,7 +125,7 @@ func (s *Server) Configure(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return s.applyLocked(cfg, reg)
+	return s.applyLocked(cfg, reg, nil)
 }
 
 // applyLocked applies cfg with the registry reg: the site table is the
@@ -135,7 +135,12 @@ func (s *Server) Configure(cfg Config) error {
 // membership (a store added to a site fills its queue, one removed deletes
 // its records there, a removed site's queue is emptied). The caller holds
 // confMu.
-func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
+//
+// prev is the router of the table being replaced when only the registry
+// changed (its store rows are then published store by store), nil to read
+// them all.
+func (s *Server) applyLocked(cfg Config, reg registrySnapshot, prev *router) error {
+	start := time.Now()
 	t, err := newSiteTable(cfg.Sites, reg.rows...)
 	if err != nil {
 		return fmt.Errorf("cannot use site rows: %w", err)
@@ -178,10 +183,12 @@ func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
 		}
 	}
 	s.auth.forget(inUse)
-	rt, err := s.publishStores(t)
+	tabled := time.Now()
+	rt, err := s.publishStores(t, prev)
 	if err != nil {
 		return err
 	}
+	published := time.Now()
 	s.cfg.Store(&cfg)
 	s.sites.Store(t)
 	s.router.Store(rt)
@@ -189,6 +196,8 @@ func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
 	if _, err := s.store.Reconcile(t.membership(), rt); err != nil {
 		return fmt.Errorf("cannot bring the queues in line with the site rows: %w", err)
 	}
+	s.log.Debug("site table applied", "sites", len(t.ids), "registry_generation", reg.gen, "table", tabled.Sub(start),
+		"store_rows", published.Sub(tabled), "reconcile", time.Since(published))
 	return nil
 }
 

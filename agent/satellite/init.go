@@ -40,6 +40,8 @@ type initState struct {
 	// idle after a POST whose answer was lost). A "completed" then means
 	// that one finished; without it, "completed" may be an older run's.
 	SawStarted bool `json:"sawStarted,omitempty"`
+	// Queue is how many records the primary said it queued (0: not known).
+	Queue int `json:"queue,omitempty"`
 }
 
 func (is initState) describe() string {
@@ -261,7 +263,7 @@ func (c *cycle) sawStarted(is *initState) error {
 // initialised moves to the pull step: the primary has filled the queue
 // (n records, -1 when it was not the answer of our POST).
 func (c *cycle) initialised(is *initState, n int) error {
-	is.Step, is.SawStarted = stepPull, false
+	is.Step, is.SawStarted, is.Queue = stepPull, false, max(n, 0)
 	if err := c.s.saveInit(*is); err != nil {
 		return err
 	}
@@ -289,6 +291,7 @@ func (c *cycle) complete(is initState) error {
 		return err
 	}
 	c.res.Initialisation = "completed"
+	c.s.firstDone()
 	c.s.log.Info("initialisation completed", "removed", n, "generation", is.Gen)
 	return nil
 }

@@ -40,6 +40,7 @@ func (c *cycle) pullCentral() error {
 			return nil
 		}
 		limit, bytes := s.pull.Limit()
+		began := s.clock.Now()
 		page, err := within(c.ctx, s.pull, bytes, func(ctx context.Context) (syncapi.CentralRecords, error) {
 			return s.client.CentralRecords(ctx, cursor, limit)
 		})
@@ -104,6 +105,9 @@ func (c *cycle) pullCentral() error {
 			return fmt.Errorf("cannot save the central cursor: %w", err)
 		}
 		cursor = next
+		if c.first {
+			s.firstPage(len(recs), dataBytes(recs), s.clock.Now().Sub(began), true, int(page.MaxCursor-cursor))
+		}
 		if cursor >= page.MaxCursor {
 			return nil
 		}
@@ -121,6 +125,7 @@ func (c *cycle) pullQueued() error {
 			return nil
 		}
 		limit, bytes := s.pull.LimitFor(queued)
+		began := s.clock.Now()
 		page, err := within(c.ctx, s.pull, bytes, func(ctx context.Context) (syncapi.QueuedRecords, error) {
 			return s.client.QueuedRecords(ctx, limit)
 		})
@@ -162,6 +167,9 @@ func (c *cycle) pullQueued() error {
 		// records come again, and applying them again changes nothing.
 		if err := c.acknowledge(ids); err != nil {
 			return fmt.Errorf("acknowledge: %w", err)
+		}
+		if c.first {
+			s.firstPage(len(recs), dataBytes(recs), s.clock.Now().Sub(began), false, page.QueueLength-len(page.Data))
 		}
 		if page.QueueLength <= len(page.Data) {
 			return nil

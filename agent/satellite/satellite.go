@@ -97,6 +97,7 @@ type Satellite struct {
 	link    adapt.Estimate // guarded by mu
 	reread  time.Time      // last central re-read; guarded by mu
 	rewound time.Time      // last "rewound" answer; guarded by mu
+	first   *firstSync     // the first sync on its way, or nil; guarded by mu
 
 	acked atomic.Uint64 // the highest queue entry applied and acknowledged (metaAcked)
 }
@@ -226,6 +227,7 @@ type cycle struct {
 	ctx       context.Context
 	res       *Result
 	last      uint64 // the outbox's last seq when the cycle started: nothing later is pushed
+	first     bool   // this cycle pulls an initialisation: count its pages (progress.go)
 	busyWaits int    // busy answers waited out so far
 }
 
@@ -254,6 +256,10 @@ func (c *cycle) run(push bool) error {
 	st, err := c.prepare()
 	if err != nil {
 		return err
+	}
+	if st.Step == stepPull {
+		c.first = true
+		c.s.trackFirst(st.Queue)
 	}
 	if push {
 		if err := c.pushAll(); err != nil {
@@ -304,12 +310,17 @@ type Status struct {
 	// Rewound is when the primary last said this site's outbox numbering
 	// went backwards (zero: not since start).
 	Rewound time.Time
+	// FirstSync is the progress of an initialisation's pull, or nil.
+	FirstSync *FirstSync
 }
 
 // Status returns the satellite's state; safe from any goroutine.
 func (s *Satellite) Status() Status {
 	s.mu.Lock()
 	st := Status{Last: s.last, PushSizer: s.sizing[0], PullSizer: s.sizing[1], Link: s.link, CentralReread: s.reread, Rewound: s.rewound}
+	if s.first != nil {
+		st.FirstSync = s.first.snapshot()
+	}
 	s.mu.Unlock()
 	aside, _ := s.store.Aside()
 	st.OutboxLen, st.AsideLen = s.store.OutboxLen(), len(aside)

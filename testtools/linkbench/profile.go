@@ -40,6 +40,30 @@ type Profile struct {
 	// the run with the median time counts (a fast link's drain is short
 	// enough for the machine's load to matter).
 	Repeat int
+	// Initial: a new site's first sync. Nothing is pushed; Records legacy
+	// rows of 500–1,300 B (shaped like open-mSupply's recorded transact
+	// rows) are queued for the site and pulled, and the report compares
+	// auto's time with the link floor (Floor).
+	Initial bool
+	// OnRequest: not in the default run (it takes long); run it by name.
+	OnRequest bool
+}
+
+// InitialRoundTrips is the requests a sync cycle that pulls n records needs
+// at the least under the v5 protocol as the reference client speaks it:
+// GET site, the closing empty push, one site_status poll, central records,
+// and a page and its acknowledgement for every MaxRequestSize records.
+func InitialRoundTrips(n int) int { return 4 + 2*((n+MaxRequestSize-1)/MaxRequestSize) }
+
+// Floor is the link floor of moving gzBytes (the records as the primary
+// sends them, gzipped) over p: the bytes at p's bandwidth, plus
+// InitialRoundTrips round trips of p's latency. Nothing can be faster.
+func (p Profile) Floor(gzBytes int64) time.Duration {
+	d := time.Duration(InitialRoundTrips(p.Records)) * p.Latency
+	if p.KBps > 0 {
+		d += time.Duration(float64(gzBytes) / float64(p.KBps*1000) * float64(time.Second))
+	}
+	return d
 }
 
 // Describe is the profile in one line, for the table's header.
@@ -65,6 +89,9 @@ func (p Profile) Describe() string {
 		link = append(link, "loopback, no impairment")
 	}
 	s := fmt.Sprintf("%s: %s; %d records × %d B pushed, then as many pulled", p.Name, strings.Join(link, ", "), p.Records, p.RecordBytes)
+	if p.Initial {
+		s = fmt.Sprintf("%s: %s; a new site pulls %d legacy rows of 500–1300 B", p.Name, strings.Join(link, ", "), p.Records)
+	}
 	if p.Repeat > 1 {
 		s += fmt.Sprintf("; median of %d runs", p.Repeat)
 	}
@@ -85,6 +112,16 @@ func Builtin() []Profile {
 		{Name: "2g", Latency: 800 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 10, Records: 100, RecordBytes: DefaultRecordBytes, Repeat: 1},
 		{Name: "flaky", Latency: 200 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 50, ResetAfter: 16 << 10,
 			TimeoutProb: 0.05, Records: 300, RecordBytes: DefaultRecordBytes, Repeat: 1},
+		// A satellite-class link (VSAT, a geostationary hop): long round
+		// trips, moderate bandwidth, a rare reset.
+		{Name: "satellite", Latency: 1200 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 250, ResetAfter: 2 << 20,
+			Records: 300, RecordBytes: 600, Repeat: 1},
+		// A new site's first sync over 3G and 2G (`--profile initial`):
+		// the wait open-mSupply's users report as "literally hours".
+		{Name: "initial-3g", Latency: 300 * time.Millisecond, Jitter: 50 * time.Millisecond, KBps: 100, Records: 100_000, RecordBytes: 900,
+			Repeat: 1, Initial: true, OnRequest: true},
+		{Name: "initial-2g", Latency: 800 * time.Millisecond, Jitter: 100 * time.Millisecond, KBps: 10, Records: 100_000, RecordBytes: 900,
+			Repeat: 1, Initial: true, OnRequest: true},
 	}
 }
 
@@ -110,14 +147,19 @@ func (o Overrides) linkSet() bool {
 func Select(names string, o Overrides) ([]Profile, error) {
 	builtin := Builtin()
 	var picked []Profile
+	var wanted []string
 	for _, n := range strings.Split(names, ",") {
 		n = strings.TrimSpace(strings.ToLower(n))
-		if n == "" {
-			continue
+		if n == "initial" {
+			wanted = append(wanted, "initial-3g", "initial-2g")
+		} else if n != "" {
+			wanted = append(wanted, n)
 		}
+	}
+	for _, n := range wanted {
 		i := slices.IndexFunc(builtin, func(p Profile) bool { return p.Name == n })
 		if i < 0 {
-			return nil, fmt.Errorf("unknown profile %q (built-in: %s)", n, builtinNames())
+			return nil, fmt.Errorf("unknown profile %q (built-in: %s, initial for both initial ones)", n, builtinNames())
 		}
 		if !slices.ContainsFunc(picked, func(p Profile) bool { return p.Name == n }) {
 			picked = append(picked, builtin[i])
@@ -140,7 +182,11 @@ func Select(names string, o Overrides) ([]Profile, error) {
 		setIf(&base.TimeoutProb, o.TimeoutProb)
 		picked = []Profile{base}
 	} else if len(picked) == 0 {
-		picked = builtin
+		for _, p := range builtin {
+			if !p.OnRequest {
+				picked = append(picked, p)
+			}
+		}
 	}
 	for i := range picked {
 		setIf(&picked[i].Records, o.Records)

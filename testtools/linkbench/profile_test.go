@@ -24,7 +24,7 @@ func TestSelect_builtins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := names(got), "lan,3g,2g,flaky"; got != want {
+	if got, want := names(got), "lan,3g,2g,flaky,satellite"; got != want {
 		t.Errorf("profiles = %s, want %s", got, want)
 	}
 }
@@ -138,5 +138,22 @@ func TestProfile_describe(t *testing.T) {
 	lan := Builtin()[0]
 	if got := lan.Describe(); !strings.Contains(got, "no impairment") || !strings.Contains(got, fmt.Sprintf("median of %d", lan.Repeat)) {
 		t.Errorf("lan: Describe() = %q", got)
+	}
+}
+
+// TestProfile_initial protects the first-sync profiles: run by name (or
+// "initial" for both), not in the default run, and their link floor.
+func TestProfile_initial(t *testing.T) {
+	all, err := Select("", Overrides{})
+	if err != nil || strings.Contains(names(all), "initial") {
+		t.Errorf("default run: %s, %v; want no initial profile", names(all), err)
+	}
+	got, err := Select("initial", Overrides{})
+	if err != nil || names(got) != "initial-3g,initial-2g" {
+		t.Fatalf("--profile initial: %s, %v", names(got), err)
+	}
+	p := got[0] // 3g: 100 kB/s, +300 ms; 100,000 records: 20 pages and 20 acks
+	if got, want := p.Floor(10_000_000), 100*time.Second+44*300*time.Millisecond; got != want {
+		t.Errorf("floor of 10 MB on 3g = %v, want %v", got, want)
 	}
 }

@@ -77,7 +77,7 @@ func TestMisses(t *testing.T) {
 	}
 	got := strings.Join(Misses(Summarise(runs), runs), "\n")
 	for _, want := range []string{
-		"3g: auto/best = 1.20 > 1.15",
+		"3g: auto/best = 1.20 > 1.10",
 		"flaky: auto is 1.50× as fast as fixed 1000, want ≥ 2.0×",
 		"2g size 1000 stalled with 7 records left",
 	} {

@@ -47,7 +47,8 @@ type Config struct {
 	Timeout  time.Duration // per request
 	Payload  int           // bytes of each record's data
 	PushOnly bool          // a cycle is one push, nothing else (ingest)
-	Login    bool          // a cycle is one GET site, nothing else (a restart's logins)
+	Login    bool          // a cycle is a login (GET site), nothing else
+	ToHead   bool          // with Login: the login also moves the site's central cursor to the head of the log
 	Each     bool          // every site once, in order, instead of sites at random for Duration
 	Distinct bool          // every record pushed is a new one (otherwise each site updates 50 records over and over)
 	Limit    int64         // stop starting cycles once this many records were accepted (0: none)
@@ -179,9 +180,15 @@ func (r *run) noteError(err error) {
 // cycle is one site's full v5 cycle.
 func (r *run) cycle(ctx context.Context, s *Site) error {
 	if !r.cfg.PushOnly {
-		if err := r.call(ctx, s, "GET", "site", "", nil, nil); err != nil || r.cfg.Login {
+		if err := r.call(ctx, s, "GET", "site", "", nil, nil); err != nil {
 			return err
 		}
+	}
+	if r.cfg.Login && r.cfg.ToHead {
+		return r.skipCentral(ctx, s)
+	}
+	if r.cfg.Login {
+		return nil
 	}
 	batch := make([]map[string]any, r.cfg.Records)
 	pad := strings.Repeat("x", max(0, r.cfg.Payload-60))
@@ -244,6 +251,19 @@ func (r *run) cycle(ctx context.Context, s *Site) error {
 	}
 	_, err := r.pullQueue(ctx, s)
 	return err
+}
+
+// skipCentral moves the site's central cursor to the head of the log, as a
+// site that has been running for a while would have it.
+func (r *run) skipCentral(ctx context.Context, s *Site) error {
+	var central struct {
+		MaxCursor uint64 `json:"maxCursor"`
+	}
+	if err := r.call(ctx, s, "GET", "central_records", "cursor=0&limit=1", nil, &central); err != nil {
+		return err
+	}
+	s.cursor.Store(central.MaxCursor)
+	return nil
 }
 
 // pullQueue pulls one page of the site's queue and acknowledges it; it

@@ -78,7 +78,7 @@ func main() {
 	flag.BoolVar(&o.kill, "kill", true, "three nodes: kill one during a run of new records and check every record arrives once")
 	flag.Float64Var(&o.killRate, "kill-rate", 133, "cycles per second of the kill run")
 	flag.IntVar(&o.authRestart, "auth-restart", 0, "only time a restart with this many sites with their own passwords (auth key on), per setup")
-	flag.BoolVar(&o.warm, "warm", true, "before the rates, every site logs in once (its pin and password check done), as in a fleet that has been running")
+	flag.BoolVar(&o.warm, "warm", true, "before the rates, every site logs in once (its pin and password check done) and moves its central cursor to the head, as in a fleet that has been running")
 	flag.BoolVar(&o.pgStats, "pg-stats", false, "print the statements that took the database's time (pg_stat_statements)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "-serve: write a CPU profile of the node to this file")
 	flag.Parse()

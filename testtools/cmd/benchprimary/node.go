@@ -172,6 +172,7 @@ func (n *node) start() error {
 		return err
 	}
 	n.cmd.Stderr = os.Stderr
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a bench that dies takes its nodes along
 	if err := n.cmd.Start(); err != nil {
 		return err
 	}

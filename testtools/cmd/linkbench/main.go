@@ -244,7 +244,8 @@ func runSize(ctx context.Context, o options, p linkbench.Profile, size int, base
 
 // drain fills the world with one round of records and times their drain.
 func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round int, label string, cutoff time.Duration, stderr io.Writer) (linkbench.Run, error) {
-	if err := w.fill(p.Records, p.RecordBytes, profileSeed(o.seed, p.Name), round); err != nil {
+	gz, err := w.fill(p, profileSeed(o.seed, p.Name), round)
+	if err != nil {
 		return linkbench.Run{}, err
 	}
 	w.stats.reset()
@@ -295,7 +296,16 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 		Requests: int(w.stats.requests.Load()), WireBytes: w.link.state.delivered.Load(),
 		FailedRequests: int(w.stats.failed.Load()), Hung: int(w.stats.hung.Load()),
 		FailedCycles: res.FailedCycles, SetAside: setAside, Stalled: res.Stalled, Cut: res.Cut, Remaining: res.Remaining,
+		Floor: floor(p, gz), GzBytes: gz,
 	}, nil
+}
+
+// floor is the link floor of an Initial profile's pull (0 otherwise).
+func floor(p linkbench.Profile, gz int64) time.Duration {
+	if !p.Initial {
+		return 0
+	}
+	return p.Floor(gz)
 }
 
 func profileSeed(seed uint64, name string) uint64 {

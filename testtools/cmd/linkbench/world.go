@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -197,23 +198,81 @@ func (w *world) check(ctx context.Context, pause time.Duration) error {
 // fill writes n records into the satellite's outbox and queues n records
 // for it on the primary, as pushed by the peer site. The data is the same
 // for every run with the same seed and round; each round has its own
-// records.
-func (w *world) fill(n, recordBytes int, seed uint64, round int) error {
+// records. On an Initial profile nothing goes into the outbox and the
+// queued records are legacy rows; gz is then their bytes as the primary
+// sends them (queued_records entries), gzipped.
+func (w *world) fill(p linkbench.Profile, seed uint64, round int) (gz int64, err error) {
+	n := p.Records
 	rng := rand.New(rand.NewPCG(seed, uint64(round)))
-	out := make([]queue.Record, n)
+	var out []queue.Record
 	in := make([]queue.Inbound, n)
+	var zw *gzip.Writer
+	var cw countingWriter
+	if p.Initial {
+		zw, _ = gzip.NewWriterLevel(&cw, gzip.DefaultCompression)
+	} else {
+		out = make([]queue.Record, n)
+	}
 	for i := range n {
-		out[i] = queue.Record{Table: "bench_out", ID: fmt.Sprintf("o%d-%06d", round, i), Action: queue.Update, Data: recordData(rng, i, recordBytes)}
-		in[i] = queue.Inbound{SyncOutID: fmt.Sprintf("peer-%d-%06d", round, i),
-			Record: queue.Record{Table: "bench_in", ID: fmt.Sprintf("i%d-%06d", round, i), Action: queue.Update, Data: recordData(rng, i, recordBytes)}}
+		id := fmt.Sprintf("i%d-%06d", round, i)
+		data := recordData(rng, i, p.RecordBytes)
+		if p.Initial {
+			data = legacyRow(rng, id)
+		} else {
+			out[i] = queue.Record{Table: "bench_out", ID: fmt.Sprintf("o%d-%06d", round, i), Action: queue.Update, Data: recordData(rng, i, p.RecordBytes)}
+		}
+		in[i] = queue.Inbound{SyncOutID: fmt.Sprintf("peer-%d-%06d", round, i), Record: queue.Record{Table: "bench_in", ID: id, Action: queue.Update, Data: data}}
+		if zw != nil {
+			b, _ := json.Marshal(syncapi.FromRecord(in[i].SyncOutID, in[i].Record))
+			zw.Write(append(b, ','))
+		}
 	}
-	if _, err := w.local.WriteMany(out); err != nil {
-		return fmt.Errorf("cannot fill the outbox: %w", err)
+	if zw != nil {
+		zw.Close()
 	}
-	if _, err := w.prim.Accept(peerSite, in); err != nil {
-		return fmt.Errorf("cannot fill the satellite's queue: %w", err)
+	if len(out) > 0 {
+		if _, err := w.local.WriteMany(out); err != nil {
+			return 0, fmt.Errorf("cannot fill the outbox: %w", err)
+		}
 	}
-	return nil
+	for len(in) > 0 { // in pushes of at most 5,000, as a site would
+		k := min(len(in), linkbench.MaxRequestSize)
+		if _, err := w.prim.Accept(peerSite, in[:k]); err != nil {
+			return 0, fmt.Errorf("cannot fill the satellite's queue: %w", err)
+		}
+		in = in[k:]
+	}
+	return cw.n, nil
+}
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(b []byte) (int, error) { c.n += int64(len(b)); return len(b), nil }
+
+// legacyRow is a legacy transact row like those open-mSupply records for
+// its sync tests (server/service/src/sync/test/test_data/invoice.rs: a
+// subset of the same fields, values of the same kinds), of 500 to 1,300
+// bytes: fixed fields, then a free-text comment of random length.
+func legacyRow(rng *rand.Rand, id string) json.RawMessage {
+	status := []string{"cn", "fn", "sg", "nw"}[rng.IntN(4)]
+	kind := []string{"si", "ci", "sc", "in"}[rng.IntN(4)]
+	head := fmt.Sprintf(`{"ID":%q,"name_ID":"name-%04d","store_ID":%q,"invoice_num":%d,"type":%q,"status":%q,`+
+		`"entry_date":"2026-%02d-%02d","confirm_date":"2026-%02d-%02d","entry_time":%d,"total":%.2f,"subtotal":%.2f,"tax":0,`+
+		`"their_ref":"PO-%06d","requisition_ID":"","linked_transaction_id":"","mode":"store","category_ID":"","user_ID":"user-%02d",`+
+		`"Colour":0,"hold":false,"original_PO_ID":"","budget_period_ID":"","currency_ID":"NZD","currency_rate":1,"foreign_currency_total":0,`+
+		`"goods_received_ID":"","is_cancellation":false,"linked_goods_received_ID":"","ship_date":"0000-00-00","nameInsuranceJoinID":"",`+
+		`"om_created_datetime":"2026-%02d-%02dT%02d:%02d:00","om_type":"OUTBOUND_SHIPMENT","comment":"`,
+		id, rng.IntN(5000), store, rng.IntN(1e6), kind, status, 1+rng.IntN(12), 1+rng.IntN(28), 1+rng.IntN(12), 1+rng.IntN(28),
+		rng.IntN(86400), rng.Float64()*1e4, rng.Float64()*1e4, rng.IntN(1e6), rng.IntN(40),
+		1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60))
+	words := []string{"amoxicillin", "paracetamol", "delivered", "to", "clinic", "ward", "stock", "count", "expired", "batch", "cold", "chain", "box", "urgent", "resupply"}
+	size := 500 + rng.IntN(801)
+	b := []byte(head)
+	for len(b) < size-2 {
+		b = append(b, words[rng.IntN(len(words))]...)
+		b = append(b, ' ')
+	}
+	return json.RawMessage(append(b, `"}`...))
 }
 
 // recordData is a JSON object of size bytes: the store, a sequence number
