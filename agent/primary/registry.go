@@ -216,6 +216,7 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 	prefsRow := "site %d is a [[sync_with]] row of the prefs: change it there, or remove that row first to manage the site in the registry"
 	var edit queue.RegistryEdit
 	added, replaced := 0, 0
+	var edited []string // edit: the fields it changes
 	switch e.Op {
 	case "add", "import":
 		if len(e.Rows) == 0 {
@@ -264,7 +265,8 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		if err := checkRow(next); err != nil {
 			return SitesPlan{}, fmt.Errorf("site %d: %w", r.SyncID, err)
 		}
-		if fmt.Sprint(next) == fmt.Sprint(old) {
+		edited = changedFields(old, next)
+		if len(edited) == 0 {
 			return SitesPlan{}, fmt.Errorf("site %d: the edit changes nothing", r.SyncID)
 		}
 		edit.Put = []queue.SiteConfig{next}
@@ -333,7 +335,7 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		return SitesPlan{}, err
 	}
 	edit = canonicalEdit(edit)
-	return SitesPlan{Edit: edit, Base: reg.gen, Digest: digestEdit(edit), What: describe(e.Op, edit, added, replaced), registry: reg}, nil
+	return SitesPlan{Edit: edit, Base: reg.gen, Digest: digestEdit(edit), What: describe(e.Op, edit, added, replaced, edited), registry: reg}, nil
 }
 
 // checkRow is the registry's shape rules and the prefs' rules for what the
@@ -392,6 +394,23 @@ func editRow(old, r queue.SiteConfig, clear []string) queue.SiteConfig {
 	return next
 }
 
+// changedFields names the fields that differ between a and b.
+func changedFields(a, b queue.SiteConfig) []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"user", a.User == b.User}, {"password_hash", a.PasswordHash == b.PasswordHash}, {"stores", slices.Equal(a.Stores, b.Stores)},
+		{"hardware_id", a.HardwareID == b.HardwareID}, {"url", a.URL == b.URL},
+	} {
+		if !f.same {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 // canonicalEdit orders e's rows and removals by sync ID, so one change has
 // one digest however its file was ordered.
 func canonicalEdit(e queue.RegistryEdit) queue.RegistryEdit {
@@ -428,7 +447,7 @@ func digestEdit(e queue.RegistryEdit) string {
 }
 
 // describe says what a change does, for the log.
-func describe(op string, e queue.RegistryEdit, added, replaced int) string {
+func describe(op string, e queue.RegistryEdit, added, replaced int, edited []string) string {
 	switch op {
 	case "add":
 		if len(e.Put) == 1 {
@@ -437,7 +456,7 @@ func describe(op string, e queue.RegistryEdit, added, replaced int) string {
 		}
 		return fmt.Sprintf("add %d sites", len(e.Put))
 	case "edit":
-		return fmt.Sprintf("edit site %d", e.Put[0].SyncID)
+		return fmt.Sprintf("edit site %d: %s", e.Put[0].SyncID, strings.Join(edited, ", "))
 	case "remove":
 		return "remove " + idList(e.Remove)
 	}

@@ -116,8 +116,8 @@ func TestServer_ChangeSites(t *testing.T) {
 	if r := s.sites.Load().byID[3]; r.User != "three" || fmt.Sprint(r.Stores) != "[c]" || r.HardwareID != "hw-3" || !r.Registry {
 		t.Errorf("after edit: %+v", *r)
 	}
-	if st, _ := c.Site(3); st.HardwareID != "hw-3" {
-		t.Errorf("a hardware ID given in the registry is not pre-pinned: %+v", st)
+	if v, _ := s.SiteDetail(3); v.HardwareID != "hw-3" {
+		t.Errorf("a hardware ID given in the registry is not shown as pre-pinned: %+v", v)
 	}
 	if _, err := s.ChangeSites(SitesEdit{Op: "edit", Rows: []queue.SiteConfig{{SyncID: 3}}, Clear: []string{"hardware_id"}}, allow("t")); err != nil {
 		t.Fatal(err)
@@ -309,5 +309,60 @@ func TestServer_registryPublishesStoreRows(t *testing.T) {
 	}
 	if got := remote("a"); got != 2 {
 		t.Errorf("store a names site %d, want the lowest of its sites (2)", got)
+	}
+}
+
+func TestChangedFields(t *testing.T) {
+	a := queue.SiteConfig{SyncID: 3, User: "u", PasswordHash: "h", Stores: []string{"a"}}
+	b := a
+	b.Stores, b.URL = []string{"a", "b"}, "https://x.example.org"
+	if got := strings.Join(changedFields(a, b), ","); got != "stores,url" {
+		t.Errorf("changedFields = %s, want stores,url", got)
+	}
+	if got := changedFields(a, a); len(got) != 0 {
+		t.Errorf("a row against itself: %v", got)
+	}
+}
+
+// A registry row's hardware ID pre-pins the site: at first contact only
+// that box is let in and pinned; once its pin is cleared, the next box is.
+func TestServer_registryPrePin(t *testing.T) {
+	s, c, h := registryServer(t)
+	r := row(3, "three", h, "b")
+	r.HardwareID = "hw-right"
+	if _, err := s.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{r}}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(hwid string) int {
+		req, _ := http.NewRequest("GET", srv.URL+syncapi.PathPrefix+syncapi.EndpointSite, nil)
+		req.SetBasicAuth("three", passwd.SHA256Hex("pw"))
+		req.Header.Set(syncapi.HeaderSiteUUID, hwid)
+		req.Header.Set(syncapi.HeaderVersion, "14")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("hw-other"); code != http.StatusUnauthorized {
+		t.Errorf("another box at first contact: %d, want 401", code)
+	}
+	if st, _ := c.Site(3); st.HardwareID != "" {
+		t.Errorf("the refused box was pinned: %+v", st)
+	}
+	if code := get("hw-right"); code != http.StatusOK {
+		t.Errorf("the pre-pinned box: %d, want 200", code)
+	}
+	if st, _ := c.Site(3); st.HardwareID != "hw-right" {
+		t.Errorf("the pre-pinned box is not pinned: %+v", st)
+	}
+	if err := s.ClearPin(3); err != nil {
+		t.Fatal(err)
+	}
+	if code := get("hw-replacement"); code != http.StatusOK {
+		t.Errorf("a replacement box after clear-hwid: %d, want 200 (the pre-pin no longer holds)", code)
 	}
 }

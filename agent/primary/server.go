@@ -161,8 +161,8 @@ func (s *Server) applyLocked(cfg Config, reg registrySnapshot, prev *router) err
 	var states map[int]queue.SiteState // read once, for every pre-pin
 	for _, row := range t.byID {
 		inUse[row.PasswordHash] = true
-		if row.HardwareID == "" {
-			continue
+		if row.HardwareID == "" || row.Registry {
+			continue // a registry row's pre-pin holds at first contact (prePin): 40,000 pins written here would take minutes
 		}
 		if states == nil {
 			states = map[int]queue.SiteState{}
@@ -380,6 +380,10 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 		// failure (503, "retry later") for what is bad input.
 		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
 			"the %s header is not a hardware ID: at most %d characters, no control characters", syncapi.HeaderSiteUUID, maxHardwareID)
+	}
+	if want := prePin(row, st); want != "" && caller.HardwareID != want {
+		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+			"site %d is pinned to another box; sync stays disabled for it until the pin is cleared on the primary", row.SyncID)
 	}
 	if _, err := s.store.Pin(row.SyncID, caller.HardwareID); err != nil {
 		if errors.Is(err, queue.ErrHardwareMismatch) {

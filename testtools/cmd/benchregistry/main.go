@@ -244,7 +244,8 @@ func (v *vendor) change(n *node, args ...string) (time.Time, error) {
 	return t, err
 }
 
-// writeSites writes an import file of n sites, each with its own store.
+// writeSites writes an import file of n sites, each with its own store
+// and a hardware ID to pre-pin.
 // They share one password hash: hashing 40,000 passwords at the default
 // cost would take hours, and logins are not what is measured.
 func writeSites(dir string, n int) (string, error) {
@@ -261,7 +262,7 @@ func writeSites(dir string, n int) (string, error) {
 	fmt.Fprintln(w, "sync_id,user,password_hash,stores,hardware_id,url")
 	for i := range n {
 		id := i + 2
-		fmt.Fprintf(w, "%d,clinic-%d,%s,store-%d,,\n", id, id, hash, id)
+		fmt.Fprintf(w, "%d,clinic-%d,%s,store-%d,hw-%d,\n", id, id, hash, id, id) // each pre-pinned
 	}
 	if err := errors.Join(w.Flush(), f.Close()); err != nil {
 		return "", err
