@@ -203,9 +203,15 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		inRegistry[r.SyncID] = r
 	}
 	inPrefs := map[int]bool{}
+	prefsRows := map[int]queue.SiteConfig{}
 	for _, r := range s.cfg.Load().Sites {
 		inPrefs[r.SyncID] = true
+		prefsRows[r.SyncID] = r.config()
 	}
+	// adopts: a row the same as the prefs row of its site, which the
+	// registry takes over (the way to move a site out of the prefs
+	// without emptying its queue: import, then delete the prefs row).
+	adopts := func(r queue.SiteConfig) bool { p, ok := prefsRows[r.SyncID]; return ok && sameSite(p, r) }
 	var errs rowErrors
 	at := func(i int) string {
 		if i < len(e.Lines) && e.Lines[i] > 0 {
@@ -238,8 +244,8 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 			seen[r.SyncID] = i
 			_, there := inRegistry[r.SyncID]
 			switch {
-			case inPrefs[r.SyncID]:
-				errs.add(at(i), prefsRow, r.SyncID)
+			case inPrefs[r.SyncID] && !adopts(r):
+				errs.add(at(i), prefsRow+" (or import it exactly as the prefs have it, to move it to the registry with its queue)", r.SyncID)
 			case there && e.Op == "add":
 				errs.add(at(i), "site %d is already in the registry: change it with `syncagent sites edit %d`", r.SyncID, r.SyncID)
 			case there:
@@ -281,7 +287,7 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 			switch _, there := inRegistry[id]; {
 			case seen[id]:
 				errs.add(at, "named twice")
-			case inPrefs[id]:
+			case inPrefs[id] && !there:
 				errs.add(at, prefsRow, id)
 			case !there:
 				errs.add(at, "no site %d in the registry", id)
@@ -313,6 +319,10 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 	for i, r := range edit.Put {
 		if r.User == "" {
 			continue // already refused
+		}
+		if adopts(r) {
+			owner[r.User] = at(i)
+			continue
 		}
 		if o, dup := owner[r.User]; dup {
 			errs.add(at(i), "user %q is already used by %s; user names must be unique", r.User, o)

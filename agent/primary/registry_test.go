@@ -1,6 +1,7 @@
 package primary
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -364,5 +365,38 @@ func TestServer_registryPrePin(t *testing.T) {
 	}
 	if code := get("hw-replacement"); code != http.StatusOK {
 		t.Errorf("a replacement box after clear-hwid: %d, want 200 (the pre-pin no longer holds)", code)
+	}
+}
+
+// A site moves from the prefs to the registry without losing its queue:
+// the registry adopts the prefs row imported exactly as it is, and the
+// prefs row can then go; a row that differs is still refused.
+func TestServer_registryAdoptsAPrefsRow(t *testing.T) {
+	s, c, h := registryServer(t)
+	if _, err := s.Write(queue.Record{Table: "transact", ID: "t1", Action: queue.Insert, Data: json.RawMessage(`{"store_ID":"a"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	queued := c.QueueLen(2)
+	if queued == 0 {
+		t.Fatal("nothing queued for site 2: the test shows nothing")
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "import", Rows: []queue.SiteConfig{row(2, "two", h, "b")}, Lines: []int{2}}, allow("t")); err == nil ||
+		!strings.Contains(err.Error(), "line 2: site 2 is a [[sync_with]] row of the prefs") {
+		t.Fatalf("a row differing from the prefs row: %v", err)
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "import", Rows: []queue.SiteConfig{row(2, "two", h, "a")}}, allow("t")); err != nil {
+		t.Fatalf("the prefs row imported as it is: %v", err)
+	}
+	cfg := *s.cfg.Load()
+	cfg.Sites = nil // the technician deletes the [[sync_with]] row
+	if err := s.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := s.sites.Load().byID[2]
+	if r == nil || !r.Registry || r.User != "two" {
+		t.Fatalf("after the prefs row went: %+v", r)
+	}
+	if got := c.QueueLen(2); got != queued {
+		t.Errorf("site 2's queue: %d after the move, %d before", got, queued)
 	}
 }

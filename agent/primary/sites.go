@@ -64,7 +64,8 @@ type siteTable struct {
 
 // newSiteTable builds the table of the prefs rows and the registry's: the
 // seed's rules hold across both (unique sync IDs and users, 1 reserved for
-// the primary), and a sync ID in both is refused, never merged.
+// the primary), and a sync ID in both is refused unless both rows are the
+// same site (the registry adopting a prefs row), never merged.
 func newSiteTable(prefsRows []SiteRow, registry ...queue.SiteConfig) (*siteTable, error) {
 	n := len(prefsRows) + len(registry)
 	t := &siteTable{byUser: make(map[string]*SiteRow, n), byID: make(map[int]*SiteRow, n), byStore: map[string][]int{}}
@@ -79,8 +80,15 @@ func newSiteTable(prefsRows []SiteRow, registry ...queue.SiteConfig) (*siteTable
 			return nil, fmt.Errorf("site %q: sync_id must be above 1 (1 is the primary)", r.User)
 		}
 		if other, dup := t.byID[r.SyncID]; dup {
+			if other.Registry != r.Registry && sameSite(other.config(), r.config()) {
+				// The registry adopted this prefs row (`sites import`
+				// of the same row): one site, served by the prefs row
+				// until that is removed and by the registry's after,
+				// so it never leaves the table and its queue is kept.
+				continue
+			}
 			if other.Registry != r.Registry {
-				return nil, fmt.Errorf("sync_id %d is both a [[sync_with]] row of the prefs and a site of the registry: keep one (delete the prefs row, or `syncagent sites remove %d`)", r.SyncID, r.SyncID)
+				return nil, fmt.Errorf("sync_id %d is both a [[sync_with]] row of the prefs and a site of the registry, and they differ: keep one (delete the prefs row, or `syncagent sites remove %d`), or make them the same", r.SyncID, r.SyncID)
 			}
 			return nil, fmt.Errorf("sync_id %d appears twice", r.SyncID)
 		}
@@ -104,6 +112,16 @@ func newSiteTable(prefsRows []SiteRow, registry ...queue.SiteConfig) (*siteTable
 		slices.Sort(t.byStore[s])
 	}
 	return t, nil
+}
+
+// sameSite reports whether two rows describe the same site in every
+// setting (stores in any order).
+func sameSite(a, b queue.SiteConfig) bool {
+	as, bs := slices.Clone(a.Stores), slices.Clone(b.Stores)
+	slices.Sort(as)
+	slices.Sort(bs)
+	return a.SyncID == b.SyncID && a.User == b.User && a.PasswordHash == b.PasswordHash && a.HardwareID == b.HardwareID &&
+		a.URL == b.URL && slices.Equal(as, bs)
 }
 
 // destinations are the sites a record of store should reach, never origin.
