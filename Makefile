@@ -67,12 +67,16 @@ systemd-e2e:
 
 # The replication property test (testtools/model, docs/replication.md) over
 # many seeds: `make soak-model SEEDS=10000`; prints the seeds that failed.
-# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -history'.
+# On PostgreSQL (a throw-away cluster, testtools/pgtest; odd seeds two
+# primary nodes on one database, even seeds one): `make soak-model
+# BACKEND=pg SEEDS=300`. `make test` runs 200 BuntDB seeds and 6 pg seeds.
+# More knobs: MODEL_FLAGS='-seed 5000 -steps 400 -history -nodes 2'.
 SEEDS ?= 2000
+BACKEND ?= buntdb
 .PHONY: soak-model
 soak-model:
-	CGO_ENABLED=1 $(GO) test -count=1 -timeout 0 ./testtools/model -run TestConvergence -v -seeds $(SEEDS) $(MODEL_FLAGS) \
-		| grep -Ev '^(=== RUN|--- PASS|PASS)' 
+	CGO_ENABLED=1 $(GO) test -count=1 -timeout 0 ./testtools/model -run '^TestConvergence$$' -v -backend $(BACKEND) -seeds $(SEEDS) $(MODEL_FLAGS) \
+		| grep -Ev '^(=== RUN|--- PASS|PASS)'
 
 # The link benchmark (issue 4): a primary and a satellite in one process, the
 # satellite's traffic through an in-process toxiproxy; every built-in link
@@ -93,9 +97,14 @@ footprint:
 	$(GO) run ./testtools/cmd/footprint $(FOOTPRINT_FLAGS)
 
 # The primary under load (testtools/cmd/benchprimary): N simulated sites
-# speaking v5 over real HTTP against a primary in its own process, at rising
-# rates, then an ingest run beside a raw JSON+append+fsync baseline. Prints
-# a table. Knobs: BENCH_PRIMARY_FLAGS='-sites 40000 -rates 133 -step 60s'.
+# speaking v5 over real HTTP against each setup — BuntDB, PostgreSQL with one
+# node, with three nodes on one database (a throw-away cluster,
+# testtools/pgtest), every node its own process — at rising rates, an ingest
+# run beside a raw JSON+append+fsync baseline, and with three nodes a node
+# killed mid-run (lost, duplicated). Prints a table; figures in
+# docs/scale.md. Knobs: BENCH_PRIMARY_FLAGS='-setups pg -sites 40000 -rates
+# 133 -step 60s', '-held 1000000', '-bulk 10000000', '-auth-restart 20000',
+# '-pg-stats'.
 BENCH_PRIMARY_FLAGS ?=
 .PHONY: bench-primary bench-compaction bench-admin
 # The admin page's speed targets in real headless Chromium (1,000 sites:
@@ -142,3 +151,13 @@ bench-registry:
 	$(GO) build -o bin/syncagent ./agent/cmd/syncagent
 	$(GO) build -o bin/benchregistry ./testtools/cmd/benchregistry
 	bin/benchregistry -bin bin/syncagent $(BENCH_REGISTRY_FLAGS)
+
+# How long `syncagent central migrate` keeps a primary down
+# (testtools/cmd/benchmigrate): a BuntDB primary filled with store records
+# (most queued for a site) and central records, copied into a throw-away
+# PostgreSQL by the same Store.Import; prints a table with the load average.
+# Results in docs/postgres.md. BENCH_MIGRATE_FLAGS='-records 300000'.
+BENCH_MIGRATE_FLAGS ?=
+.PHONY: bench-migrate
+bench-migrate:
+	$(GO) run ./testtools/cmd/benchmigrate $(BENCH_MIGRATE_FLAGS)

@@ -70,7 +70,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return ops.ExitOK
 	}
-	fmt.Fprintf(stderr, "syncagent: %s\n", oneLine(err.Error()))
+	var le linesError
+	if errors.As(err, &le) {
+		fmt.Fprintf(stderr, "syncagent: %s\n", strings.TrimSpace(err.Error()))
+	} else {
+		fmt.Fprintf(stderr, "syncagent: %s\n", oneLine(err.Error()))
+	}
 	var ue usageError
 	var xe *daemon.ExitError
 	switch {
@@ -82,6 +87,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return ops.ExitError
 }
+
+// linesError is an error every line of which is printed: the refusals of
+// an import, one per line of the file.
+type linesError struct{ error }
+
+func (e linesError) Unwrap() error { return e.error }
 
 func oneLine(s string) string {
 	s = strings.TrimSpace(s)

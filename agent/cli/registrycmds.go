@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -66,6 +68,10 @@ func change(e *env, c control.SitesChange, f changeFlags) error {
 	ctx, cancel := context.WithTimeout(e.ctx, changeTimeout)
 	defer cancel()
 	out, err := e.client().ChangeSites(ctx, c)
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Status == http.StatusUnprocessableEntity {
+		return linesError{err} // every refused row, each naming its line
+	}
 	if err != nil {
 		return err
 	}
@@ -162,7 +168,7 @@ the whole import.` + lockHelp,
 			}
 			rows, err := parseSites(in)
 			if err != nil {
-				return fmt.Errorf("%s: nothing was imported:\n%w", args[0], err)
+				return linesError{fmt.Errorf("%s: nothing was imported:\n%w", args[0], err)}
 			}
 			return change(e, control.SitesChange{Op: "import", Rows: rows}, importChange)
 		}})

@@ -76,3 +76,16 @@ func FuzzParseSites(f *testing.F) {
 		}
 	})
 }
+
+// An import file that fails its checks is refused before the agent is
+// asked, with every bad line printed (not only the first).
+func TestMain_sitesImportPrintsEveryLine(t *testing.T) {
+	file := "sync_id,user,password_hash,stores\nx,a," + hash + ",s\n3,b," + hash + ",\n"
+	code, _, errOut := run(t, file, "sites", "import", "-", "--socket", "/nonexistent/control.sock")
+	if code == 0 || !strings.Contains(errOut, `line 2: sync_id "x" is not a number`) || !strings.Contains(errOut, "line 3: site 3 needs at least one store") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if strings.Contains(errOut, "not running") {
+		t.Errorf("a bad file reached for the agent: %q", errOut)
+	}
+}

@@ -261,7 +261,10 @@ func (r *primaryRole) Run(ctx context.Context) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.srv.Serve(r.ln) }()
-	go r.prim.WatchRegistry(ctx, primary.RegistryRefresh) // other nodes' and operators' site changes
+	wctx, stopWatch := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() { r.prim.WatchRegistry(wctx, primary.RegistryRefresh); close(watching) }() // other nodes' and operators' site changes
+	defer func() { stopWatch(); <-watching }()
 	tick := time.NewTicker(loopBeat)
 	defer tick.Stop()
 serving:

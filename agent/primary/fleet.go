@@ -1,6 +1,7 @@
 package primary
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -265,7 +266,7 @@ func (s *Server) view(row *SiteRow, now time.Time, detail bool) SiteView {
 
 // viewOf is the view of row with its state st and queue length qlen.
 func (s *Server) viewOf(row *SiteRow, st queue.SiteState, qlen int, now time.Time, detail bool) SiteView {
-	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, Registry: row.Registry, HardwareID: st.HardwareID,
+	v := SiteView{SyncID: row.SyncID, User: row.User, URL: row.URL, Stores: row.Stores, Registry: row.Registry, HardwareID: cmp.Or(st.HardwareID, prePin(row, st)),
 		LastContact: st.LastContact, Initialisation: st.Initialisation, QueueLength: qlen,
 		RewoundAt: st.RewoundAt, HealthAt: st.HealthAt}
 	cycles, ref := s.fleet.recent(row.SyncID)

@@ -25,8 +25,8 @@ import (
 // registry has not moved since it was validated.
 
 // RegistryRefresh is how often WatchRegistry looks at the registry's
-// generation.
-const RegistryRefresh = time.Second
+// generation (one row of one small table, on PostgreSQL).
+const RegistryRefresh = 500 * time.Millisecond
 
 // registrySnapshot is the registry as read at one generation.
 type registrySnapshot struct {
@@ -41,6 +41,39 @@ func (s *Server) readRegistry() (registrySnapshot, error) {
 		return registrySnapshot{}, fmt.Errorf("cannot read the site registry: %w", err)
 	}
 	return registrySnapshot{rows: rows, gen: gen, read: true}, nil
+}
+
+// currentRegistryLocked is the registry as it is in the storage: the
+// snapshot applied last when its generation is still the storage's (one
+// small read instead of every row).
+func (s *Server) currentRegistryLocked() (registrySnapshot, error) {
+	gen, err := s.store.RegistryGeneration()
+	if err != nil {
+		return registrySnapshot{}, fmt.Errorf("cannot read the site registry's generation: %w", err)
+	}
+	if s.registry.read && s.registry.gen == gen {
+		return s.registry, nil
+	}
+	return s.readRegistry()
+}
+
+// planned is the registry after plan p, written at generation gen, made
+// from the snapshot p was validated against (at gen-1: nothing between).
+func planned(base registrySnapshot, p SitesPlan, gen uint64) (registrySnapshot, error) {
+	rows := make(map[int]queue.SiteConfig, len(base.rows))
+	for _, r := range base.rows {
+		rows[r.SyncID] = r
+	}
+	next, err := queue.ApplyRegistryEdit(rows, p.Edit)
+	if err != nil {
+		return registrySnapshot{}, err
+	}
+	out := registrySnapshot{rows: make([]queue.SiteConfig, 0, len(next)), gen: gen, read: true}
+	for _, r := range next {
+		out.rows = append(out.rows, r)
+	}
+	slices.SortFunc(out.rows, func(a, b queue.SiteConfig) int { return a.SyncID - b.SyncID })
+	return out, nil
 }
 
 // RefreshRegistry applies the registry when its generation moved since
@@ -61,7 +94,7 @@ func (s *Server) RefreshRegistry() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := s.applyLocked(*s.cfg.Load(), reg); err != nil {
+	if err := s.applyLocked(*s.cfg.Load(), reg, s.router.Load()); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -120,6 +153,8 @@ type SitesPlan struct {
 	// removes (canonical, see digestEdit): what an unlock code is bound to.
 	Digest string
 	What   string // the change in words, for the log
+
+	registry registrySnapshot // what it was validated against
 }
 
 // maxRowErrors bounds the errors one refused change reports.
@@ -159,7 +194,7 @@ func (s *Server) PlanSites(e SitesEdit) (SitesPlan, error) {
 }
 
 func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
-	reg, err := s.readRegistry()
+	reg, err := s.currentRegistryLocked()
 	if err != nil {
 		return SitesPlan{}, err
 	}
@@ -181,6 +216,7 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 	prefsRow := "site %d is a [[sync_with]] row of the prefs: change it there, or remove that row first to manage the site in the registry"
 	var edit queue.RegistryEdit
 	added, replaced := 0, 0
+	var edited []string // edit: the fields it changes
 	switch e.Op {
 	case "add", "import":
 		if len(e.Rows) == 0 {
@@ -229,7 +265,8 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		if err := checkRow(next); err != nil {
 			return SitesPlan{}, fmt.Errorf("site %d: %w", r.SyncID, err)
 		}
-		if fmt.Sprint(next) == fmt.Sprint(old) {
+		edited = changedFields(old, next)
+		if len(edited) == 0 {
 			return SitesPlan{}, fmt.Errorf("site %d: the edit changes nothing", r.SyncID)
 		}
 		edit.Put = []queue.SiteConfig{next}
@@ -255,9 +292,6 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 	default:
 		return SitesPlan{}, fmt.Errorf("unknown site change %q (want add, edit, remove or import)", e.Op)
 	}
-	if err := errs.err(); err != nil {
-		return SitesPlan{}, err
-	}
 	// User names are unique across the prefs rows and the registry as it
 	// will be.
 	owner := map[string]string{}
@@ -277,6 +311,9 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		}
 	}
 	for i, r := range edit.Put {
+		if r.User == "" {
+			continue // already refused
+		}
 		if o, dup := owner[r.User]; dup {
 			errs.add(at(i), "user %q is already used by %s; user names must be unique", r.User, o)
 			continue
@@ -298,7 +335,7 @@ func (s *Server) planLocked(e SitesEdit) (SitesPlan, error) {
 		return SitesPlan{}, err
 	}
 	edit = canonicalEdit(edit)
-	return SitesPlan{Edit: edit, Base: reg.gen, Digest: digestEdit(edit), What: describe(e.Op, edit, added, replaced)}, nil
+	return SitesPlan{Edit: edit, Base: reg.gen, Digest: digestEdit(edit), What: describe(e.Op, edit, added, replaced, edited), registry: reg}, nil
 }
 
 // checkRow is the registry's shape rules and the prefs' rules for what the
@@ -357,6 +394,23 @@ func editRow(old, r queue.SiteConfig, clear []string) queue.SiteConfig {
 	return next
 }
 
+// changedFields names the fields that differ between a and b.
+func changedFields(a, b queue.SiteConfig) []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"user", a.User == b.User}, {"password_hash", a.PasswordHash == b.PasswordHash}, {"stores", slices.Equal(a.Stores, b.Stores)},
+		{"hardware_id", a.HardwareID == b.HardwareID}, {"url", a.URL == b.URL},
+	} {
+		if !f.same {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 // canonicalEdit orders e's rows and removals by sync ID, so one change has
 // one digest however its file was ordered.
 func canonicalEdit(e queue.RegistryEdit) queue.RegistryEdit {
@@ -393,7 +447,7 @@ func digestEdit(e queue.RegistryEdit) string {
 }
 
 // describe says what a change does, for the log.
-func describe(op string, e queue.RegistryEdit, added, replaced int) string {
+func describe(op string, e queue.RegistryEdit, added, replaced int, edited []string) string {
 	switch op {
 	case "add":
 		if len(e.Put) == 1 {
@@ -402,7 +456,7 @@ func describe(op string, e queue.RegistryEdit, added, replaced int) string {
 		}
 		return fmt.Sprintf("add %d sites", len(e.Put))
 	case "edit":
-		return fmt.Sprintf("edit site %d", e.Put[0].SyncID)
+		return fmt.Sprintf("edit site %d: %s", e.Put[0].SyncID, strings.Join(edited, ", "))
 	case "remove":
 		return "remove " + idList(e.Remove)
 	}
@@ -453,9 +507,9 @@ func (s *Server) ChangeSites(e SitesEdit, authorise func(SitesPlan) (by string, 
 		return queue.RegistryChange{}, fmt.Errorf("cannot change the site registry: %w", err)
 	}
 	s.log.Info("site registry changed", "generation", note.Generation, "what", note.What, "by", note.By)
-	reg, err := s.readRegistry()
+	reg, err := planned(p.registry, p, note.Generation)
 	if err == nil {
-		err = s.applyLocked(*s.cfg.Load(), reg)
+		err = s.applyLocked(*s.cfg.Load(), reg, s.router.Load())
 	}
 	if err != nil {
 		return note, fmt.Errorf("the change was saved (generation %d) but cannot be applied yet: %w", note.Generation, err)

@@ -116,8 +116,8 @@ func TestServer_ChangeSites(t *testing.T) {
 	if r := s.sites.Load().byID[3]; r.User != "three" || fmt.Sprint(r.Stores) != "[c]" || r.HardwareID != "hw-3" || !r.Registry {
 		t.Errorf("after edit: %+v", *r)
 	}
-	if st, _ := c.Site(3); st.HardwareID != "hw-3" {
-		t.Errorf("a hardware ID given in the registry is not pre-pinned: %+v", st)
+	if v, _ := s.SiteDetail(3); v.HardwareID != "hw-3" {
+		t.Errorf("a hardware ID given in the registry is not shown as pre-pinned: %+v", v)
 	}
 	if _, err := s.ChangeSites(SitesEdit{Op: "edit", Rows: []queue.SiteConfig{{SyncID: 3}}, Clear: []string{"hardware_id"}}, allow("t")); err != nil {
 		t.Fatal(err)
@@ -186,6 +186,14 @@ func TestServer_RefreshRegistry(t *testing.T) {
 	}
 	if rows, gen, _ := c.Registry(); len(rows) != 2 || gen != 2 {
 		t.Errorf("registry holds %d rows at generation %d, want sites 3 and 6 at 2", len(rows), gen)
+	}
+	// a has not looked since; its next change is made on the registry as it
+	// is, and its table then has b's site too.
+	if _, err := a.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{row(7, "seven", h, "a")}}, allow("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(a.sites.Load().ids); got != "[2 3 6 7]" {
+		t.Errorf("a's table after its change: %s, want [2 3 6 7]", got)
 	}
 }
 
@@ -265,5 +273,96 @@ func TestServer_SitesMatching(t *testing.T) {
 	sum := s.QueueSummary(10, 5)
 	if sum.Sites != 1+2*bulkViews || len(sum.Views) != 5 {
 		t.Errorf("QueueSummary past 10 sites: %d sites, %d views; want %d and the 5 longest", sum.Sites, len(sum.Views), 1+2*bulkViews)
+	}
+}
+
+// A registry change publishes the store rows of the stores it moves (and
+// only reads those): a new store's row names its site, a store that left
+// every site names the primary again, and transfers reach the new store.
+func TestServer_registryPublishesStoreRows(t *testing.T) {
+	s, c, h := registryServer(t)
+	remote := func(store string) int {
+		t.Helper()
+		r, ok, err := c.Get("store", store)
+		if err != nil || !ok {
+			t.Fatalf("no store row for %s: %v", store, err)
+		}
+		return readStoreRow(r.Data).remote
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{row(3, "three", h, "new")}}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	if got := remote("new"); got != 3 {
+		t.Errorf("store new names site %d, want 3", got)
+	}
+	if got := s.router.Load().names["new"]; got != "new" {
+		t.Errorf("the router maps name new to %q, want the store new", got)
+	}
+	if got := remote("a"); got != 2 {
+		t.Errorf("store a (untouched) names site %d, want 2", got)
+	}
+	if _, err := s.ChangeSites(SitesEdit{Op: "edit", Rows: []queue.SiteConfig{{SyncID: 3, Stores: []string{"a"}}}}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	if got := remote("new"); got != centralSiteID {
+		t.Errorf("store new, on no site now, names site %d, want the primary (1)", got)
+	}
+	if got := remote("a"); got != 2 {
+		t.Errorf("store a names site %d, want the lowest of its sites (2)", got)
+	}
+}
+
+func TestChangedFields(t *testing.T) {
+	a := queue.SiteConfig{SyncID: 3, User: "u", PasswordHash: "h", Stores: []string{"a"}}
+	b := a
+	b.Stores, b.URL = []string{"a", "b"}, "https://x.example.org"
+	if got := strings.Join(changedFields(a, b), ","); got != "stores,url" {
+		t.Errorf("changedFields = %s, want stores,url", got)
+	}
+	if got := changedFields(a, a); len(got) != 0 {
+		t.Errorf("a row against itself: %v", got)
+	}
+}
+
+// A registry row's hardware ID pre-pins the site: at first contact only
+// that box is let in and pinned; once its pin is cleared, the next box is.
+func TestServer_registryPrePin(t *testing.T) {
+	s, c, h := registryServer(t)
+	r := row(3, "three", h, "b")
+	r.HardwareID = "hw-right"
+	if _, err := s.ChangeSites(SitesEdit{Op: "add", Rows: []queue.SiteConfig{r}}, allow("t")); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(hwid string) int {
+		req, _ := http.NewRequest("GET", srv.URL+syncapi.PathPrefix+syncapi.EndpointSite, nil)
+		req.SetBasicAuth("three", passwd.SHA256Hex("pw"))
+		req.Header.Set(syncapi.HeaderSiteUUID, hwid)
+		req.Header.Set(syncapi.HeaderVersion, "14")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("hw-other"); code != http.StatusUnauthorized {
+		t.Errorf("another box at first contact: %d, want 401", code)
+	}
+	if st, _ := c.Site(3); st.HardwareID != "" {
+		t.Errorf("the refused box was pinned: %+v", st)
+	}
+	if code := get("hw-right"); code != http.StatusOK {
+		t.Errorf("the pre-pinned box: %d, want 200", code)
+	}
+	if st, _ := c.Site(3); st.HardwareID != "hw-right" {
+		t.Errorf("the pre-pinned box is not pinned: %+v", st)
+	}
+	if err := s.ClearPin(3); err != nil {
+		t.Fatal(err)
+	}
+	if code := get("hw-replacement"); code != http.StatusOK {
+		t.Errorf("a replacement box after clear-hwid: %d, want 200 (the pre-pin no longer holds)", code)
 	}
 }

@@ -125,7 +125,7 @@ func (s *Server) Configure(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return s.applyLocked(cfg, reg)
+	return s.applyLocked(cfg, reg, nil)
 }
 
 // applyLocked applies cfg with the registry reg: the site table is the
@@ -135,7 +135,12 @@ func (s *Server) Configure(cfg Config) error {
 // membership (a store added to a site fills its queue, one removed deletes
 // its records there, a removed site's queue is emptied). The caller holds
 // confMu.
-func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
+//
+// prev is the router of the table being replaced when only the registry
+// changed (its store rows are then published store by store), nil to read
+// them all.
+func (s *Server) applyLocked(cfg Config, reg registrySnapshot, prev *router) error {
+	start := time.Now()
 	t, err := newSiteTable(cfg.Sites, reg.rows...)
 	if err != nil {
 		return fmt.Errorf("cannot use site rows: %w", err)
@@ -156,8 +161,8 @@ func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
 	var states map[int]queue.SiteState // read once, for every pre-pin
 	for _, row := range t.byID {
 		inUse[row.PasswordHash] = true
-		if row.HardwareID == "" {
-			continue
+		if row.HardwareID == "" || row.Registry {
+			continue // a registry row's pre-pin holds at first contact (prePin): 40,000 pins written here would take minutes
 		}
 		if states == nil {
 			states = map[int]queue.SiteState{}
@@ -178,10 +183,12 @@ func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
 		}
 	}
 	s.auth.forget(inUse)
-	rt, err := s.publishStores(t)
+	tabled := time.Now()
+	rt, err := s.publishStores(t, prev)
 	if err != nil {
 		return err
 	}
+	published := time.Now()
 	s.cfg.Store(&cfg)
 	s.sites.Store(t)
 	s.router.Store(rt)
@@ -189,6 +196,8 @@ func (s *Server) applyLocked(cfg Config, reg registrySnapshot) error {
 	if _, err := s.store.Reconcile(t.membership(), rt); err != nil {
 		return fmt.Errorf("cannot bring the queues in line with the site rows: %w", err)
 	}
+	s.log.Debug("site table applied", "sites", len(t.ids), "registry_generation", reg.gen, "table", tabled.Sub(start),
+		"store_rows", published.Sub(tabled), "reconcile", time.Since(published))
 	return nil
 }
 
@@ -371,6 +380,10 @@ func (s *Server) admit(r *http.Request) (*SiteRow, *syncapi.Error) {
 		// failure (503, "retry later") for what is bad input.
 		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
 			"the %s header is not a hardware ID: at most %d characters, no control characters", syncapi.HeaderSiteUUID, maxHardwareID)
+	}
+	if want := prePin(row, st); want != "" && caller.HardwareID != want {
+		return row, syncapi.Errorf(http.StatusUnauthorized, syncapi.CodeSiteIncorrectHWID,
+			"site %d is pinned to another box; sync stays disabled for it until the pin is cleared on the primary", row.SyncID)
 	}
 	if _, err := s.store.Pin(row.SyncID, caller.HardwareID); err != nil {
 		if errors.Is(err, queue.ErrHardwareMismatch) {

@@ -42,6 +42,18 @@ func (r *SiteRow) where() string {
 	return "a [[sync_with]] row of the prefs"
 }
 
+// prePin is the hardware ID a registry row pre-pins and that holds now:
+// the site has never been seen and nothing is pinned (a prefs row's
+// pre-pin is written when the rows are applied; a registry's would be
+// 40,000 writes, so it holds at first contact instead, with the same
+// effect). "" when none holds.
+func prePin(row *SiteRow, st queue.SiteState) string {
+	if !row.Registry || row.HardwareID == "" || st.HardwareID != "" || !st.PinnedAt.IsZero() || !st.LastContact.IsZero() || st.ClearedHardwareID != "" {
+		return ""
+	}
+	return row.HardwareID
+}
+
 // siteTable is an immutable view of the rows, swapped whole on reload.
 type siteTable struct {
 	byUser  map[string]*SiteRow

@@ -173,33 +173,30 @@ func (l *Ledger) snapshot(key int) (trusted time.Time, lastSeq uint32) {
 // sequence number under the lock, so of two concurrent redemptions of one
 // code exactly one succeeds.
 func (l *Ledger) spend(g Grant, now time.Time) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := used(g.KeyNumber, g.Seq, l.state.Keys[g.KeyNumber].LastSeq); err != nil {
-		return err
-	}
-	next := l.state
-	next.Keys = make(map[int]keyRecord, len(l.state.Keys)+1)
-	for k, r := range l.state.Keys {
-		next.Keys[k] = r
-	}
-	next.Keys[g.KeyNumber] = keyRecord{LastSeq: g.Seq, UsedAt: now.UTC()}
-	for _, t := range []time.Time{now, g.Issued} {
-		if t.After(next.Trusted) {
-			next.Trusted = t
+	return l.redeem(g, now, func(next *ledgerState, rec *redemptionRecord) {
+		for _, t := range []time.Time{now, g.Issued} {
+			if t.After(next.Trusted) {
+				next.Trusted = t
+			}
 		}
-	}
-	rec := &redemptionRecord{Key: g.KeyNumber, Seq: g.Seq, Scope: g.Scope.String(), Issued: g.Issued, Expiry: g.Expiry, UsedAt: now.UTC()}
-	next.Last = rec
-	if g.Scope == ScopeWindow {
-		next.Window = rec
-	}
-	return l.writeLocked(next)
+		if g.Scope == ScopeWindow {
+			next.Window = rec
+		}
+	})
 }
 
 // resetTrusted records a verified clock-reset grant: its sequence is spent
 // and the trusted time becomes now, even though that is earlier.
 func (l *Ledger) resetTrusted(g Grant, now time.Time) error {
+	return l.redeem(g, now, func(next *ledgerState, _ *redemptionRecord) {
+		next.Trusted = now.Round(0).UTC()
+	})
+}
+
+// redeem spends g's sequence number under the lock (refusing one already
+// used), records it as the last redemption, lets apply change the rest of
+// the next state, and writes that durably.
+func (l *Ledger) redeem(g Grant, now time.Time, apply func(next *ledgerState, rec *redemptionRecord)) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := used(g.KeyNumber, g.Seq, l.state.Keys[g.KeyNumber].LastSeq); err != nil {
@@ -211,9 +208,9 @@ func (l *Ledger) resetTrusted(g Grant, now time.Time) error {
 		next.Keys[k] = r
 	}
 	next.Keys[g.KeyNumber] = keyRecord{LastSeq: g.Seq, UsedAt: now.UTC()}
-	next.Trusted = now.Round(0).UTC()
 	rec := &redemptionRecord{Key: g.KeyNumber, Seq: g.Seq, Scope: g.Scope.String(), Issued: g.Issued, Expiry: g.Expiry, UsedAt: now.UTC()}
 	next.Last = rec
+	apply(&next, rec)
 	return l.writeLocked(next)
 }
 

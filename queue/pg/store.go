@@ -163,6 +163,14 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	rp["statement_timeout"] = fmt.Sprint(opts.StatementTimeout.Milliseconds())
 	rp["lock_timeout"] = fmt.Sprint(opts.LockTimeout.Milliseconds())
 	rp["idle_in_transaction_session_timeout"] = fmt.Sprint((2 * opts.CallTimeout).Milliseconds())
+	// Every statement here finds rows by key (an array of keys joined with
+	// unnest, a site, a cursor range). While a table is young and churning,
+	// its statistics lag far behind it and the planner picks hash joins over
+	// sequential scans of every row, dead ones included: at 1,000 sites the
+	// push's lock statement took 8 ms instead of 0.1 ms, the central page
+	// 11 ms instead of 1 (make bench-primary -pg-stats, docs/scale.md).
+	// Index paths are always right for these statements, at any size.
+	rp["enable_seqscan"] = "off"
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}

@@ -371,6 +371,29 @@ func TestHostile_passwordGuessing(t *testing.T) {
 // few of them (the rest are answered 503 with Retry-After before their
 // bodies are read), and the other sites are served meanwhile. It took the
 // primary to 2.3 GB, linearly, with no bound on requests in flight.
+// heldBody reads the first 64 KiB of rest at once and the remainder once
+// held is closed.
+type heldBody struct {
+	rest string
+	sent int
+	held <-chan struct{}
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	if b.sent >= 64<<10 {
+		<-b.held
+	}
+	if len(b.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.rest)
+	if b.sent < 64<<10 {
+		n = min(n, 64<<10-b.sent)
+	}
+	b.rest, b.sent = b.rest[n:], b.sent+n
+	return n, nil
+}
+
 func TestHostile_pushFloodBounded(t *testing.T) {
 	p, base := hostileSetup(t)
 	if err := p.prim.Configure(primary.Config{Sites: p.rows}); err != nil { // the default 16 MB body limit
@@ -396,11 +419,17 @@ func TestHostile_pushFloodBounded(t *testing.T) {
 	var runtimeBase runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&runtimeBase)
+	// Each push sends its first 64 KiB and holds the rest until release,
+	// so the pushes admitted stay in flight (whatever the machine's load)
+	// while the others are answered.
 	var wg sync.WaitGroup
 	statuses := make([]int, 40)
+	release := make(chan struct{})
+	var answered atomic.Int32
 	for i := range statuses {
 		wg.Go(func() {
-			req, _ := http.NewRequest("POST", base+"/sync/v5/queued_records", strings.NewReader(body))
+			req, _ := http.NewRequest("POST", base+"/sync/v5/queued_records", &heldBody{rest: body, held: release})
+			req.ContentLength = int64(len(body))
 			req.SetBasicAuth("site-2", password(2))
 			req.Header.Set(syncapi.HeaderSiteUUID, "hw-2")
 			req.Header.Set(syncapi.HeaderVersion, "14")
@@ -408,6 +437,7 @@ func TestHostile_pushFloodBounded(t *testing.T) {
 			if err != nil {
 				return // the primary may close a connection whose body it did not read
 			}
+			answered.Add(1)
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			statuses[i] = resp.StatusCode
@@ -419,6 +449,10 @@ func TestHostile_pushFloodBounded(t *testing.T) {
 	if status, b := (call{method: "GET", path: "/sync/v5/queued_records?limit=5", site: 3}).do(t, base); status != 200 {
 		t.Errorf("site 3 during the flood: %d %s", status, b)
 	}
+	for deadline := time.Now().Add(30 * time.Second); answered.Load() < 30 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
 	wg.Wait()
 	close(stop)
 	busy := 0

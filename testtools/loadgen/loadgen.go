@@ -32,6 +32,7 @@ type Site struct {
 	HWID     string
 	Stores   []string
 	seq      atomic.Uint64
+	cursor   atomic.Uint64 // of central data: where its next pull starts
 	busy     atomic.Bool
 }
 
@@ -46,6 +47,14 @@ type Config struct {
 	Timeout  time.Duration // per request
 	Payload  int           // bytes of each record's data
 	PushOnly bool          // a cycle is one push, nothing else (ingest)
+	Login    bool          // a cycle is a login (GET site), nothing else
+	ToHead   bool          // with Login: the login also moves the site's central cursor to the head of the log
+	Each     bool          // every site once, in order, instead of sites at random for Duration
+	Distinct bool          // every record pushed is a new one (otherwise each site updates 50 records over and over)
+	Limit    int64         // stop starting cycles once this many records were accepted (0: none)
+	// Ledger, when set (with Distinct), keeps what was accepted and what
+	// each site got, for Ledger.Check after Drain.
+	Ledger *Ledger
 }
 
 // Result is what a run measured.
@@ -57,6 +66,7 @@ type Result struct {
 	Errors           map[string]int
 	Latency          map[string][]time.Duration // per endpoint, sorted
 	Skipped          int                        // cycles not started: the site's previous cycle still ran, or no worker was free
+	Failovers        int                        // requests sent again to another node after the link to one failed
 	FirstErrors      []string
 	CyclesPerSecond  float64
 	AcceptedPerSec   float64
@@ -74,6 +84,7 @@ type run struct {
 	first   []string
 	acc     atomic.Int64
 	deliv   atomic.Int64
+	fail    atomic.Int64 // failovers
 }
 
 // Run starts cycles at cfg.Rate for cfg.Duration, waits for them, and
@@ -94,28 +105,37 @@ func Run(ctx context.Context, cfg Config) Result {
 	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	next := start
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; time.Since(start) < cfg.Duration && ctx.Err() == nil; i++ {
+	for i := 0; time.Since(start) < cfg.Duration && ctx.Err() == nil && (cfg.Limit == 0 || r.acc.Load() < cfg.Limit); i++ {
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
 		next = next.Add(interval)
 		s := cfg.Sites[rng.IntN(len(cfg.Sites))]
-		if !s.busy.CompareAndSwap(false, true) {
-			skipped.Add(1)
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			s.busy.Store(false)
-			skipped.Add(1)
-			continue
+		if cfg.Each {
+			if i == len(cfg.Sites) {
+				break
+			}
+			s = cfg.Sites[i]
+			sem <- struct{}{} // every site gets its turn: wait for a worker
+			s.busy.Store(true)
+		} else {
+			if !s.busy.CompareAndSwap(false, true) {
+				skipped.Add(1)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				s.busy.Store(false)
+				skipped.Add(1)
+				continue
+			}
 		}
 		wg.Go(func() {
 			defer func() { <-sem; s.busy.Store(false) }()
-			if err := r.cycle(ctx, s, cfg.URLs[s.ID%len(cfg.URLs)]); err != nil {
+			if err := r.cycle(ctx, s); err != nil {
 				failed.Add(1)
-				r.fail(err)
+				r.noteError(err)
 			}
 			cycles.Add(1)
 		})
@@ -123,7 +143,7 @@ func Run(ctx context.Context, cfg Config) Result {
 	wg.Wait()
 	took := time.Since(start)
 	res := Result{Cycles: int(cycles.Load()), Failed: int(failed.Load()), Skipped: int(skipped.Load()), Took: took,
-		Accepted: r.acc.Load(), Delivered: r.deliv.Load(), Errors: r.errors, Latency: r.latency, FirstErrors: r.first}
+		Accepted: r.acc.Load(), Delivered: r.deliv.Load(), Errors: r.errors, Latency: r.latency, FirstErrors: r.first, Failovers: int(r.fail.Load())}
 	for ep, ds := range res.Latency {
 		slices.Sort(ds)
 		res.Latency[ep] = ds
@@ -144,7 +164,7 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
-func (r *run) fail(err error) {
+func (r *run) noteError(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key := err.Error()
@@ -158,65 +178,151 @@ func (r *run) fail(err error) {
 }
 
 // cycle is one site's full v5 cycle.
-func (r *run) cycle(ctx context.Context, s *Site, base string) error {
+func (r *run) cycle(ctx context.Context, s *Site) error {
 	if !r.cfg.PushOnly {
-		if err := r.call(ctx, s, base, "GET", "site", "", nil, nil); err != nil {
+		if err := r.call(ctx, s, "GET", "site", "", nil, nil); err != nil {
 			return err
 		}
 	}
+	if r.cfg.Login && r.cfg.ToHead {
+		return r.skipCentral(ctx, s)
+	}
+	if r.cfg.Login {
+		return nil
+	}
 	batch := make([]map[string]any, r.cfg.Records)
 	pad := strings.Repeat("x", max(0, r.cfg.Payload-60))
+	ids, stores := make([]string, len(batch)), make([]string, len(batch))
 	for i := range batch {
 		n := s.seq.Add(1)
 		store := s.Stores[int(n)%len(s.Stores)]
-		batch[i] = map[string]any{"syncOutId": fmt.Sprintf("%d-%d", s.ID, n), "tableName": "item_line", "recordId": fmt.Sprintf("%s-%d-%d", store, s.ID, n%50),
+		id := fmt.Sprintf("%s-%d-%d", store, s.ID, n%50)
+		if r.cfg.Distinct {
+			id = fmt.Sprintf("%s-%d-%d", store, s.ID, n)
+		}
+		ids[i], stores[i] = id, store
+		batch[i] = map[string]any{"syncOutId": fmt.Sprintf("%d-%d", s.ID, n), "tableName": "item_line", "recordId": id,
 			"action": "Update", "recordData": map[string]any{"store_ID": store, "quantity": n, "note": pad}}
 	}
 	var pushed struct {
-		IntegrationStarted bool  `json:"integrationStarted"`
-		Refused            []any `json:"refused"`
+		IntegrationStarted bool `json:"integrationStarted"`
+		Refused            []struct {
+			SyncOutID string `json:"syncOutId"`
+		} `json:"refused"`
 	}
-	if err := r.call(ctx, s, base, "POST", "queued_records", "", map[string]any{"queueLength": len(batch), "data": batch}, &pushed); err != nil {
+	if err := r.call(ctx, s, "POST", "queued_records", "", map[string]any{"queueLength": len(batch), "data": batch}, &pushed); err != nil {
 		return err
 	}
 	r.acc.Add(int64(len(batch) - len(pushed.Refused)))
+	if r.cfg.Ledger != nil {
+		refused := map[string]bool{}
+		for _, x := range pushed.Refused {
+			refused[x.SyncOutID] = true
+		}
+		for i, id := range ids {
+			if !refused[batch[i]["syncOutId"].(string)] {
+				r.cfg.Ledger.noteAccepted(s.ID, stores[i], id)
+			}
+		}
+	}
 	if r.cfg.PushOnly {
 		return nil
 	}
-	if err := r.call(ctx, s, base, "POST", "queued_records", "", map[string]any{"queueLength": 0, "data": []any{}}, nil); err != nil {
+	if err := r.call(ctx, s, "POST", "queued_records", "", map[string]any{"queueLength": 0, "data": []any{}}, nil); err != nil {
 		return err
 	}
-	if err := r.call(ctx, s, base, "GET", "site_status", "", nil, nil); err != nil {
+	if err := r.call(ctx, s, "GET", "site_status", "", nil, nil); err != nil {
 		return err
 	}
 	var central struct {
-		MaxCursor uint64            `json:"maxCursor"`
-		Data      []json.RawMessage `json:"data"`
+		MaxCursor uint64 `json:"maxCursor"`
+		Data      []struct {
+			ID uint64 `json:"ID"`
+		} `json:"data"`
 	}
-	if err := r.call(ctx, s, base, "GET", "central_records", "cursor=0&limit=100", nil, &central); err != nil {
+	// From the site's cursor, which moves on as a satellite's does.
+	if err := r.call(ctx, s, "GET", "central_records", fmt.Sprintf("cursor=%d&limit=100", s.cursor.Load()), nil, &central); err != nil {
 		return err
 	}
+	if n := len(central.Data); n > 0 {
+		s.cursor.Store(central.Data[n-1].ID)
+	} else if central.MaxCursor > s.cursor.Load() {
+		s.cursor.Store(central.MaxCursor)
+	}
+	_, err := r.pullQueue(ctx, s)
+	return err
+}
+
+// skipCentral moves the site's central cursor to the head of the log, as a
+// site that has been running for a while would have it.
+func (r *run) skipCentral(ctx context.Context, s *Site) error {
+	var central struct {
+		MaxCursor uint64 `json:"maxCursor"`
+	}
+	if err := r.call(ctx, s, "GET", "central_records", "cursor=0&limit=1", nil, &central); err != nil {
+		return err
+	}
+	s.cursor.Store(central.MaxCursor)
+	return nil
+}
+
+// pullQueue pulls one page of the site's queue and acknowledges it; it
+// returns how many entries came.
+func (r *run) pullQueue(ctx context.Context, s *Site) (int, error) {
 	var queued struct {
 		QueueLength int `json:"queueLength"`
 		Data        []struct {
 			SyncOutID string `json:"syncOutId"`
+			RecordID  string `json:"recordId"`
 		} `json:"data"`
 	}
-	if err := r.call(ctx, s, base, "GET", "queued_records", "limit=500", nil, &queued); err != nil {
-		return err
+	if err := r.call(ctx, s, "GET", "queued_records", "limit=500", nil, &queued); err != nil {
+		return 0, err
 	}
 	if len(queued.Data) == 0 {
-		return nil
+		return 0, nil
 	}
 	ids := make([]string, len(queued.Data))
 	for i, q := range queued.Data {
 		ids[i] = q.SyncOutID
 	}
 	r.deliv.Add(int64(len(ids)))
-	return r.call(ctx, s, base, "POST", "acknowledged_records", "", map[string]any{"syncIDs": ids}, nil)
+	if err := r.call(ctx, s, "POST", "acknowledged_records", "", map[string]any{"syncIDs": ids}, nil); err != nil {
+		return 0, err
+	}
+	if r.cfg.Ledger != nil {
+		for _, q := range queued.Data {
+			r.cfg.Ledger.noteAcked(s, q.RecordID)
+		}
+	}
+	return len(ids), nil
 }
 
-func (r *run) call(ctx context.Context, s *Site, base, method, endpoint, query string, in, out any) error {
+// call sends one request to the site's node; when the link to it fails
+// (refused, reset, cut mid-answer: a node down) it sends the same request
+// to the next node, as a load balancer would, so a site of a dead node goes
+// on. An HTTP error answer is not sent again.
+func (r *run) call(ctx context.Context, s *Site, method, endpoint, query string, in, out any) error {
+	var body []byte
+	if in != nil {
+		body, _ = json.Marshal(in)
+	}
+	first := s.ID % len(r.cfg.URLs)
+	var err error
+	for i := range len(r.cfg.URLs) {
+		if i > 0 {
+			r.fail.Add(1)
+		}
+		var linkFailed bool
+		linkFailed, err = r.callOne(ctx, s, r.cfg.URLs[(first+i)%len(r.cfg.URLs)], method, endpoint, query, body, out)
+		if !linkFailed || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (r *run) callOne(ctx context.Context, s *Site, base, method, endpoint, query string, in []byte, out any) (linkFailed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	u := base + "/sync/v5/" + endpoint
@@ -225,8 +331,7 @@ func (r *run) call(ctx context.Context, s *Site, base, method, endpoint, query s
 	}
 	var body io.Reader
 	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
+		body = bytes.NewReader(in)
 	}
 	req, _ := http.NewRequestWithContext(ctx, method, u, body)
 	req.SetBasicAuth(s.User, s.Password)
@@ -235,26 +340,26 @@ func (r *run) call(ctx context.Context, s *Site, base, method, endpoint, query s
 	req.Header.Set("app-name", "loadgen")
 	start := time.Now()
 	resp, err := r.client.Do(req)
-	took := time.Since(start)
 	key := method + " " + endpoint
 	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
+		return true, fmt.Errorf("%s: %w", key, err)
 	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	took := time.Since(start)
+	if err != nil {
+		return true, fmt.Errorf("%s: %w", key, err)
+	}
 	r.mu.Lock()
 	r.latency[key] = append(r.latency[key], took)
 	r.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
-	}
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %d: %.200s", key, resp.StatusCode, b)
+		return false, fmt.Errorf("%s %d: %.200s", key, resp.StatusCode, b)
 	}
 	if out != nil {
-		return json.Unmarshal(b, out)
+		return false, json.Unmarshal(b, out)
 	}
-	return nil
+	return false, nil
 }
 
 // Endpoints lists the endpoints measured, in a stable order.

@@ -1,6 +1,7 @@
 // Package model is the replication property test's world (test tooling; it
-// never ships): a real primary (queue.Central and primary.Server) and 3–5
-// real satellites (queue.Local and satellite.Satellite), each with its
+// never ships): a real primary (primary.Server on the storage contract,
+// queue.PrimaryStore: a BuntDB file, or a PostgreSQL database served by one
+// or two nodes that the sites reach at random) and 3–5 real satellites (queue.Local and satellite.Satellite), each with its
 // BuntDB file, talking through an in-process transport that loses requests
 // and answers at random. A seed drives everything: which site writes which
 // shared record, deletes, cycles, lost acknowledgements and answers, kills
@@ -37,6 +38,7 @@ import (
 	"syncagent/agent/satellite"
 	"syncagent/agent/syncapi"
 	"syncagent/queue"
+	"syncagent/queue/pg"
 	"syncagent/testtools/legacyserver"
 )
 
@@ -49,7 +51,20 @@ type Options struct {
 	Restores bool    // include restores of a satellite's datafile
 	Dir      string  // where the datafiles live (a tmpfs is fastest)
 	Log      *slog.Logger
+
+	// Backend is the primary's storage: BackendBunt (a datafile in Dir) or
+	// BackendPG (the database at DSN, empty at the start, served by Nodes
+	// primary nodes, 1 or 2; each request goes to one at random).
+	Backend string
+	DSN     string
+	Nodes   int
 }
+
+// The primary's storage backends.
+const (
+	BackendBunt = "buntdb"
+	BackendPG   = "pg"
+)
 
 // World is one run.
 type World struct {
@@ -59,8 +74,8 @@ type World struct {
 	dir    string
 	stores map[string][]int // store → sites where it is active (the primary's rows)
 
-	central *queue.Central
-	prim    *primary.Server
+	nodes   []*node            // the primary's nodes; one, but for PostgreSQL with Nodes 2
+	central queue.PrimaryStore // nodes[0]'s storage, which the checks read
 	rows    []primary.SiteRow
 	sats    map[int]*site
 	link    *transport
@@ -70,6 +85,14 @@ type World struct {
 	oracle  *oracle
 	counter int      // unique value of every write
 	Trace   []string // what happened, for a failure report
+}
+
+// node is one primary process: its storage (its own connections, for
+// PostgreSQL) and its server.
+type node struct {
+	store   queue.PrimaryStore
+	prim    *primary.Server
+	handler http.Handler
 }
 
 type site struct {
@@ -97,6 +120,17 @@ func New(opts Options) (*World, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	switch opts.Backend {
+	case "", BackendBunt:
+		opts.Backend, opts.Nodes = BackendBunt, 1
+	case BackendPG:
+		if opts.DSN == "" {
+			return nil, errors.New("model: the pg backend needs a DSN (testtools/pgtest gives one)")
+		}
+		opts.Nodes = min(max(opts.Nodes, 1), 2)
+	default:
+		return nil, fmt.Errorf("model: unknown backend %q (buntdb or pg)", opts.Backend)
+	}
 	w := &World{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed)), log: opts.Log, dir: opts.Dir,
 		sats: map[int]*site{}, oracle: newOracle(), clock: legacyserver.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 	w.size = []int{1, 2, 3, 7, 50}[w.rng.IntN(5)]
@@ -117,8 +151,12 @@ func New(opts Options) (*World, error) {
 		}
 	}
 	w.link = &transport{w: w}
-	if err := w.openPrimary(); err != nil {
-		return nil, err
+	w.nodes = make([]*node, opts.Nodes)
+	for i := range w.nodes {
+		if err := w.openNode(i); err != nil {
+			w.Close()
+			return nil, err
+		}
 	}
 	for id := 2; id < 2+opts.Sites; id++ {
 		s := &site{id: id, path: filepath.Join(w.dir, fmt.Sprintf("site-%d.db", id))}
@@ -161,24 +199,54 @@ func (w *World) satConfig(id int) satellite.Config {
 	return satellite.Config{SyncID: id, Stores: w.storesOf(id), RequestSize: w.size}
 }
 
-func (w *World) openPrimary() error {
-	c, err := queue.OpenCentral(filepath.Join(w.dir, "central.db"), queue.CentralOptions{Logger: w.log})
-	if err != nil {
-		return err
+// openNode starts primary node i on the run's storage.
+func (w *World) openNode(i int) error {
+	var store queue.PrimaryStore
+	switch w.opts.Backend {
+	case BackendBunt:
+		c, err := queue.OpenCentral(filepath.Join(w.dir, "central.db"), queue.CentralOptions{Logger: w.log})
+		if err != nil {
+			return err
+		}
+		store = c
+	case BackendPG:
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// Odd seeds get a central-log partition every few cursors, so
+		// reads and writes cross partitions.
+		opts := pg.Options{Logger: w.log, ApplicationName: fmt.Sprintf("model-node-%d", i), MaxConns: 4}
+		if w.opts.Seed%2 == 1 {
+			opts.LogPartition = 4
+		}
+		st, err := pg.Open(ctx, w.opts.DSN, opts)
+		if err != nil {
+			return err
+		}
+		store = st
 	}
 	rows, err := w.siteRows()
 	if err != nil {
-		c.Close()
+		store.Close()
 		return err
 	}
-	p, err := primary.New(c, primary.Config{Sites: rows}, w.log, nil)
+	p, err := primary.New(store, primary.Config{Sites: rows}, w.log, nil)
 	if err != nil {
-		c.Close()
+		store.Close()
 		return err
 	}
-	w.central, w.prim, w.rows = c, p, rows
-	w.link.handler = p.Handler()
+	w.nodes[i], w.rows = &node{store: store, prim: p, handler: p.Handler()}, rows
+	if i == 0 {
+		w.central = store
+	}
 	return nil
+}
+
+// randomNode is the node a request or a write on the primary goes to.
+func (w *World) randomNode() *node {
+	if len(w.nodes) == 1 {
+		return w.nodes[0]
+	}
+	return w.nodes[w.rng.IntN(len(w.nodes))]
 }
 
 func (w *World) openSite(s *site) error {
@@ -206,8 +274,10 @@ func (w *World) Close() {
 			s.local.Close()
 		}
 	}
-	if w.central != nil {
-		w.central.Close()
+	for _, n := range w.nodes {
+		if n != nil {
+			n.store.Close()
+		}
 	}
 }
 
@@ -247,8 +317,9 @@ func (w *World) step(ctx context.Context, step int) error {
 		w.tracef("%d restart site %d", step, s.id)
 		return w.restartSite(s)
 	case p < 85:
-		w.tracef("%d restart primary", step)
-		return w.restartPrimary()
+		i := w.rng.IntN(len(w.nodes))
+		w.tracef("%d restart primary node %d", step, i)
+		return w.restartNode(i)
 	case p < 88:
 		fresh := w.rng.IntN(2) == 0
 		n, err := s.sat.Generate(ctx, fresh)
@@ -315,7 +386,7 @@ func (w *World) primaryWrite() error {
 		if w.rng.IntN(6) == 0 {
 			r.Action, r.Data = queue.Delete, nil
 		}
-		if _, err := w.prim.Write(r); err != nil {
+		if _, err := w.randomNode().prim.Write(r); err != nil {
 			return err
 		}
 		w.oracle.accepted(r.Table, id, v, r.Action == queue.Delete)
@@ -332,7 +403,7 @@ func (w *World) primaryWrite() error {
 		store = s
 	}
 	r := queue.Record{Table: "stock", ID: id, Action: queue.Update, Data: json.RawMessage(fmt.Sprintf(`{"store_ID":%q,"v":%d,"by":1}`, store, v))}
-	if _, err := w.prim.Write(r); err != nil {
+	if _, err := w.randomNode().prim.Write(r); err != nil {
 		return err
 	}
 	w.oracle.accepted("stock", id, v, false)
@@ -347,11 +418,13 @@ func (w *World) restartSite(s *site) error {
 	return w.openSite(s)
 }
 
-func (w *World) restartPrimary() error {
-	if err := w.central.Close(); err != nil {
+// restartNode stops primary node i and starts it again on the same
+// storage; with two nodes the other one serves meanwhile.
+func (w *World) restartNode(i int) error {
+	if err := w.nodes[i].store.Close(); err != nil {
 		return err
 	}
-	return w.openPrimary()
+	return w.openNode(i)
 }
 
 // moveStore moves a store from one of its sites to a site without it, on
@@ -380,8 +453,10 @@ func (w *World) moveStore(step int) error {
 	if err != nil {
 		return err
 	}
-	if err := w.prim.Configure(primary.Config{Sites: rows}); err != nil {
-		return err
+	for _, n := range w.nodes { // each node reads the rows from its own prefs
+		if err := n.prim.Configure(primary.Config{Sites: rows}); err != nil {
+			return err
+		}
 	}
 	w.rows = rows
 	for _, id := range []int{from, dest} {
@@ -437,15 +512,14 @@ func (w *World) quiesce(ctx context.Context) error {
 	return errors.New("no quiescence after 12 rounds of cycles without faults")
 }
 
-// transport is the in-process link: it calls the primary's handler
-// directly and, while faults are on, loses requests (before the primary
+// transport is the in-process link: it calls a primary node's handler
+// directly (one at random when there are two) and, while faults are on, loses requests (before the primary
 // sees them) and answers (after it committed), or answers as a proxy in
 // front of a restarting primary would. It also shows the oracle every push
 // the primary answered.
 type transport struct {
-	w       *World
-	handler http.Handler
-	faults  bool
+	w      *World
+	faults bool
 }
 
 type siteTransport struct {
@@ -481,7 +555,7 @@ func (st *siteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r2.Body = io.NopCloser(bytes.NewReader(body))
 	r2.RemoteAddr = "127.0.0.1:1"
 	rec := httptest.NewRecorder()
-	t.handler.ServeHTTP(rec, r2)
+	t.w.randomNode().handler.ServeHTTP(rec, r2)
 	resp := rec.Result()
 	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, syncapi.EndpointQueued) && resp.StatusCode == 200 {
 		t.w.oracle.pushed(st.site, plain(body, req.Header.Get("Content-Encoding")), plain(rec.Body.Bytes(), resp.Header.Get("Content-Encoding")))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"syncagent/testtools/pgtest"
 )
 
 var (
@@ -18,7 +20,12 @@ var (
 	verbose  = flag.Bool("history", false, "print the trace of every failed seed")
 	logs     = flag.Bool("logs", false, "print the agents' logs")
 	restores = flag.Bool("restores", true, "include restores of a satellite's datafile")
+	backend  = flag.String("backend", BackendBunt, "the primary's storage: buntdb, or pg (a throw-away PostgreSQL, testtools/pgtest)")
+	nodes    = flag.Int("nodes", 0, "pg: primary nodes on the one database, 1 or 2 (0: odd seeds 2, even seeds 1)")
+	pgSeeds  = flag.Int("pg-seeds", 6, "seeds TestConvergencePostgres runs (2 with -short)")
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // TestConvergence is the replication property test (docs/replication.md):
 // for each seed, a primary and 3–5 satellites sharing stores run random
@@ -36,11 +43,30 @@ func TestConvergence(t *testing.T) {
 			n = 20
 		}
 	}
+	runSeeds(t, *backend, *first, n)
+}
+
+// TestConvergencePostgres runs a few seeds of the same test on PostgreSQL
+// (one node and two nodes on one database, alternately) in every `make
+// test`; `make soak-model BACKEND=pg SEEDS=N` runs many. With -backend pg
+// TestConvergence already does.
+func TestConvergencePostgres(t *testing.T) {
+	if *backend == BackendPG {
+		t.Skip("TestConvergence runs on pg (-backend pg)")
+	}
+	n := *pgSeeds
+	if testing.Short() {
+		n = min(n, 2)
+	}
+	runSeeds(t, BackendPG, *first, n)
+}
+
+func runSeeds(t *testing.T, backend string, first uint64, n int) {
 	var failed []string
 	start := time.Now()
 	for i := range n {
-		seed := *first + uint64(i)
-		if problems, trace := runSeed(t, seed); len(problems) > 0 {
+		seed := first + uint64(i)
+		if problems, trace := runSeed(t, backend, seed); len(problems) > 0 {
 			failed = append(failed, fmt.Sprint(seed))
 			msg := fmt.Sprintf("seed %d: %d problems:\n  %s", seed, len(problems), strings.Join(problems[:min(len(problems), 12)], "\n  "))
 			if *verbose {
@@ -49,19 +75,35 @@ func TestConvergence(t *testing.T) {
 			t.Error(msg)
 		}
 	}
-	t.Logf("%d seeds from %d, %d steps each, in %s", n, *first, *steps, time.Since(start).Round(time.Millisecond))
+	t.Logf("%s: %d seeds from %d, %d steps each, in %s", backend, n, first, *steps, time.Since(start).Round(time.Millisecond))
 	if len(failed) > 0 {
-		t.Logf("failed seeds: %s (rerun one: go test ./testtools/model -run TestConvergence -seeds 1 -seed N -history)", strings.Join(failed, " "))
+		t.Logf("failed seeds: %s (rerun one: go test ./testtools/model -run '^TestConvergence$' -backend %s -seeds 1 -seed N -history)", strings.Join(failed, " "), backend)
 	}
 }
 
-func runSeed(t *testing.T, seed uint64) ([]string, []string) {
+func runSeed(t *testing.T, backend string, seed uint64) ([]string, []string) {
 	dir, err := os.MkdirTemp(fastTemp(), "model-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	opts := Options{Seed: seed, Sites: 3 + int(seed%3), Steps: *steps, Faults: 0.15, Restores: *restores, Dir: dir}
+	opts := Options{Seed: seed, Sites: 3 + int(seed%3), Steps: *steps, Faults: 0.15, Restores: *restores, Dir: dir, Backend: backend}
+	if backend == BackendPG {
+		c := pgtest.Shared(t)
+		db, err := c.CreateDatabase(fmt.Sprintf("model_%d", seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.DropDatabase(db); err != nil {
+				t.Logf("seed %d: %v", seed, err)
+			}
+		}()
+		opts.DSN, opts.Nodes = c.DSN(db), *nodes
+		if opts.Nodes == 0 {
+			opts.Nodes = 1 + int(seed%2)
+		}
+	}
 	if *logs {
 		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

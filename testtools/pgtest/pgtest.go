@@ -237,32 +237,79 @@ func (c *Cluster) Exec(db, sql string) error {
 	return nil
 }
 
-// CPU is the processor time the server's processes have used so far (the
-// postmaster and the backends now running; exited backends are counted by
-// the postmaster only once reaped, so measure with sessions open).
-func (c *Cluster) CPU() time.Duration {
-	if c.proc == nil {
-		return 0
+// Query runs SQL as the superuser in database db and returns psql's
+// unaligned output (fields separated by |, one row a line, no header).
+func (c *Cluster) Query(db, sql string) (string, error) {
+	out, err := c.run("psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", c.dir, "-p", strconv.Itoa(c.port),
+		"-U", superuser, "-d", db, "-c", sql)
+	if err != nil {
+		return "", fmt.Errorf("psql %q: %w: %s", sql, err, bytes.TrimSpace(out))
 	}
-	var total time.Duration
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Memory is the memory the server's processes (the postmaster and the
+// backends now running) hold, in bytes: the sum of their proportional set
+// sizes (Pss), so shared buffers mapped by every backend count once.
+func (c *Cluster) Memory() int64 {
+	var total int64
+	for _, pid := range c.pids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Pss:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				total += kb << 10
+			}
+		}
+	}
+	return total
+}
+
+// pids are the server's processes: the postmaster and its children.
+func (c *Cluster) pids() []int {
+	if c.proc == nil {
+		return nil
+	}
+	var out []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid … utime stime cutime cstime: fields 4, 14-17.
 		end := bytes.LastIndexByte(b, ')')
 		if end < 0 {
 			continue
 		}
 		f := strings.Fields(string(b[end+1:]))
-		if len(f) < 15 {
+		if len(f) < 2 {
 			continue
 		}
 		pid, _ := strconv.Atoi(strings.Fields(string(b))[0])
 		ppid, _ := strconv.Atoi(f[1])
-		if pid != c.proc.Pid && ppid != c.proc.Pid {
+		if pid == c.proc.Pid || ppid == c.proc.Pid {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// CPU is the processor time the server's processes have used so far (the
+// postmaster and the backends now running; exited backends are counted by
+// the postmaster only once reaped, so measure with sessions open).
+func (c *Cluster) CPU() time.Duration {
+	var total time.Duration
+	for _, pid := range c.pids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime cutime cstime: fields 14-17.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 15 {
 			continue
 		}
 		for _, i := range []int{11, 12, 13, 14} {

@@ -1,314 +1,359 @@
 // Command benchprimary is `make bench-primary`: N simulated sites speaking
 // v5 over real HTTP (testtools/loadgen: distinct users and hardware IDs,
-// full cycles, each store on two sites for fan-out) against a primary
-// running as its own process, at rising rates, and an ingest run (50 sites
-// pushing 500-record batches back to back) beside a baseline HTTP server
-// that decodes each batch as JSON, appends it to a file and fsyncs. It
-// prints, per setup and rate, cycles/s, p50/p99/max per endpoint, records
-// accepted and delivered per second, errors and the node's memory, and the
-// saturation point: the highest rate served with no error and every
-// endpoint's p99 under 200 ms.
+// full cycles, each store on two sites for fan-out) against each setup of
+// the primary — BuntDB with one node, PostgreSQL with one node and with
+// three nodes on one database (a throw-away cluster, testtools/pgtest) —
+// every node a process of its own serving the real agent/primary code. Per
+// setup and rate it prints cycles/s, p50/p99/max per endpoint, records
+// accepted and delivered per second, errors, node and database memory, and
+// the saturation point: the highest rate served with no error, every
+// endpoint's p99 under 200 ms and at least 90 % of the rate. Then an ingest
+// run (50 sites pushing 500-record batches back to back) beside a baseline
+// HTTP server that decodes each batch as JSON, appends it and fsyncs; and,
+// with three nodes, a run of new records during which one node is killed
+// and restarted, checked end to end (lost, duplicated).
+//
+// Other modes: -held N first pushes N records that stay held (p99 at 10k
+// against 1M records), -bulk N copies records in the database by SQL to
+// reach N (PostgreSQL: node memory and start at 10M), -auth-restart N
+// times a restart with N sites that have their own passwords.
 package main
 
 import (
-	"bufio"
-	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"syncagent/agent/passwd"
 	"syncagent/agent/primary"
-	"syncagent/queue"
 	"syncagent/testtools/loadgen"
+	"syncagent/testtools/pgtest"
 )
 
+type options struct {
+	setups      []string
+	sites       int
+	rates       []float64
+	step        time.Duration
+	records     int
+	payload     int
+	ingest      time.Duration
+	held        int64
+	bulk        int64
+	kill        bool
+	killRate    float64
+	authRestart int
+	pgStats     bool
+	warm        bool
+	cpuProfile  string
+}
+
 func main() {
-	serve := flag.String("serve", "", "run a primary (bunt) or the baseline (raw) on -addr; used by the bench itself")
-	addr := flag.String("addr", "127.0.0.1:0", "listen address of -serve")
-	dir := flag.String("dir", "", "state directory of -serve")
-	sites := flag.Int("sites", 1000, "simulated sites")
+	var sf serveFlags
+	flag.StringVar(&sf.kind, "serve", "", "run one node: bunt, pg, or the baseline (raw); used by the bench itself")
+	flag.StringVar(&sf.addr, "addr", "127.0.0.1:0", "listen address of -serve")
+	flag.StringVar(&sf.dir, "dir", "", "state directory of -serve")
+	flag.StringVar(&sf.dsn, "dsn", "", "database of -serve pg")
+	flag.StringVar(&sf.rows, "rows", "", "site rows (JSON) of -serve")
+	flag.StringVar(&sf.name, "name", "benchprimary", "-serve pg: application_name")
+	flag.StringVar(&sf.authKey, "auth-key", "", "-serve: primary.Config.AuthKey, hex")
+	var o options
+	setups := flag.String("setups", "bunt,pg,pg3", "setups to run: bunt (BuntDB, one node), pg (PostgreSQL, one node), pg3 (three nodes, one database)")
+	flag.IntVar(&o.sites, "sites", 1000, "simulated sites")
 	rates := flag.String("rates", "50,133,300,600", "cycles per second to try, in order")
-	step := flag.Duration("step", 20*time.Second, "how long each rate runs")
-	records := flag.Int("records", 10, "records a push carries")
-	payload := flag.Int("payload", 300, "bytes of each record")
-	ingest := flag.Duration("ingest", 15*time.Second, "how long the ingest run lasts (0: none)")
+	flag.DurationVar(&o.step, "step", 20*time.Second, "how long each rate runs")
+	flag.IntVar(&o.records, "records", 10, "records a push carries")
+	flag.IntVar(&o.payload, "payload", 300, "bytes of each record")
+	flag.DurationVar(&o.ingest, "ingest", 15*time.Second, "how long each ingest run lasts (0: none)")
+	flag.Int64Var(&o.held, "held", 0, "records pushed before the rates and held (by loader sites whose stores no other site has, so nothing is queued)")
+	flag.Int64Var(&o.bulk, "bulk", 0, "PostgreSQL: copy held records by SQL until the database holds this many, then restart the nodes (start time, memory)")
+	flag.BoolVar(&o.kill, "kill", true, "three nodes: kill one during a run of new records and check every record arrives once")
+	flag.Float64Var(&o.killRate, "kill-rate", 133, "cycles per second of the kill run")
+	flag.IntVar(&o.authRestart, "auth-restart", 0, "only time a restart with this many sites with their own passwords (auth key on), per setup")
+	flag.BoolVar(&o.warm, "warm", true, "before the rates, every site logs in once (its pin and password check done) and moves its central cursor to the head, as in a fleet that has been running")
+	flag.BoolVar(&o.pgStats, "pg-stats", false, "print the statements that took the database's time (pg_stat_statements)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "-serve: write a CPU profile of the node to this file")
 	flag.Parse()
-	if *serve != "" {
-		if err := serveOne(*serve, *addr, *dir, *sites); err != nil {
+	if sf.kind != "" {
+		stopProfile := profile(o.cpuProfile)
+		err := serveOne(sf)
+		stopProfile()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "benchprimary:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := bench(*sites, *rates, *step, *records, *payload, *ingest); err != nil {
+	o.setups = strings.Split(*setups, ",")
+	for _, rs := range strings.Split(*rates, ",") {
+		r, err := loadgen.ParseRate(rs)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchprimary: -rates:", err)
+			os.Exit(2)
+		}
+		o.rates = append(o.rates, r)
+	}
+	if err := runBench(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchprimary:", err)
 		os.Exit(2)
 	}
 }
 
-// Sites 2..n+1; store k is active on sites 2k and 2k+1 (each store on two
-// sites). Passwords are distinct; their hashes use 1,000 iterations (the
-// hash records its count), so setting up 40,000 sites does not take hours.
-func siteRows(n int) ([]primary.SiteRow, []*loadgen.Site, error) {
+// loaders are the sites that push the held records: each has a store of
+// its own, so what they push is held and queued to nobody.
+const loaders = 10
+
+// siteRows: sites 2..n+1, store k active on sites 2k and 2k+1 (each store
+// on two sites), then the loaders. Passwords are distinct; their hashes use
+// 1,000 iterations (the hash records its count), so setting up 40,000
+// sites does not take hours.
+func siteRows(n int) ([]primary.SiteRow, []*loadgen.Site, []*loadgen.Site, error) {
 	passwd.Iterations = 1000
 	var rows []primary.SiteRow
-	var sites []*loadgen.Site
-	for id := 2; id < n+2; id++ {
+	var sites, load []*loadgen.Site
+	for id := 2; id < n+2+loaders; id++ {
 		pw := passwd.SHA256Hex(fmt.Sprintf("password of site %d", id))
 		h, err := passwd.Hash(pw)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		stores := []string{fmt.Sprintf("store-%d", id/2)}
+		if id >= n+2 {
+			stores = []string{fmt.Sprintf("held-%d", id)}
+		}
 		rows = append(rows, primary.SiteRow{SyncID: id, User: fmt.Sprintf("site-%d", id), PasswordHash: h, Stores: stores})
-		sites = append(sites, &loadgen.Site{ID: id, User: fmt.Sprintf("site-%d", id), Password: pw, HWID: fmt.Sprintf("hw-%d", id), Stores: stores})
+		s := &loadgen.Site{ID: id, User: fmt.Sprintf("site-%d", id), Password: pw, HWID: fmt.Sprintf("hw-%d", id), Stores: stores}
+		if id < n+2 {
+			sites = append(sites, s)
+		} else {
+			load = append(load, s)
+		}
 	}
-	return rows, sites, nil
+	return rows, sites, load, nil
 }
 
-func serveOne(kind, addr, dir string, n int) error {
-	l, err := net.Listen("tcp", addr)
+// setup is one primary deployment under test.
+type setup struct {
+	name  string
+	kind  string // bunt or pg
+	nodes []*node
+	dir   string
+	db    string // pg: its database in the cluster
+}
+
+func (st *setup) urls() []string {
+	var out []string
+	for _, n := range st.nodes {
+		out = append(out, n.url)
+	}
+	return out
+}
+
+// memory is the nodes' resident sets added up, now and at their peaks (MiB).
+func (st *setup) memory() (now, peak int) {
+	for _, n := range st.nodes {
+		a, b := n.memory()
+		now, peak = now+a, peak+b
+	}
+	return now, peak
+}
+
+func (st *setup) cpu() time.Duration {
+	var d time.Duration
+	for _, n := range st.nodes {
+		d += n.cpu()
+	}
+	return d
+}
+
+func (st *setup) stop() {
+	for _, n := range st.nodes {
+		n.stop()
+	}
+}
+
+// restart stops every node and starts it again; it returns the slowest
+// start.
+func (st *setup) restart() (time.Duration, error) {
+	st.stop()
+	var slowest time.Duration
+	for _, n := range st.nodes {
+		if err := n.start(); err != nil {
+			return 0, err
+		}
+		slowest = max(slowest, n.started)
+	}
+	return slowest, nil
+}
+
+// bench is the whole run.
+type bench struct {
+	o        options
+	rows     string // the site rows' file
+	sites    []*loadgen.Site
+	loaders  []*loadgen.Site
+	tmp      string
+	cluster  *pgtest.Cluster
+	authKey  string
+	baseline float64 // the raw server's records/s in the ingest run
+	out      *tabwriter.Writer
+}
+
+func runBench(o options) error {
+	tmp, err := os.MkdirTemp("", "benchprimary-")
 	if err != nil {
 		return err
 	}
-	var h http.Handler
-	switch kind {
-	case "bunt":
-		c, err := queue.OpenCentral(filepath.Join(dir, "central.db"), queue.CentralOptions{})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		rows, _, err := siteRows(n)
-		if err != nil {
-			return err
-		}
-		p, err := primary.New(c, primary.Config{Sites: rows}, slog.New(slog.DiscardHandler), nil)
-		if err != nil {
-			return err
-		}
-		h = p.Handler()
-	case "raw":
-		h, err = rawBaseline(filepath.Join(dir, "raw.log"))
-		if err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("unknown -serve %q", kind)
+	defer os.RemoveAll(tmp)
+	b := &bench{o: o, tmp: tmp}
+	n := o.sites
+	if o.authRestart > 0 {
+		n = o.authRestart
 	}
-	fmt.Printf("ready %s\n", l.Addr())
-	return primary.NewHTTPServer(addr, h, slog.New(slog.DiscardHandler)).Serve(l)
-}
-
-// rawBaseline is what the simplest durable server would do with a push:
-// decode the JSON, append it, fsync, answer. It answers every other
-// endpoint with an empty page.
-func rawBaseline(path string) (http.Handler, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	var mu = make(chan struct{}, 1)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "queued_records") {
-			var push struct {
-				QueueLength int               `json:"queueLength"`
-				Data        []json.RawMessage `json:"data"`
-			}
-			b, _ := io.ReadAll(io.LimitReader(r.Body, 32<<20))
-			if json.Unmarshal(b, &push) != nil {
-				http.Error(w, "bad json", 400)
-				return
-			}
-			mu <- struct{}{}
-			f.Write(append(b, '\n'))
-			f.Sync()
-			<-mu
-			io.WriteString(w, `{"integrationStarted":true}`)
-			return
-		}
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/site"):
-			io.WriteString(w, `{"id":"x","siteId":2,"initialisationStatus":"completed"}`)
-		case strings.HasSuffix(r.URL.Path, "site_status"):
-			io.WriteString(w, `{"code":"idle","message":"","data":null}`)
-		case strings.HasSuffix(r.URL.Path, "central_records"):
-			io.WriteString(w, `{"maxCursor":0,"data":[]}`)
-		case strings.HasSuffix(r.URL.Path, "queued_records"):
-			io.WriteString(w, `{"queueLength":0,"data":[]}`)
-		default:
-			w.WriteHeader(http.StatusNoContent)
-		}
-	}), nil
-}
-
-// node is a -serve child.
-type node struct {
-	cmd  *exec.Cmd
-	url  string
-	dir  string
-	cpu0 time.Duration
-}
-
-func start(kind string, sites int) (*node, error) {
-	dir, err := os.MkdirTemp("", "benchprimary-")
-	if err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, "-serve", kind, "-dir", dir, "-sites", strconv.Itoa(sites))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ready ") {
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("the %s node did not start: %q %v", kind, line, err)
-	}
-	return &node{cmd: cmd, url: "http://" + strings.TrimSpace(strings.TrimPrefix(line, "ready ")), dir: dir}, nil
-}
-
-func (n *node) stop() {
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	n.cmd.Wait()
-	os.RemoveAll(n.dir)
-}
-
-// memory is the node's peak and current resident set (MiB).
-func (n *node) memory() (peak, now int) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && (f[0] == "VmHWM:" || f[0] == "VmRSS:") {
-			kb, _ := strconv.Atoi(f[1])
-			if f[0] == "VmHWM:" {
-				peak = kb >> 10
-			} else {
-				now = kb >> 10
-			}
-		}
-	}
-	return peak, now
-}
-
-// cpu is the node's user+system CPU so far.
-func (n *node) cpu() time.Duration {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * (time.Second / 100)
-}
-
-func bench(sites int, rates string, step time.Duration, records, payload int, ingest time.Duration) error {
-	_, simulated, err := siteRows(sites)
+	t0 := time.Now()
+	rows, sites, load, err := siteRows(n)
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	fmt.Printf("bench-primary: %d sites (each store on 2 sites), %d records of %d B a push, %s a rate; %s\n\n",
-		sites, records, payload, step, time.Now().UTC().Format(time.RFC3339))
-	n, err := start("bunt", sites)
-	if err != nil {
+	b.sites, b.loaders = sites, load
+	b.rows = filepath.Join(tmp, "rows.json")
+	js, _ := json.Marshal(rows)
+	if err := os.WriteFile(b.rows, js, 0o600); err != nil {
 		return err
 	}
-	defer n.stop()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "setup\trate\tcycles/s\terrors\tskipped\tendpoint\tp50\tp99\tmax\taccepted/s\tdelivered/s\tnode RSS MiB\tnode CPU\t")
-	saturation := 0.0
-	for _, rs := range strings.Split(rates, ",") {
-		rate, err := loadgen.ParseRate(rs)
+	key := make([]byte, 32)
+	rand.Read(key)
+	b.authKey = hex.EncodeToString(key)
+	fmt.Printf("bench-primary: %d sites (each store on 2 sites, passwords hashed in %s), %d records of %d B a push, %s a rate; %s; load %s\n",
+		n, time.Since(t0).Round(time.Millisecond), o.records, o.payload, o.step, time.Now().UTC().Format(time.RFC3339), loadavg())
+	if slices.ContainsFunc(o.setups, func(s string) bool { return strings.HasPrefix(s, "pg") }) {
+		settings := map[string]string{"shared_buffers": "256MB", "max_connections": "100"}
+		if v := os.Getenv("BENCH_PG_SET"); v != "" {
+			k, val, _ := strings.Cut(v, "=")
+			settings[k] = val
+		}
+		if o.pgStats {
+			// And the plans of statements over 50 ms in the server's log,
+			// copied out at the end.
+			settings["shared_preload_libraries"] = "pg_stat_statements,auto_explain"
+			settings["auto_explain.log_min_duration"] = "50ms"
+			settings["auto_explain.log_analyze"] = "on"
+		}
+		if b.cluster, err = pgtest.Start(pgtest.Options{Settings: settings}); err != nil {
+			return err
+		}
+		defer b.cluster.Stop()
+		if o.pgStats {
+			defer func() {
+				log, _ := os.ReadFile(filepath.Join(b.cluster.Dir(), "server.log"))
+				os.WriteFile("benchprimary-server.log", log, 0o644)
+				fmt.Println("the server's log (plans of statements over 50 ms): benchprimary-server.log")
+			}()
+		}
+		fmt.Printf("PostgreSQL: %s (fsync on, synchronous_commit on, shared_buffers 256MB), on the same 2 cores\n", b.cluster.Dir())
+	}
+	if o.authRestart > 0 {
+		return b.authRestartAll()
+	}
+	fmt.Println()
+	b.out = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	var summary []string
+	for _, name := range o.setups {
+		st, err := b.open(name, false)
 		if err != nil {
 			return err
 		}
-		cpu0 := n.cpu()
-		res := loadgen.Run(ctx, loadgen.Config{URLs: []string{n.url}, Sites: simulated, Rate: rate, Duration: step, Records: records, Payload: payload})
-		cpu := n.cpu() - cpu0
-		_, rss := n.memory()
-		for i, ep := range res.Endpoints() {
-			ds := res.Latency[ep]
-			if i == 0 {
-				fmt.Fprintf(tw, "bunt, 1 node\t%.0f\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%s\t\n", rate, res.CyclesPerSecond, res.Failed, res.Skipped, ep,
-					ms(loadgen.Percentile(ds, .5)), ms(loadgen.Percentile(ds, .99)), ms(ds[len(ds)-1]), res.AcceptedPerSec, res.DeliveredPerSec, rss, cpu.Round(10*time.Millisecond))
-			} else {
-				fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\t%s\t%s\t\t\t\t\t\n", ep, ms(loadgen.Percentile(ds, .5)), ms(loadgen.Percentile(ds, .99)), ms(ds[len(ds)-1]))
-			}
-		}
-		for _, e := range res.FirstErrors {
-			fmt.Fprintf(tw, "\t\t\t\t\terror: %.100s\t\t\t\t\t\t\t\t\n", e)
-		}
-		if res.Failed == 0 && res.WorstEndpointP99 < 200*time.Millisecond && res.CyclesPerSecond >= 0.9*rate {
-			saturation = rate
-		}
-	}
-	tw.Flush()
-	fmt.Printf("\nsaturation (no error, every p99 < 200 ms, >= 90%% of the rate): %.0f cycles/s\n", saturation)
-	if ingest > 0 {
-		if err := ingestRun(ctx, n, ingest); err != nil {
+		s, err := b.runSetup(st)
+		st.stop()
+		if err != nil {
 			return err
 		}
+		summary = append(summary, s...)
+	}
+	fmt.Println()
+	for _, s := range summary {
+		fmt.Println(s)
 	}
 	return nil
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
-
-// ingestRun pushes 500-record batches from 50 sites as fast as they are
-// answered, at the primary and at the raw baseline, in the same run.
-func ingestRun(ctx context.Context, n *node, d time.Duration) error {
-	raw, err := start("raw", 50)
-	if err != nil {
-		return err
+// open makes the storage of a setup and starts its nodes.
+func (b *bench) open(name string, auth bool) (*setup, error) {
+	st := &setup{name: name}
+	count := 1
+	switch name {
+	case "bunt":
+		st.kind, st.name = "bunt", "bunt, 1 node"
+	case "pg":
+		st.kind, st.name = "pg", "pg, 1 node"
+	case "pg3":
+		st.kind, st.name, count = "pg", "pg, 3 nodes", 3
+	default:
+		return nil, fmt.Errorf("unknown setup %q (bunt, pg or pg3)", name)
 	}
-	defer raw.stop()
-	_, simulated, err := siteRows(50)
-	if err != nil {
-		return err
+	st.dir = filepath.Join(b.tmp, name)
+	if err := os.MkdirAll(st.dir, 0o700); err != nil {
+		return nil, err
 	}
-	fmt.Printf("\ningest: 50 sites pushing 500-record batches of 300 B records back to back for %s\n", d)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\trecords/s\tpush p50\tpush p99\tCPU µs/record\tratio to baseline\t")
-	var base float64
-	for _, s := range []struct {
-		name string
-		n    *node
-	}{{"raw JSON + append + fsync", raw}, {"primary (bunt)", n}} {
-		cpu0 := s.n.cpu()
-		res := loadgen.Run(ctx, loadgen.Config{URLs: []string{s.n.url}, Sites: simulated, Rate: 2000, Duration: d, Records: 500, Payload: 300, Workers: 50, PushOnly: true})
-		cpu := s.n.cpu() - cpu0
-		push := res.Latency["POST queued_records"]
-		per := 0.0
-		if res.Accepted > 0 {
-			per = float64(cpu.Microseconds()) / float64(res.Accepted)
+	var dsn string
+	if st.kind == "pg" {
+		db, err := b.cluster.CreateDatabase("bench_" + name)
+		if err != nil {
+			return nil, err
 		}
-		if base == 0 {
-			base = res.AcceptedPerSec
+		st.db, dsn = db, b.cluster.DSN(db)
+		if b.o.pgStats {
+			if err := b.cluster.Exec(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+				return nil, err
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%.2f\t\n", s.name, res.AcceptedPerSec, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), per, res.AcceptedPerSec/base)
 	}
-	return tw.Flush()
+	for i := range count {
+		args := []string{"-serve", st.kind, "-dir", st.dir, "-rows", b.rows, "-dsn", dsn, "-name", fmt.Sprintf("node-%d", i+1)}
+		if auth {
+			args = append(args, "-auth-key", b.authKey)
+		}
+		if b.o.cpuProfile != "" {
+			args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%d", b.o.cpuProfile, name, i+1))
+		}
+		n, err := startNode(args...)
+		if err != nil {
+			st.stop()
+			return nil, err
+		}
+		st.nodes = append(st.nodes, n)
+	}
+	return st, nil
 }
+
+// dbMemory is the database's memory (MiB, Pss of its processes) and size on
+// disk (MiB), or zeros for BuntDB.
+func (b *bench) dbMemory(st *setup) (mem, size int) {
+	if st.kind != "pg" {
+		return 0, 0
+	}
+	var bytes int64
+	if out, err := b.cluster.Query(st.db, "SELECT pg_database_size(current_database())"); err == nil {
+		fmt.Sscan(out, &bytes)
+	}
+	return int(b.cluster.Memory() >> 20), int(bytes >> 20)
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
