@@ -46,19 +46,26 @@ const rateWindow = time.Minute
 
 func (f *firstSync) snapshot(now time.Time) *FirstSync {
 	out := &FirstSync{Started: f.started, Done: f.done, Bytes: f.bytes}
-	active := f.activeAt(now)
-	from := progressMark{}
-	if len(f.recent) > 1 {
-		from = f.recent[0]
+	// The rate is that of the pages done in the window, and the time left
+	// counts down while a page is on its way (a page on a slow link takes
+	// many seconds; taking its time without its records would make the
+	// time left jump up and down).
+	var from, last progressMark
+	if n := len(f.recent); n > 0 {
+		last = f.recent[n-1]
+		if n > 1 {
+			from = f.recent[0]
+		}
 	}
-	if d := active - from.active; d > 0 {
-		out.Rate = float64(f.done-from.done) / d.Seconds()
+	if d := last.active - from.active; d > 0 {
+		out.Rate = float64(last.done-from.done) / d.Seconds()
 	}
 	if f.centralLeft >= 0 && f.queueLeft >= 0 {
 		left := f.centralLeft + f.queueLeft
 		out.Total = f.done + left
-		if out.Rate > 0 {
-			out.Left = time.Duration(float64(left) / out.Rate * float64(time.Second)).Round(time.Second)
+		if out.Rate > 0 && left > 0 {
+			eta := time.Duration(float64(left)/out.Rate*float64(time.Second)) - (f.activeAt(now) - last.active)
+			out.Left = max(eta, time.Second).Round(time.Second)
 		}
 	}
 	return out

@@ -312,7 +312,7 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 		Requests: int(w.stats.requests.Load()), WireBytes: w.link.state.delivered.Load(),
 		FailedRequests: int(w.stats.failed.Load()), Hung: int(w.stats.hung.Load()),
 		FailedCycles: res.FailedCycles, SetAside: setAside, Stalled: res.Stalled, Cut: res.Cut, Remaining: res.Remaining,
-		Floor: floor(p, gz), GzBytes: gz, ETAWorst: eta.worst(start.Add(res.Elapsed)), ETAReadings: len(eta.at),
+		Floor: floor(p, gz), GzBytes: gz, ETAWorst: eta.worst(start.Add(res.Elapsed), label, stderr), ETAReadings: len(eta.at),
 	}, nil
 }
 
@@ -350,12 +350,16 @@ func (e *etaReadings) watch(sat *satellite.Satellite) (stop func()) {
 
 // worst is the largest error of a reading against the time the drain
 // really took from then (end), of the readings with at least 10 s to go.
-func (e *etaReadings) worst(end time.Time) float64 {
+// Every tenth reading goes to stderr: shown, and really left.
+func (e *etaReadings) worst(end time.Time, label string, stderr io.Writer) float64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	w := math.NaN()
 	for i, at := range e.at {
 		actual := end.Sub(at)
+		if i%10 == 0 {
+			fmt.Fprintf(stderr, "linkbench: %s time left shown %v, really %v\n", label, e.left[i], actual.Round(time.Second))
+		}
 		if actual < 10*time.Second {
 			continue
 		}
