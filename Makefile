@@ -99,12 +99,13 @@ footprint:
 # The primary under load (testtools/cmd/benchprimary): N simulated sites
 # speaking v5 over real HTTP against each setup — BuntDB, PostgreSQL with one
 # node, with three nodes on one database (a throw-away cluster,
-# testtools/pgtest), every node its own process — at rising rates, an ingest
-# run beside a raw JSON+append+fsync baseline, and with three nodes a node
-# killed mid-run (lost, duplicated). Prints a table; figures in
-# docs/scale.md. Knobs: BENCH_PRIMARY_FLAGS='-setups pg -sites 40000 -rates
-# 133 -step 60s', '-held 1000000', '-bulk 10000000', '-auth-restart 20000',
-# '-pg-stats'.
+# testtools/pgtest) — every node a `syncagent run` process (past 20,000
+# sites, or with -bin=, the same agent/primary code in a child of the bench),
+# at rising rates; an ingest run beside a raw JSON+append+fsync baseline;
+# with three nodes a node killed mid-run (lost, duplicated). Prints a table;
+# figures in docs/scale.md. Knobs: BENCH_PRIMARY_FLAGS='-setups pg -sites
+# 40000 -rates 133 -step 60s', '-held 1000000', '-bulk 10000000',
+# '-auth-restart 20000', '-pg-stats'.
 BENCH_PRIMARY_FLAGS ?=
 .PHONY: bench-primary bench-compaction bench-admin
 # The admin page's speed targets in real headless Chromium (1,000 sites:
@@ -117,9 +118,9 @@ bench-admin:
 bench-compaction:
 	$(GO) test ./queue -run '^$$' -bench CompactionPause -benchtime 1x $(BENCH_COMPACTION_FLAGS) | grep -v level=
 
-bench-primary:
+bench-primary: build
 	$(GO) build -o bin/benchprimary ./testtools/cmd/benchprimary
-	bin/benchprimary $(BENCH_PRIMARY_FLAGS)
+	bin/benchprimary -bin $(BIN) $(BENCH_PRIMARY_FLAGS)
 
 # The PostgreSQL backend's benchmark (queue/pg): 500-record pushes from four
 # sites at once into a throw-away cluster (testtools/pgtest), and a site's

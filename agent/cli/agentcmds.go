@@ -246,6 +246,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	} else {
 		fmt.Fprintf(tw, "sync\toff: %s\n", st.DisabledReason)
 	}
+	if st.Storage != "" {
+		fmt.Fprintf(tw, "storage\t%s\n", st.Storage)
+	}
 	if st.PrimaryURL != "" {
 		fmt.Fprintf(tw, "primary\t%s as %s\n", st.PrimaryURL, st.PrimaryUser)
 	}

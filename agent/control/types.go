@@ -44,6 +44,9 @@ type Status struct {
 	PushSizer    string `json:"push_sizer,omitempty"`
 	PullSizer    string `json:"pull_sizer,omitempty"`
 	Queues       []Site `json:"queues,omitempty"` // primary: per site (above 1,000 sites, the 100 longest queues)
+	// Storage is where the primary keeps its state: its datafile's path, or
+	// the PostgreSQL URL of [central] database (no password in it).
+	Storage string `json:"storage,omitempty"`
 	// The primary's totals over every site.
 	SitesTotal        int       `json:"sites_total,omitempty"`
 	QueuedTotal       int       `json:"queued_total,omitempty"`

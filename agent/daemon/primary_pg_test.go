@@ -82,6 +82,9 @@ func TestPrimary_postgresTwoNodes(t *testing.T) {
 		t.Errorf("node B's local API reads %+v, %v", r, err)
 	}
 	for _, n := range []*box{a, b} {
+		if st := n.status(); st.Storage != dsn {
+			t.Errorf("status shows storage %q, want the database %s", st.Storage, dsn)
+		}
 		if _, err := os.Stat(filepath.Join(n.state, "central.db")); !os.IsNotExist(err) {
 			t.Errorf("a node on PostgreSQL made %s/central.db (%v)", n.state, err)
 		}

@@ -30,13 +30,14 @@ import (
 type primaryRole struct {
 	noCycles
 	*centralRecords
-	log   *slog.Logger
-	store primaryStore
-	prim  *primary.Server
-	path  string // the datafile; "" on PostgreSQL
-	where string // where the state is, for messages
-	cfg   atomic.Pointer[prefs.Prefs]
-	beat  atomic.Int64
+	log     *slog.Logger
+	store   primaryStore
+	prim    *primary.Server
+	path    string // the datafile; "" on PostgreSQL
+	where   string // where the state is, for messages
+	storage string // the same for status: the datafile or the database URL
+	cfg     atomic.Pointer[prefs.Prefs]
+	beat    atomic.Int64
 
 	ln  net.Listener // bound by bind, before the start is committed
 	srv *http.Server
@@ -64,7 +65,7 @@ func newPrimaryRole(p *prefs.Prefs, log *slog.Logger, gone func(error)) (*primar
 	var guard *datafileGuard
 	if p.Central.Database == "" {
 		r.path = filepath.Join(p.Paths.StateDir, "central.db")
-		r.where = "its central datafile " + r.path
+		r.where, r.storage = "its central datafile "+r.path, r.path
 		c, err := queue.OpenCentral(r.path, queue.CentralOptions{Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("cannot open the central datafile: %w", err)
@@ -74,7 +75,7 @@ func newPrimaryRole(p *prefs.Prefs, log *slog.Logger, gone func(error)) (*primar
 		}
 		r.store, guard = c, newDatafileGuard(r.path, gone)
 	} else {
-		r.where = "its database " + p.Central.Database
+		r.where, r.storage = "its database "+p.Central.Database, p.Central.Database
 		if r.store, err = openDatabase(p.Central, log); err != nil {
 			return nil, err
 		}
@@ -298,6 +299,7 @@ func (r *primaryRole) Close() error {
 }
 
 func (r *primaryRole) status(st *control.Status) {
+	st.Storage = r.storage
 	sum := r.prim.QueueSummary(statusSites, statusLongest)
 	st.SitesTotal, st.QueuedTotal, st.LatestSiteContact = sum.Sites, sum.Queued, sum.LastContact
 	for _, v := range sum.Views {

@@ -31,10 +31,16 @@ const (
 	firstLockout = 30 * time.Second
 	maxLockout   = 15 * time.Minute
 	maxGuessers  = 10000 // (site, address) pairs remembered at most
+	// verifiedFor is how long a node trusts a password it verified before
+	// it checks again (the registry's token, an HMAC, or the slow hash):
+	// a token cleared or replaced in the shared registry by another node
+	// stops counting here within it.
+	verifiedFor = 10 * time.Minute
 )
 
 // authenticator verifies site credentials. A verified password is remembered
-// (as a SHA-256 of what was presented, per stored hash) so that 1,000 sites don't cost one slow hash per request; slow hashes run at
+// (as a SHA-256 of what was presented, per stored hash, for verifiedFor)
+// so that 1,000 sites don't cost one slow hash per request; slow hashes run at
 // most two at once. With an auth key, a verified password also leaves a
 // token in the site registry (an HMAC of the stored hash and the password
 // under the key), so after a restart — or on another node — the site is let
@@ -49,8 +55,15 @@ type authenticator struct {
 	key    []byte                                        // auth key for tokens; nil: none
 
 	mu       sync.Mutex
-	verified map[string][32]byte // stored hash → sha256 of the presented password that matched it
+	verified map[string]verifiedPassword // stored hash → the presented password that matched it
 	guesses  map[guesser]*guessState
+}
+
+// verifiedPassword is a password verified against a stored hash: its
+// SHA-256 (of what was presented) and when.
+type verifiedPassword struct {
+	digest [32]byte
+	at     time.Time
 }
 
 // guesser is one site's logins from one source address.
@@ -66,7 +79,7 @@ type guessState struct {
 }
 
 func newAuthenticator(now func() time.Time) *authenticator {
-	return &authenticator{now: now, slow: make(chan struct{}, 2), verify: passwd.Verify, verified: map[string][32]byte{}, guesses: map[guesser]*guessState{}}
+	return &authenticator{now: now, slow: make(chan struct{}, 2), verify: passwd.Verify, verified: map[string]verifiedPassword{}, guesses: map[guesser]*guessState{}}
 }
 
 // login is what a request presents.
@@ -98,14 +111,14 @@ func (a *authenticator) check(row *SiteRow, l login) (string, *syncapi.Error) {
 	key := guesser{row.User, l.from}
 	a.mu.Lock()
 	known, ok := a.verified[row.PasswordHash]
-	cached := ok && subtle.ConstantTimeCompare(known[:], digest[:]) == 1
+	cached := ok && now.Sub(known.at) < verifiedFor && subtle.ConstantTimeCompare(known.digest[:], digest[:]) == 1
 	tok := ""
 	if !cached {
 		tok = a.token(row.PasswordHash, l.presented)
 	}
 	if !cached && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(l.token)) == 1 {
 		cached = true // verified before, by this node or another
-		a.verified[row.PasswordHash] = digest
+		a.verified[row.PasswordHash] = verifiedPassword{digest, now}
 	}
 	g := a.guesses[key]
 	if g != nil && now.Before(g.lockedUntil) {
@@ -129,7 +142,7 @@ func (a *authenticator) check(row *SiteRow, l login) (string, *syncapi.Error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err == nil && good {
-		a.verified[row.PasswordHash] = digest
+		a.verified[row.PasswordHash] = verifiedPassword{digest, now}
 		delete(a.guesses, key)
 		if tok != l.token {
 			return tok, nil

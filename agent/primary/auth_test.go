@@ -213,3 +213,46 @@ func TestServer_restartLetsSitesInWithoutSlowHashes(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestAuthenticator_verifiedExpires protects nodes sharing one registry: a
+// password this node verified is trusted for verifiedFor, then checked
+// again — against the registry's token when it has one (an HMAC, no slow
+// hash), so a token another node cleared or replaced stops counting here.
+func TestAuthenticator_verifiedExpires(t *testing.T) {
+	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	sum := passwd.SHA256Hex("pw")
+	row := &SiteRow{SyncID: 2, User: "s", PasswordHash: mustHash(t, sum)}
+	for _, withKey := range []bool{false, true} {
+		a := newAuthenticator(func() time.Time { return now })
+		if withKey {
+			a.key = []byte("0123456789abcdef0123456789abcdef")
+		}
+		slow := 0
+		a.verify = func(enc, s string) (bool, error) { slow++; return passwd.Verify(enc, s) }
+		tok, e := a.check(row, login{presented: sum, from: "10.0.0.2"})
+		if e != nil {
+			t.Fatal(e)
+		}
+		now = now.Add(verifiedFor - time.Second)
+		a.check(row, login{presented: sum, from: "10.0.0.2", token: tok})
+		if slow != 1 {
+			t.Errorf("key %v: %d slow hashes within verifiedFor, want 1", withKey, slow)
+		}
+		now = now.Add(2 * time.Second)
+		if _, e := a.check(row, login{presented: sum, from: "10.0.0.2", token: tok}); e != nil {
+			t.Fatal(e)
+		}
+		if want := map[bool]int{false: 2, true: 1}[withKey]; slow != want {
+			t.Errorf("key %v: %d slow hashes once verifiedFor passed, want %d (the token is checked, not the hash)", withKey, slow, want)
+		}
+		if withKey {
+			// The token gone from the registry (another node cleared it): the
+			// expired entry no longer lets the password in without a slow hash.
+			now = now.Add(verifiedFor + time.Second)
+			a.check(row, login{presented: sum, from: "10.0.0.2"})
+			if slow != 2 {
+				t.Errorf("after the token was cleared: %d slow hashes, want 2", slow)
+			}
+		}
+	}
+}

@@ -54,6 +54,7 @@ type options struct {
 	pgStats     bool
 	warm        bool
 	cpuProfile  string
+	bin         string
 }
 
 func main() {
@@ -80,6 +81,7 @@ func main() {
 	flag.IntVar(&o.authRestart, "auth-restart", 0, "only time a restart with this many sites with their own passwords (auth key on), per setup")
 	flag.BoolVar(&o.warm, "warm", true, "before the rates, every site logs in once (its pin and password check done) and moves its central cursor to the head, as in a fleet that has been running")
 	flag.BoolVar(&o.pgStats, "pg-stats", false, "print the statements that took the database's time (pg_stat_statements)")
+	flag.StringVar(&o.bin, "bin", "", "run every node as this syncagent program (a primary from prefs: [[sync_with]] rows, [central] database), not as a -serve child; up to about 20,000 sites (the prefs' 4 MiB)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "-serve: write a CPU profile of the node to this file")
 	flag.Parse()
 	if sf.kind != "" {
@@ -106,6 +108,9 @@ func main() {
 		os.Exit(2)
 	}
 }
+
+// maxPrefsSites is about what [[sync_with]] rows fit in the prefs' 4 MiB.
+const maxPrefsSites = 20000
 
 // loaders are the sites that push the held records: each has a store of
 // its own, so what they push is held and queued to nobody.
@@ -224,6 +229,12 @@ func runBench(o options) error {
 		return err
 	}
 	b.sites, b.loaders = sites, load
+	if o.bin != "" && (n > maxPrefsSites || o.authRestart > 0) {
+		// The prefs file is capped at 4 MiB; -auth-restart seeds the
+		// storage of -serve nodes.
+		fmt.Printf("nodes run as -serve children (the agent/primary code in this program), not %s: %d sites\n", o.bin, n)
+		b.o.bin = ""
+	}
 	b.rows = filepath.Join(tmp, "rows.json")
 	js, _ := json.Marshal(rows)
 	if err := os.WriteFile(b.rows, js, 0o600); err != nil {
@@ -232,6 +243,11 @@ func runBench(o options) error {
 	key := make([]byte, 32)
 	rand.Read(key)
 	b.authKey = hex.EncodeToString(key)
+	nodesAre := "-serve children (agent/primary in this program)"
+	if b.o.bin != "" {
+		nodesAre = "the syncagent program " + b.o.bin
+	}
+	fmt.Printf("nodes: %s\n", nodesAre)
 	fmt.Printf("bench-primary: %d sites (each store on 2 sites, passwords hashed in %s), %d records of %d B a push, %s a rate; %s; load %s\n",
 		n, time.Since(t0).Round(time.Millisecond), o.records, o.payload, o.step, time.Now().UTC().Format(time.RFC3339), loadavg())
 	if slices.ContainsFunc(o.setups, func(s string) bool { return strings.HasPrefix(s, "pg") }) {
@@ -317,6 +333,15 @@ func (b *bench) open(name string, auth bool) (*setup, error) {
 		}
 	}
 	for i := range count {
+		if b.o.bin != "" {
+			n, err := b.realNode(st, i, dsn)
+			if err != nil {
+				st.stop()
+				return nil, err
+			}
+			st.nodes = append(st.nodes, n)
+			continue
+		}
 		args := []string{"-serve", st.kind, "-dir", st.dir, "-rows", b.rows, "-dsn", dsn, "-name", fmt.Sprintf("node-%d", i+1)}
 		if auth {
 			args = append(args, "-auth-key", b.authKey)

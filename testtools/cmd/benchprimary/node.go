@@ -151,7 +151,10 @@ type node struct {
 	cmd     *exec.Cmd
 	url     string
 	addr    string        // kept across restarts, so sites find it again
-	started time.Duration // from exec to "ready"
+	started time.Duration // from exec to serving
+	real    string        // the syncagent program ("": a -serve child of this one)
+	log     string        // real: its log file
+	exited  chan struct{} // real: closed when the process is gone
 }
 
 // startNode runs a -serve child with args and waits for it to serve.
@@ -161,6 +164,9 @@ func startNode(args ...string) (*node, error) {
 }
 
 func (n *node) start() error {
+	if n.real != "" {
+		return n.startReal()
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -194,15 +200,22 @@ func (n *node) stop() {
 		return
 	}
 	n.cmd.Process.Signal(syscall.SIGTERM)
-	n.cmd.Wait()
+	n.wait()
+}
+
+func (n *node) wait() {
+	if n.exited != nil {
+		<-n.exited
+	} else {
+		n.cmd.Wait()
+	}
 	n.cmd = nil
 }
 
 // kill ends it at once (SIGKILL), as a crash would.
 func (n *node) kill() {
 	n.cmd.Process.Kill()
-	n.cmd.Wait()
-	n.cmd = nil
+	n.wait()
 }
 
 // memory is the node's resident set now and at its peak, in MiB.
