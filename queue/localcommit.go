@@ -225,7 +225,7 @@ func (l *Local) stageLocked(tx *buntdb.Tx, w *writeRequest, seq uint64, added in
 		}
 		return Record{Table: table, ID: id, Action: v.Action, Data: v.Data}, true, nil
 	}
-	fail := func(i int, r Record, err error) (staged, error) {
+	fail := func(i int, err error) (staged, error) {
 		if len(w.recs) > 1 {
 			return staged{}, &RecordError{Index: i, Err: err}
 		}
@@ -236,18 +236,18 @@ func (l *Local) stageLocked(tx *buntdb.Tx, w *writeRequest, seq uint64, added in
 		key := recKey(r.Table, targetID(r))
 		old, exists, err := get(key)
 		if err != nil {
-			return fail(i, r, err)
+			return fail(i, err)
 		}
 		if w.check != nil {
 			held := Record{Table: r.Table, ID: targetID(r), Action: old.Action, Data: old.Data}
 			if err := w.check(&r, held, exists && old.live(), lookup); err != nil {
-				return fail(i, r, err)
+				return fail(i, err)
 			}
 			w.recs[i] = r
 		}
 		adds := !exists || old.Pending == 0
 		if adds && l.max > 0 && l.outboxLen+added+st.added >= l.max {
-			return fail(i, r, fmt.Errorf("cannot write %s/%s: %w: %d changes are waiting to be pushed (limit %d); retry after the next sync",
+			return fail(i, fmt.Errorf("cannot write %s/%s: %w: %d changes are waiting to be pushed (limit %d); retry after the next sync",
 				r.Table, r.ID, ErrOutboxFull, l.outboxLen+added+st.added, l.max))
 		}
 		nv := localValue{Pending: seq, Version: old.Version + 1, Gen: l.gen, Action: r.Action, Data: r.Data,

@@ -35,7 +35,7 @@ func (l *localRecords) put(r control.Record) (control.Record, error) {
 	if err != nil {
 		return control.Record{}, err
 	}
-	return out[0], nil
+	return toControl(out[0].Record), nil
 }
 
 func (l *localRecords) del(table, id string) error {
@@ -46,8 +46,8 @@ func (l *localRecords) del(table, id string) error {
 func (l *localRecords) putMany(rs []control.Record) (control.BatchResult, error) {
 	out, err := l.write(rs)
 	var res control.BatchResult
-	for _, r := range out {
-		res.Count(r.Action)
+	for _, e := range out {
+		res.Count(string(e.Record.Action))
 	}
 	return res, err
 }
@@ -57,7 +57,7 @@ func (l *localRecords) putMany(rs []control.Record) (control.BatchResult, error)
 // writes waiting (queue.Local.Put). Whether a write is an insert, and
 // whether the record is this site's to write, is decided inside the commit,
 // against what the datafile holds then: nothing is read before.
-func (l *localRecords) write(rs []control.Record) ([]control.Record, error) {
+func (l *localRecords) write(rs []control.Record) ([]queue.OutboxEntry, error) {
 	recs := make([]queue.Record, len(rs))
 	for i, r := range rs {
 		rec := queue.Record{Table: r.Table, ID: r.ID, Action: queue.Update, Data: r.Data}
@@ -98,11 +98,7 @@ func (l *localRecords) write(rs []control.Record) ([]control.Record, error) {
 		return nil, batchError(len(rs), recordIndex(err), writeError(err))
 	}
 	l.changedSoon()
-	out := make([]control.Record, len(written))
-	for i, e := range written {
-		out[i] = toControl(e.Record)
-	}
-	return out, nil
+	return written, nil
 }
 
 // writeError gives a refused write the status an app can act on.

@@ -96,3 +96,24 @@ func TestFirstSync_progress(t *testing.T) {
 		t.Errorf("progress %+v after the initialisation completed", fs)
 	}
 }
+
+// TestFirstSync_rateOfTheLastMinute: the rate, and so the time left, is
+// that of the last minute of pulling, not of the small first pages.
+func TestFirstSync_rateOfTheLastMinute(t *testing.T) {
+	clock := adapt.NewFakeClock(time.Unix(1e9, 0))
+	s := &Satellite{clock: clock}
+	s.trackFirst(10_000)
+	s.firstPulling(true)
+	for range 10 { // 10 records a second for 100 s
+		clock.Advance(10 * time.Second)
+		s.firstPage(100, 0, false, 10_000-s.first.done-100)
+	}
+	for range 6 { // then 100 a second for a minute
+		clock.Advance(10 * time.Second)
+		s.firstPage(1000, 0, false, 10_000-s.first.done-1000)
+	}
+	fs := s.first.snapshot(clock.Now())
+	if fs.Done != 7000 || fs.Total != 10_000 || fs.Rate != 100 || fs.Left != 30*time.Second {
+		t.Errorf("done %d of %d at %.0f/s, %v left; want 7000 of 10000 at 100/s, 30s left", fs.Done, fs.Total, fs.Rate, fs.Left)
+	}
+}

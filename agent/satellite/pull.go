@@ -12,6 +12,10 @@ import (
 // (synchroniser.rs: PullCentral, then PullRemote).
 func (c *cycle) pullAll() error {
 	c.s.pull.StartFrom(c.s.push)
+	if c.first {
+		c.s.firstPulling(true)
+		defer c.s.firstPulling(false)
+	}
 	if err := c.pullCentral(); err != nil {
 		return err
 	}
@@ -40,7 +44,6 @@ func (c *cycle) pullCentral() error {
 			return nil
 		}
 		limit, bytes := s.pull.Limit()
-		began := s.clock.Now()
 		page, err := within(c.ctx, s.pull, bytes, func(ctx context.Context) (syncapi.CentralRecords, error) {
 			return s.client.CentralRecords(ctx, cursor, limit)
 		})
@@ -106,7 +109,7 @@ func (c *cycle) pullCentral() error {
 		}
 		cursor = next
 		if c.first {
-			s.firstPage(len(recs), dataBytes(recs), s.clock.Now().Sub(began), true, int(page.MaxCursor-cursor))
+			s.firstPage(len(recs), dataBytes(recs), true, int(page.MaxCursor-cursor))
 		}
 		if cursor >= page.MaxCursor {
 			return nil
@@ -125,7 +128,6 @@ func (c *cycle) pullQueued() error {
 			return nil
 		}
 		limit, bytes := s.pull.LimitFor(queued)
-		began := s.clock.Now()
 		page, err := within(c.ctx, s.pull, bytes, func(ctx context.Context) (syncapi.QueuedRecords, error) {
 			return s.client.QueuedRecords(ctx, limit)
 		})
@@ -169,7 +171,7 @@ func (c *cycle) pullQueued() error {
 			return fmt.Errorf("acknowledge: %w", err)
 		}
 		if c.first {
-			s.firstPage(len(recs), dataBytes(recs), s.clock.Now().Sub(began), false, page.QueueLength-len(page.Data))
+			s.firstPage(len(recs), dataBytes(recs), false, page.QueueLength-len(page.Data))
 		}
 		if page.QueueLength <= len(page.Data) {
 			return nil

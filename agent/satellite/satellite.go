@@ -319,7 +319,7 @@ func (s *Satellite) Status() Status {
 	s.mu.Lock()
 	st := Status{Last: s.last, PushSizer: s.sizing[0], PullSizer: s.sizing[1], Link: s.link, CentralReread: s.reread, Rewound: s.rewound}
 	if s.first != nil {
-		st.FirstSync = s.first.snapshot()
+		st.FirstSync = s.first.snapshot(s.clock.Now())
 	}
 	s.mu.Unlock()
 	aside, _ := s.store.Aside()

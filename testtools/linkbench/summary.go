@@ -19,6 +19,9 @@ const (
 	// TargetFloorRatio: a first sync (an Initial profile) takes at most
 	// this many times the link floor (Profile.Floor).
 	TargetFloorRatio = 1.3
+	// TargetETAError: after its first tenth, the time left a first sync
+	// shows is within this fraction of the time it really takes.
+	TargetETAError = 0.2
 	// TargetFlakySpeedup: on flaky, auto drains at least this many times
 	// faster than a fixed FlakyBaseline.
 	TargetFlakySpeedup = 2.0
@@ -45,6 +48,11 @@ type Run struct {
 	// records pulled, and their bytes gzipped as the primary sends them.
 	Floor   time.Duration
 	GzBytes int64
+	// ETAWorst: the largest error of the first sync's time left, read
+	// twice a second after its first tenth, against the time it really
+	// took (NaN: no reading); ETAReadings how many there were.
+	ETAWorst    float64
+	ETAReadings int
 }
 
 // CutoffFactor: a run still draining after this many times the fastest
@@ -280,6 +288,14 @@ func WriteReport(w io.Writer, profiles []Profile, runs []Run) {
 			fmt.Fprintf(w, "%s size %s: %s = %s × the link floor %s (%.1f MB gzipped at %d kB/s + %d round trips of %s); target ≤ %.1f×: %s\n",
 				p.Name, SizeName(r.Size), formatSeconds(r.Elapsed), FormatRatio(x), formatSeconds(r.Floor), float64(r.GzBytes)/1e6, p.KBps,
 				InitialRoundTrips(p.Records), p.Latency, TargetFloorRatio, verdict)
+			if r.ETAReadings > 0 && !math.IsNaN(r.ETAWorst) {
+				verdict = "ok"
+				if r.ETAWorst > TargetETAError {
+					verdict = "MISSED"
+				}
+				fmt.Fprintf(w, "%s size %s: time left shown, worst error %.0f%% over %d readings after the first 10%%; target ≤ %.0f%%: %s\n",
+					p.Name, SizeName(r.Size), 100*r.ETAWorst, r.ETAReadings, 100*TargetETAError, verdict)
+			}
 		}
 	}
 	if m := Misses(sums, runs); len(m) > 0 {

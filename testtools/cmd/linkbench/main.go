@@ -28,11 +28,14 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"sync"
 	"time"
 
 	"syncagent/agent/passwd"
+	"syncagent/agent/satellite"
 	"syncagent/agent/syncapi"
 	"syncagent/testtools/linkbench"
 )
@@ -248,6 +251,13 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 	if err != nil {
 		return linkbench.Run{}, err
 	}
+	if p.Initial {
+		// The timed drain is a first sync: initialise, then pull
+		// everything the primary queues for the site.
+		if _, err := w.sat.Generate(ctx, true); err != nil {
+			return linkbench.Run{}, err
+		}
+	}
 	w.stats.reset()
 	w.link.state.delivered.Store(0)
 	total := w.remaining()
@@ -281,7 +291,13 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 		},
 		ProgressEvery: 5 * time.Second,
 	}
+	var eta etaReadings
+	stopETA := func() {}
+	if p.Initial {
+		stopETA = eta.watch(w.sat)
+	}
 	res := d.Run(ctx)
+	stopETA()
 	if ctx.Err() != nil {
 		return linkbench.Run{}, ctx.Err()
 	}
@@ -296,8 +312,63 @@ func drain(ctx context.Context, o options, w *world, p linkbench.Profile, round 
 		Requests: int(w.stats.requests.Load()), WireBytes: w.link.state.delivered.Load(),
 		FailedRequests: int(w.stats.failed.Load()), Hung: int(w.stats.hung.Load()),
 		FailedCycles: res.FailedCycles, SetAside: setAside, Stalled: res.Stalled, Cut: res.Cut, Remaining: res.Remaining,
-		Floor: floor(p, gz), GzBytes: gz,
+		Floor: floor(p, gz), GzBytes: gz, ETAWorst: eta.worst(start.Add(res.Elapsed), label, stderr), ETAReadings: len(eta.at),
 	}, nil
+}
+
+// etaReadings are the time left a first sync's progress said, read twice
+// a second once a tenth of it was done.
+type etaReadings struct {
+	mu   sync.Mutex
+	at   []time.Time
+	left []time.Duration
+}
+
+func (e *etaReadings) watch(sat *satellite.Satellite) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if fs := sat.Status().FirstSync; fs != nil && fs.Total > 0 && fs.Left > 0 && fs.Done*10 >= fs.Total {
+				e.mu.Lock()
+				e.at, e.left = append(e.at, time.Now()), append(e.left, fs.Left)
+				e.mu.Unlock()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// worst is the largest error of a reading against the time the drain
+// really took from then (end), of the readings with at least 10 s to go.
+// Every tenth reading goes to stderr: shown, and really left.
+func (e *etaReadings) worst(end time.Time, label string, stderr io.Writer) float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := math.NaN()
+	for i, at := range e.at {
+		actual := end.Sub(at)
+		if i%10 == 0 {
+			fmt.Fprintf(stderr, "linkbench: %s time left shown %v, really %v\n", label, e.left[i], actual.Round(time.Second))
+		}
+		if actual < 10*time.Second {
+			continue
+		}
+		x := math.Abs(e.left[i].Seconds()-actual.Seconds()) / actual.Seconds()
+		if math.IsNaN(w) || x > w {
+			w = x
+		}
+	}
+	return w
 }
 
 // floor is the link floor of an Initial profile's pull (0 otherwise).

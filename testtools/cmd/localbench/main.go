@@ -3,7 +3,8 @@
 //
 //   - single-record puts (PUT /v1/records/{table}/{id}) from 1, 16 and 64
 //     concurrent writers: puts/s, p50 and p99 latency;
-//   - batch writes (POST /v1/records, 10,000 records a request): records/s;
+//   - batch writes (POST /v1/records, 10,000 records a request) from one
+//     app, and from two at once: records/s;
 //   - in the same run and directory, the baseline a put without group
 //     commit cannot beat: one append and one fsync per record, and the
 //     ratio of the 16-writer figure to it.
@@ -105,11 +106,17 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 		rows = append(rows, row{fmt.Sprintf("puts, %d writers", n), fmt.Sprintf("%.0f/s (p50 %v, p99 %v; %d puts)", res.rate, res.p50, res.p99, res.n), target, v})
 	}
 
-	rate, err := batch(a, batches)
-	if err != nil {
-		return err
+	for _, writers := range []int{1, 2} {
+		rate, err := batch(a, batches, writers)
+		if err != nil {
+			return err
+		}
+		target, v := "", ""
+		if writers == 1 {
+			target, v = fmt.Sprintf("≥ %d/s", batchTarget), verdict(rate >= batchTarget)
+		}
+		rows = append(rows, row{fmt.Sprintf("batch writes (%d × %d records, %d writer(s))", batches, batchRecords, writers), fmt.Sprintf("%.0f records/s", rate), target, v})
 	}
-	rows = append(rows, row{fmt.Sprintf("batch writes (%d × %d records)", batches, batchRecords), fmt.Sprintf("%.0f records/s", rate), fmt.Sprintf("≥ %d/s", batchTarget), verdict(rate >= batchTarget)})
 	a.stop()
 
 	base, err := baseline(dir, dur)
@@ -181,26 +188,45 @@ func puts(a *agent, n int, dur time.Duration) (putResult, error) {
 	return putResult{n: len(all), rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99)}, nil
 }
 
-// batch writes k requests of batchRecords records and returns records/s
-// (the bodies are built before the clock starts).
-func batch(a *agent, k int) (float64, error) {
+// batch writes k requests of batchRecords records from writers apps at
+// once, each on its own connection, and returns records/s (the bodies are
+// built before the clock starts).
+func batch(a *agent, k, writers int) (float64, error) {
 	bodies := make([][]byte, k)
 	for b := range k {
 		var buf bytes.Buffer
 		for i := range batchRecords {
-			fmt.Fprintf(&buf, `{"table":"stock_line","id":"b%d-%d","data":%s}`+"\n", b, i, data(b, i))
+			fmt.Fprintf(&buf, `{"table":"stock_line","id":"b%d-%d-%d","data":%s}`+"\n", writers, b, i, data(b, i))
 		}
 		bodies[b] = buf.Bytes()
 	}
-	c := a.client()
+	next := make(chan []byte, k)
+	for _, b := range bodies {
+		next <- b
+	}
+	close(next)
+	errs := make(chan error, writers)
 	start := time.Now()
-	for _, body := range bodies {
-		var res struct{ Written int }
-		if err := a.do(c, http.MethodPost, "/v1/records", string(body), &res); err != nil {
-			return 0, fmt.Errorf("batch: %w", err)
-		}
-		if res.Written != batchRecords {
-			return 0, fmt.Errorf("batch: %d written, want %d", res.Written, batchRecords)
+	for range writers {
+		go func() {
+			c := a.client()
+			for body := range next {
+				var res struct{ Written int }
+				if err := a.do(c, http.MethodPost, "/v1/records", string(body), &res); err != nil {
+					errs <- fmt.Errorf("batch: %w", err)
+					return
+				}
+				if res.Written != batchRecords {
+					errs <- fmt.Errorf("batch: %d written, want %d", res.Written, batchRecords)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			return 0, err
 		}
 	}
 	return float64(k*batchRecords) / time.Since(start).Seconds(), nil
