@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -109,6 +110,44 @@ func TestWriteJSON_gzip(t *testing.T) {
 	WriteJSON(w, httptest.NewRequest(http.MethodGet, "/", nil), 200, big)
 	if w.Header().Get("Content-Encoding") != "" {
 		t.Error("gzipped for a client that did not ask")
+	}
+}
+
+// TestWriteJSON_gzipLevel: a first sync's large page is compressed at
+// gzip's default level (the link is the wait), a cycle's small answer at
+// the fastest.
+func TestWriteJSON_gzipLevel(t *testing.T) {
+	size := func(v any, level int) int {
+		body, _ := json.Marshal(v)
+		var b bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&b, level)
+		zw.Write(body)
+		zw.Close()
+		return b.Len()
+	}
+	page := func(n int) QueuedRecords {
+		q := QueuedRecords{QueueLength: n}
+		for i := range n {
+			q.Data = append(q.Data, QueuedRecord{SyncOutID: fmt.Sprint(i), TableName: "transact", RecordID: fmt.Sprintf("T%06d", i), Action: "insert",
+				RecordData: json.RawMessage(fmt.Sprintf(`{"ID":"T%06d","name_ID":"N%03d","store_ID":"S%02d","comment":"shipment %d of %d","total":%d.%02d}`, i, i%997, i%13, i, i*7, i*31, i%100))})
+		}
+		return q
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Accept-Encoding", "gzip")
+	for _, c := range []struct {
+		n     int
+		level int
+	}{{2000, gzip.DefaultCompression}, {20, gzip.BestSpeed}} {
+		v := page(c.n)
+		w := httptest.NewRecorder()
+		WriteJSON(w, r, 200, v)
+		if got, want := w.Body.Len(), size(v, c.level); got != want {
+			t.Errorf("%d records: %d bytes on the wire, want %d (gzip level %d)", c.n, got, want, c.level)
+		}
+	}
+	if big := page(2000); size(big, gzip.DefaultCompression) >= size(big, gzip.BestSpeed) {
+		t.Fatal("the default level does not shrink this page more than the fastest: the test shows nothing")
 	}
 }
 
