@@ -36,6 +36,8 @@ import (
 	"syncagent/agent/primary"
 	"syncagent/testtools/loadgen"
 	"syncagent/testtools/pgtest"
+
+	"syncagent/testtools/benchtable"
 )
 
 type options struct {
@@ -249,7 +251,7 @@ func runBench(o options) error {
 	}
 	fmt.Printf("nodes: %s\n", nodesAre)
 	fmt.Printf("bench-primary: %d sites (each store on 2 sites, passwords hashed in %s), %d records of %d B a push, %s a rate; %s; load %s\n",
-		n, time.Since(t0).Round(time.Millisecond), o.records, o.payload, o.step, time.Now().UTC().Format(time.RFC3339), loadavg())
+		n, time.Since(t0).Round(time.Millisecond), o.records, o.payload, o.step, time.Now().UTC().Format(time.RFC3339), benchtable.LoadAvg())
 	if slices.ContainsFunc(o.setups, func(s string) bool { return strings.HasPrefix(s, "pg") }) {
 		settings := map[string]string{"shared_buffers": "256MB", "max_connections": "100"}
 		if v := os.Getenv("BENCH_PG_SET"); v != "" {
@@ -370,15 +372,6 @@ func (b *bench) dbMemory(st *setup) (mem, size int) {
 		fmt.Sscan(out, &bytes)
 	}
 	return int(b.cluster.Memory() >> 20), int(bytes >> 20)
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }

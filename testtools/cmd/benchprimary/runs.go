@@ -12,6 +12,8 @@ import (
 
 	"syncagent/agent/passwd"
 	"syncagent/testtools/loadgen"
+
+	"syncagent/testtools/benchtable"
 )
 
 // runSetup measures one setup: held records, rates, ingest, the kill run.
@@ -45,7 +47,7 @@ func (b *bench) runSetup(st *setup) ([]string, error) {
 		}
 		now, _ := st.memory()
 		summary = append(summary, fmt.Sprintf("%s: %d records pushed in %s (%.0f records/s), then node start %s, node RSS %d MiB; load %s",
-			st.name, held, took.Round(time.Second), float64(held)/took.Seconds(), restart.Round(time.Millisecond), now, loadavg()))
+			st.name, held, took.Round(time.Second), float64(held)/took.Seconds(), restart.Round(time.Millisecond), now, benchtable.LoadAvg()))
 	}
 	if o.bulk > held && st.kind == "pg" {
 		t0 := time.Now()
@@ -61,7 +63,7 @@ func (b *bench) runSetup(st *setup) ([]string, error) {
 		now, _ := st.memory()
 		mem, size := b.dbMemory(st)
 		summary = append(summary, fmt.Sprintf("%s: copied by SQL to %d records in %s; node start %s, node RSS %d MiB, database %d MiB on disk, its processes %d MiB; load %s",
-			st.name, held, time.Since(t0).Round(time.Second), restart.Round(time.Millisecond), now, size, mem, loadavg()))
+			st.name, held, time.Since(t0).Round(time.Second), restart.Round(time.Millisecond), now, size, mem, benchtable.LoadAvg()))
 	}
 	if o.warm {
 		res := loadgen.Run(ctx, loadgen.Config{URLs: st.urls(), Sites: b.sites, Rate: 5000, Duration: time.Hour, Workers: 64, Login: true, ToHead: true, Each: true})
@@ -86,7 +88,7 @@ func (b *bench) runSetup(st *setup) ([]string, error) {
 			if i == 0 {
 				fmt.Fprintf(b.out, "%s\t%d\t%.0f\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%s\t%s\t%s\t\n", st.name, held, rate, res.CyclesPerSecond, res.Failed, res.Skipped, ep,
 					ms(loadgen.Percentile(ds, .5)), ms(loadgen.Percentile(ds, .99)), ms(ds[len(ds)-1]), res.AcceptedPerSec, res.DeliveredPerSec, rss, mem,
-					pct(cpu, res.Took), pct(dbCPU, res.Took), loadavg())
+					pct(cpu, res.Took), pct(dbCPU, res.Took), benchtable.LoadAvg())
 			} else {
 				fmt.Fprintf(b.out, "\t\t\t\t\t\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\t\n", ep, ms(loadgen.Percentile(ds, .5)), ms(loadgen.Percentile(ds, .99)), ms(ds[len(ds)-1]))
 			}
@@ -154,7 +156,7 @@ func (b *bench) bulk(st *setup, n int64) (int64, error) {
 			return done, err
 		}
 		done += k
-		fmt.Printf("  %s: %d of %d records copied; load %s\n", st.name, done, n, loadavg())
+		fmt.Printf("  %s: %d of %d records copied; load %s\n", st.name, done, n, benchtable.LoadAvg())
 	}
 	return done, b.cluster.Exec(st.db, "VACUUM (ANALYZE) records")
 }
@@ -195,7 +197,7 @@ func (b *bench) ingestRun(ctx context.Context, st *setup) ([]string, error) {
 		b.baseline = res.AcceptedPerSec
 		push := res.Latency["POST queued_records"]
 		out = append(out, fmt.Sprintf("ingest, raw JSON + append + fsync: %.0f records/s, push p50 %s p99 %s, %.1f µs CPU/record; load %s",
-			res.AcceptedPerSec, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), perRecord(cpu, res.Accepted), loadavg()))
+			res.AcceptedPerSec, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), perRecord(cpu, res.Accepted), benchtable.LoadAvg()))
 	}
 	cfg.URLs = st.urls()
 	cpu0, db0 := st.cpu(), b.dbCPU(st)
@@ -210,7 +212,7 @@ func (b *bench) ingestRun(ctx context.Context, st *setup) ([]string, error) {
 	if res.Failed > 0 {
 		line += fmt.Sprintf(", %d failed (%v)", res.Failed, res.FirstErrors)
 	}
-	return append(out, line+"; load "+loadavg()), nil
+	return append(out, line+"; load "+benchtable.LoadAvg()), nil
 }
 
 func perRecord(cpu time.Duration, n int64) float64 {
@@ -253,7 +255,7 @@ func (b *bench) killRun(ctx context.Context, st *setup) (string, error) {
 	}
 	v := ledger.Check()
 	line := fmt.Sprintf("kill, %s: node 2 SIGKILLed at %s and restarted (in %s) at %s of a %s run at %.0f cycles/s: %d cycles, %d errors, %d failovers; %d new records accepted, %d deliveries expected, %d lost, %d duplicated; load %s",
-		st.name, b.o.step/3, victim.started.Round(time.Millisecond), 2*b.o.step/3, b.o.step, b.o.killRate, res.Cycles, res.Failed, res.Failovers, v.Accepted, v.Deliveries, v.Lost, v.Duplicated, loadavg())
+		st.name, b.o.step/3, victim.started.Round(time.Millisecond), 2*b.o.step/3, b.o.step, b.o.killRate, res.Cycles, res.Failed, res.Failovers, v.Accepted, v.Deliveries, v.Lost, v.Duplicated, benchtable.LoadAvg())
 	for _, e := range res.FirstErrors {
 		line += "\n    error: " + e
 	}
@@ -313,7 +315,7 @@ func (b *bench) authRestartAll() error {
 		p := res.Latency["GET site"]
 		fmt.Printf("auth restart, %s: %d sites pinned and given their tokens (in %s); node started in %s; then %d of %d let in within %s, %d errors, GET site p50 %s p99 %s, node CPU %s (%.0f µs a login); load %s\n",
 			st.name, n, seeded.Round(time.Millisecond), restart.Round(time.Millisecond), res.Cycles-res.Failed, n, res.Took.Round(time.Millisecond), res.Failed,
-			ms(loadgen.Percentile(p, .5)), ms(loadgen.Percentile(p, .99)), cpu.Round(10*time.Millisecond), perRecord(cpu, int64(res.Cycles)), loadavg())
+			ms(loadgen.Percentile(p, .5)), ms(loadgen.Percentile(p, .99)), cpu.Round(10*time.Millisecond), perRecord(cpu, int64(res.Cycles)), benchtable.LoadAvg())
 		for _, e := range res.FirstErrors {
 			fmt.Println("    error:", e)
 		}

@@ -31,6 +31,8 @@ import (
 	"syncagent/agent/loopback"
 	"syncagent/agent/passwd"
 	"syncagent/testtools/pgtest"
+
+	"syncagent/testtools/benchtable"
 )
 
 func main() {
@@ -101,7 +103,7 @@ func measure(backend string, v *vendor, file string, n, runs int, dsn, dir strin
 	if err != nil {
 		return err
 	}
-	load0 := loadavg()
+	load0 := benchtable.LoadAvg()
 	if _, err := a.start(); err != nil {
 		return err
 	}
@@ -186,7 +188,7 @@ func measure(backend string, v *vendor, file string, n, runs int, dsn, dir strin
 		size = fmt.Sprintf("; central.db %.1f MB", float64(fi.Size())/1e6)
 	}
 	fmt.Printf("\nsite registry on %s: `syncagent run`, %d sites imported by `syncagent sites import` (one code)%s\n", backend, n, size)
-	fmt.Printf("load average before %s, after %s; %d runs, median (max)\n\n", load0, loadavg(), runs)
+	fmt.Printf("load average before %s, after %s; %d runs, median (max)\n\n", load0, benchtable.LoadAvg(), runs)
 	row := printTable()
 	row("syncagent sites import FILE --code CODE", []time.Duration{importTime}, 0)
 	row("start to serving (sync API and control)", starts, 5*time.Second)
@@ -391,13 +393,4 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	return strings.Join(f[:3], " ")
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"syncagent/queue"
+
+	"syncagent/testtools/benchtable"
 )
 
 // Targets from issue 13: RAM per 300-byte record held, and how soon
@@ -62,8 +64,8 @@ func runHeld(counts []int) error {
 // for each n: the time from exec to `status` answering on the control
 // socket, and its resident memory once started (VmRSS ÷ n is the figure
 // per record, everything the process holds included).
-func heldRows(host, dir, sha string, counts []int) ([]row, error) {
-	var rows []row
+func heldRows(host, dir, sha string, counts []int) ([]benchtable.Row, error) {
+	var rows []benchtable.Row
 	for _, n := range counts {
 		d := filepath.Join(dir, fmt.Sprintf("held-%d", n))
 		if err := writePrefs(d, satellitePrefs(d, "http://127.0.0.1:9", sha)); err != nil {
@@ -107,10 +109,10 @@ func heldRows(host, dir, sha string, counts []int) ([]row, error) {
 		}
 		per := float64(rss) / float64(n)
 		rows = append(rows,
-			row{fmt.Sprintf("satellite RSS holding %d records (VmRSS / VmHWM; datafile %.0f MiB)", n, mb(size)), fmt.Sprintf("%.1f MiB / %.1f MiB: %.0f B per record", mb(rss), mb(hwm), per),
-				fmt.Sprintf("≤ %d B per record", perRecordTarget), heldVerdict(n, per <= perRecordTarget)},
-			row{fmt.Sprintf("restart to `status` answering, %d records (datafile %.0f MiB)", n, mb(fi.Size())),
-				fmt.Sprintf("%v (the first start after the prefill: %v)", answered[1].Round(time.Millisecond), answered[0].Round(time.Millisecond)), "≤ 1 s at 300k", heldVerdict(n, answered[1] <= restartTarget)})
+			benchtable.Measure(fmt.Sprintf("satellite RSS holding %d records (VmRSS / VmHWM; datafile %.0f MiB)", n, mb(size)), fmt.Sprintf("%.1f MiB / %.1f MiB: %.0f B per record", mb(rss), mb(hwm), per),
+				fmt.Sprintf("≤ %d B per record", perRecordTarget), heldVerdict(n, per <= perRecordTarget)),
+			benchtable.Measure(fmt.Sprintf("restart to `status` answering, %d records (datafile %.0f MiB)", n, mb(fi.Size())),
+				fmt.Sprintf("%v (the first start after the prefill: %v)", answered[1].Round(time.Millisecond), answered[0].Round(time.Millisecond)), "≤ 1 s at 300k", heldVerdict(n, answered[1] <= restartTarget)))
 	}
 	return rows, nil
 }
@@ -121,7 +123,7 @@ func heldVerdict(n int, ok bool) string {
 	if n < 300_000 {
 		return ""
 	}
-	return verdict(ok)
+	return benchtable.Verdict(ok)
 }
 
 // prefillSynced writes n records of about 300 bytes into a fresh satellite
@@ -164,12 +166,4 @@ func record300(j int) json.RawMessage {
 	s := fmt.Sprintf(`{"store_ID":"store-a","item_ID":"item-%05d","batch":"B-2026-%07d","expiry_date":"2027-03-31","pack_size":10,"cost_price":12.5,"sell_price":15.75,"available":%d,"total":%d,"location_ID":"loc-%03d","note":"`,
 		j%997, j, j%500, j%700, j%100)
 	return json.RawMessage(s + strings.Repeat(".", max(0, 300-len(s)-2)) + `"}`)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
 }

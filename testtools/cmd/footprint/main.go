@@ -40,6 +40,8 @@ import (
 
 	"syncagent/agent/prefs"
 	"syncagent/queue"
+
+	"syncagent/testtools/benchtable"
 )
 
 // Targets from the packaging issue.
@@ -75,22 +77,13 @@ func main() {
 	}
 }
 
-type row struct{ what, value, target, verdict string }
-
-func verdict(ok bool) string {
-	if ok {
-		return "ok"
-	}
-	return "MISSED"
-}
-
 func run(idle, window time.Duration, records, runs int, held []int) error {
 	dir, err := os.MkdirTemp("", "sa-fp-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var rows []row
+	var rows []benchtable.Row
 
 	// 1. Binary size per architecture.
 	host := ""
@@ -111,7 +104,7 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 		if !static {
 			kind = "NOT static+stripped"
 		}
-		rows = append(rows, row{"binary size, linux/" + a.name, fmt.Sprintf("%.1f MiB (%s)", mb(fi.Size()), kind), "≤ 15 MB", verdict(fi.Size() <= sizeTarget && static)})
+		rows = append(rows, benchtable.Measure("binary size, linux/"+a.name, fmt.Sprintf("%.1f MiB (%s)", mb(fi.Size()), kind), "≤ 15 MB", benchtable.Verdict(fi.Size() <= sizeTarget && static)))
 		if a.goarch == runtime.GOARCH {
 			host = out
 		}
@@ -198,10 +191,10 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 	prss, phwm, _, _ := memory(primary.pid())
 	perMin := float64(after-before) / window.Minutes()
 	rows = append(rows,
-		row{fmt.Sprintf("satellite RSS after %v idle (VmRSS / VmHWM)", idle), fmt.Sprintf("%.1f MiB / %.1f MiB", mb(rss), mb(hwm)), "≤ 20 MB", verdict(rss <= rssTarget)},
-		row{fmt.Sprintf("satellite wake-ups while idle (voluntary context switches, %d threads)", threads), fmt.Sprintf("%.0f /min (%d watchdog pings)", perMin, pings), "no busy loop (< 600 /min)", verdict(perMin < 600)},
-		row{"primary RSS, 1 site, idle (VmRSS / VmHWM)", fmt.Sprintf("%.1f MiB / %.1f MiB", mb(prss), mb(phwm)), "", ""},
-		row{"primary wake-ups while idle", fmt.Sprintf("%.0f /min", float64(primAfter-primBefore)/window.Minutes()), "", ""},
+		benchtable.Measure(fmt.Sprintf("satellite RSS after %v idle (VmRSS / VmHWM)", idle), fmt.Sprintf("%.1f MiB / %.1f MiB", mb(rss), mb(hwm)), "≤ 20 MB", benchtable.Verdict(rss <= rssTarget)),
+		benchtable.Measure(fmt.Sprintf("satellite wake-ups while idle (voluntary context switches, %d threads)", threads), fmt.Sprintf("%.0f /min (%d watchdog pings)", perMin, pings), "no busy loop (< 600 /min)", benchtable.Verdict(perMin < 600)),
+		benchtable.Measure("primary RSS, 1 site, idle (VmRSS / VmHWM)", fmt.Sprintf("%.1f MiB / %.1f MiB", mb(prss), mb(phwm)), "", ""),
+		benchtable.Measure("primary wake-ups while idle", fmt.Sprintf("%.0f /min", float64(primAfter-primBefore)/window.Minutes()), "", ""),
 	)
 	satellite.stop()
 	primary.stop()
@@ -253,8 +246,8 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 		if outbox != n {
 			return fmt.Errorf("the outbox held %d records at start, want %d", outbox, n)
 		}
-		rows = append(rows, row{fmt.Sprintf("time to READY=1, outbox %d (median of %d)", n, runs),
-			fmt.Sprintf("%v (control socket answers %v; VmHWM %.1f MiB)", median(readies).Round(time.Millisecond), median(socks).Round(time.Millisecond), mb(hwm)), "", ""})
+		rows = append(rows, benchtable.Measure(fmt.Sprintf("time to READY=1, outbox %d (median of %d)", n, runs),
+			fmt.Sprintf("%v (control socket answers %v; VmHWM %.1f MiB)", median(readies).Round(time.Millisecond), median(socks).Round(time.Millisecond), mb(hwm)), "", ""))
 	}
 
 	// 4. Memory and restart time with many records held.
@@ -267,12 +260,9 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 	return nil
 }
 
-func printRows(rows []row) {
-	fmt.Printf("\n| measure | value | target | |\n|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Printf("| %s | %s | %s | %s |\n", r.what, r.value, r.target, r.verdict)
-	}
-	fmt.Printf("\n%s, %d CPUs, %s; %s; load average %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), kernel(), goVersion(), loadavg())
+func printRows(rows []benchtable.Row) {
+	benchtable.Print(os.Stdout, rows)
+	fmt.Printf("\n%s, %d CPUs, %s; %s; load average %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), kernel(), goVersion(), benchtable.LoadAvg())
 }
 
 var watchdogEnv = []string{"WATCHDOG_USEC=60000000"}

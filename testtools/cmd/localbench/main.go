@@ -33,6 +33,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"syncagent/testtools/benchtable"
 )
 
 // Targets from issue 13.
@@ -57,15 +59,6 @@ func main() {
 	}
 }
 
-type row struct{ what, value, target, verdict string }
-
-func verdict(ok bool) string {
-	if ok {
-		return "ok"
-	}
-	return "MISSED"
-}
-
 func run(bin, dir string, dur time.Duration, writerList string, batches int) error {
 	if dir == "" {
 		d, err := os.MkdirTemp(".", ".localbench-")
@@ -83,7 +76,7 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 	defer a.stop()
 	fmt.Fprintf(os.Stderr, "localbench: satellite running in %s; %v per measurement\n", dir, dur)
 
-	var rows []row
+	var rows []benchtable.Row
 	var at16 float64
 	for _, w := range strings.Split(writerList, ",") {
 		var n int
@@ -101,9 +94,9 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 		}
 		v := ""
 		if target != "" {
-			v = verdict(ok)
+			v = benchtable.Verdict(ok)
 		}
-		rows = append(rows, row{fmt.Sprintf("puts, %d writers", n), fmt.Sprintf("%.0f/s (p50 %v, p99 %v; %d puts)", res.rate, res.p50, res.p99, res.n), target, v})
+		rows = append(rows, benchtable.Measure(fmt.Sprintf("puts, %d writers", n), fmt.Sprintf("%.0f/s (p50 %v, p99 %v; %d puts)", res.rate, res.p50, res.p99, res.n), target, v))
 	}
 
 	for _, writers := range []int{1, 2} {
@@ -113,9 +106,9 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 		}
 		target, v := "", ""
 		if writers == 1 {
-			target, v = fmt.Sprintf("≥ %d/s", batchTarget), verdict(rate >= batchTarget)
+			target, v = fmt.Sprintf("≥ %d/s", batchTarget), benchtable.Verdict(rate >= batchTarget)
 		}
-		rows = append(rows, row{fmt.Sprintf("batch writes (%d × %d records, %d writer(s))", batches, batchRecords, writers), fmt.Sprintf("%.0f records/s", rate), target, v})
+		rows = append(rows, benchtable.Measure(fmt.Sprintf("batch writes (%d × %d records, %d writer(s))", batches, batchRecords, writers), fmt.Sprintf("%.0f records/s", rate), target, v))
 	}
 	a.stop()
 
@@ -123,17 +116,14 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 	if err != nil {
 		return err
 	}
-	rows = append(rows, row{"baseline: one append + fsync per record, same disk", fmt.Sprintf("%.0f/s", base), "", ""})
+	rows = append(rows, benchtable.Measure("baseline: one append + fsync per record, same disk", fmt.Sprintf("%.0f/s", base), "", ""))
 	if at16 > 0 {
 		ratio := at16 / base
-		rows = append(rows, row{"16 writers ÷ baseline", fmt.Sprintf("%.1f×", ratio), fmt.Sprintf("≥ %.0f×", ratioTarget), verdict(ratio >= ratioTarget)})
+		rows = append(rows, benchtable.Measure("16 writers ÷ baseline", fmt.Sprintf("%.1f×", ratio), fmt.Sprintf("≥ %.0f×", ratioTarget), benchtable.Verdict(ratio >= ratioTarget)))
 	}
 
-	fmt.Printf("\n| measure | value | target | |\n|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Printf("| %s | %s | %s | %s |\n", r.what, r.value, r.target, r.verdict)
-	}
-	fmt.Printf("\n%s/%s, %d CPUs, load average %s; %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadavg(), runtime.Version())
+	benchtable.Print(os.Stdout, rows)
+	fmt.Printf("\n%s/%s, %d CPUs, load average %s; %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), benchtable.LoadAvg(), runtime.Version())
 	return nil
 }
 
@@ -361,18 +351,6 @@ func (a *agent) stop() {
 		a.cmd.Process.Kill()
 		<-a.done
 	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
