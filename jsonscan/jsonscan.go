@@ -114,7 +114,7 @@ func Object(b []byte, want []string, out []string) (ok bool) {
 			return false
 		}
 		for i, w := range want {
-			if !bytes.EqualFold(key, []byte(w)) {
+			if len(key) != len(w) || !bytes.EqualFold(key, []byte(w)) {
 				continue
 			}
 			if s, plain := PlainString(v); plain {

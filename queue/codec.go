@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"syncagent/jsonscan"
 )
 
 // Key layout shared by both roles. Every value stored is JSON, so a value
@@ -103,8 +105,12 @@ func normalize(r Record) (Record, error) {
 		r.Data = nil
 		return r, nil
 	}
-	if r.Data[0] == '{' && !bytes.ContainsAny(r.Data, " \t\r\n") && json.Valid(r.Data) {
-		return r, nil // compact already (what apps and peers send): Compact would copy it unchanged
+	valid, compact := jsonscan.Check(r.Data)
+	if !valid || r.Data[0] != '{' {
+		return Record{}, fmt.Errorf("record %s/%s: recordData must be a JSON object", r.Table, r.ID)
+	}
+	if compact {
+		return r, nil // what apps and peers send: Compact would copy it unchanged
 	}
 	var b bytes.Buffer
 	b.Grow(len(r.Data))

@@ -3,6 +3,7 @@ package queue
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tidwall/buntdb"
 )
@@ -68,7 +69,20 @@ type committer struct {
 	closed  bool
 	queue   chan *writeRequest
 	stopped chan struct{} // closed when the loop has answered everything
+	guard   atomic.Pointer[func() error]
 }
+
+// GuardCommits has every group commit ask ok first, once for all the
+// writes it takes (a check per commit, not per write, e.g. that the
+// datafile is still the file at its path). When ok says no, every write of
+// that commit is refused with a *RefusedError and nothing is written.
+func (l *Local) GuardCommits(ok func() error) { l.commits.guard.Store(&ok) }
+
+// RefusedError is a write refused by the guard of its commit.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 func (l *Local) startCommits() {
 	l.commits = &committer{queue: make(chan *writeRequest, commitQueue), stopped: make(chan struct{})}
@@ -136,6 +150,14 @@ func (l *Local) commitLoop() {
 // commitBatch applies batch in one transaction (one fsync) and sets each
 // request's answer.
 func (l *Local) commitBatch(batch []*writeRequest) {
+	if ok := l.commits.guard.Load(); ok != nil {
+		if err := (*ok)(); err != nil {
+			for _, w := range batch {
+				w.err, w.entries = &RefusedError{Err: err}, nil
+			}
+			return
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var added, liveDelta int

@@ -105,6 +105,52 @@ func TestLocal_commitBatchRefusesAlone(t *testing.T) {
 	}
 }
 
+// TestLocal_GuardCommits: the guard is asked once a commit, not once a
+// write, and a commit it refuses writes nothing and answers every writer.
+func TestLocal_GuardCommits(t *testing.T) {
+	l := openLocal(t, tempPath(t, "sat.db"), LocalOptions{})
+	var mu sync.Mutex
+	var asked int
+	var refuse error
+	l.GuardCommits(func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return refuse
+	})
+	const writers, each = 16, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				mustWrite(t, l, storeRec("item", fmt.Sprintf("w%d-%d", w, i), "s1", i))
+			}
+		}()
+	}
+	wg.Wait()
+	if asked == 0 || asked >= writers*each {
+		t.Errorf("guard asked %d times for %d writes in %d commits; want once a commit", asked, writers*each, l.st.updates)
+	}
+	gone := errors.New("the datafile was deleted")
+	mu.Lock()
+	refuse = gone
+	mu.Unlock()
+	before := l.st.updates
+	_, err := l.Put([]Record{storeRec("item", "x", "s1", 1), storeRec("item", "y", "s1", 1)}, nil)
+	var re *RefusedError
+	if !errors.As(err, &re) || !errors.Is(err, gone) {
+		t.Errorf("a write the guard refused: %v, want a RefusedError wrapping its reason", err)
+	}
+	if _, found, _ := l.Get("item", "x"); found || l.st.updates != before {
+		t.Errorf("a refused commit wrote: x found %v, %d commits", found, l.st.updates-before)
+	}
+	if got := l.OutboxLen(); got != writers*each {
+		t.Errorf("OutboxLen = %d, want %d", got, writers*each)
+	}
+}
+
 // TestLocal_PutCheck: a check sees what the commit sees (the records before
 // it in the same request too) and may turn an upsert into an insert.
 func TestLocal_PutCheck(t *testing.T) {

@@ -89,7 +89,7 @@ func DecodeLines(body []byte) (recs []Record, lines []int, err error) {
 // decodeLine reads one record with jsonscan, asking encoding/json only
 // about what is unusual (an escaped string) and to say what is wrong.
 func decodeLine(line []byte) (Record, error) {
-	if !json.Valid(line) {
+	if valid, _ := jsonscan.Check(line); !valid {
 		var v any
 		err := json.Unmarshal(line, &v)
 		return Record{}, fmt.Errorf("not JSON: %v", err)

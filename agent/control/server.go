@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"syncagent/jsonscan"
 )
 
 // Backend is what the daemon offers through the local API.
@@ -112,14 +114,14 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 		return struct{}{}, b.ClearHardwareID(id, body.Code)
 	})
 	handle("PUT /v1/records/{table}/{id}", func(r *http.Request) (any, error) {
-		var data json.RawMessage
-		if err := decode(r, &data); err != nil {
+		data, err := readJSON(r)
+		if err != nil {
 			return nil, err
 		}
 		return b.PutRecord(Record{Table: r.PathValue("table"), ID: r.PathValue("id"), Data: data})
 	})
 	handle("POST /v1/records", func(r *http.Request) (any, error) {
-		body, err := io.ReadAll(r.Body)
+		body, err := readBody(r)
 		if err != nil {
 			return nil, Errorf(http.StatusRequestEntityTooLarge, "batch too large or unreadable (at most %d bytes and %d records a request: send the rest in another): %v", MaxBody, MaxBatchRecords, err)
 		}
@@ -213,9 +215,9 @@ func serveJSON(limit int64, log *slog.Logger, f func(r *http.Request) (any, erro
 }
 
 func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := readJSON(r)
 	if err != nil {
-		return Errorf(http.StatusRequestEntityTooLarge, "request body too large or unreadable: %v", err)
+		return err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return Errorf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
@@ -223,9 +225,45 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
+// readJSON reads a request body that must be JSON, checked in one quick
+// pass (a record's data is kept as sent: no decode and re-encode).
+func readJSON(r *http.Request) ([]byte, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, Errorf(http.StatusRequestEntityTooLarge, "request body too large or unreadable: %v", err)
+	}
+	if valid, _ := jsonscan.Check(body); !valid {
+		var v any
+		err := json.Unmarshal(body, &v) // says what is wrong, and where
+		return nil, Errorf(http.StatusBadRequest, "request body is not valid JSON: %v", err)
+	}
+	return body, nil
+}
+
+// readBody reads a request's body (bounded by serveJSON), in one buffer of
+// its announced length: a batch's 4 MiB are not copied through a buffer
+// grown by doubling.
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n > 0 && n <= MaxBody {
+		b := make([]byte, n)
+		// net/http's body reader ends at the announced length.
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(r.Body)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if r, ok := v.(Record); ok {
+		// The answer to every put and get: by hand, its data as it is
+		// (compact JSON the queue checked), not compacted once more.
+		w.Write(r.appendJSON(make([]byte, 0, 64+len(r.Data))))
+		return
+	}
 	json.NewEncoder(w).Encode(v)
 }
 

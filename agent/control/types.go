@@ -214,6 +214,38 @@ type Record struct {
 	Data   json.RawMessage `json:"data,omitempty"`
 }
 
+// appendJSON appends r as encoding/json's Encoder writes it (newline
+// included), with Data, which must be valid JSON, as it stands.
+func (r Record) appendJSON(b []byte) []byte {
+	b = append(b, `{"table":`...)
+	b = appendString(b, r.Table)
+	b = append(b, `,"id":`...)
+	b = appendString(b, r.ID)
+	if r.Action != "" {
+		b = append(b, `,"action":`...)
+		b = appendString(b, r.Action)
+	}
+	if len(r.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, r.Data...)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendString appends s as a JSON string: as it is when it is printable
+// ASCII that encoding/json would not escape, through encoding/json if not.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // Aside is a record the agent stopped pushing, and why.
 type Aside struct {
 	Table  string    `json:"table"`

@@ -36,7 +36,7 @@ func newDisabledRole(p *prefs.Prefs, log *slog.Logger, gone func(error), changed
 	}
 	why := "sync is disabled (" + p.SyncDisabledReason() + "): set sync_id > 0 and a [[sync_with]] row for the primary, then restart"
 	d := &disabledRole{noCycles: noCycles{why}, noPins: noPins{prefs.RoleDisabled}, local: l, path: path}
-	d.localRecords = &localRecords{local: l, guard: newDatafileGuard(path, gone), log: log, changed: changed}
+	d.localRecords = newLocalRecords(l, path, gone, log, changed)
 	d.cfg.Store(p)
 	d.alive()
 	return d, nil

@@ -30,6 +30,14 @@ type localRecords struct {
 
 var _ records = (*localRecords)(nil)
 
+// newLocalRecords gives the apps l, the datafile at path; gone is told once
+// the datafile is found deleted or replaced under the agent.
+func newLocalRecords(l *queue.Local, path string, gone func(error), log *slog.Logger, changed func()) *localRecords {
+	r := &localRecords{local: l, guard: newDatafileGuard(path, gone), log: log, changed: changed}
+	l.GuardCommits(r.guard.check) // once a commit, not once a write
+	return r
+}
+
 func (l *localRecords) put(r control.Record) (control.Record, error) {
 	out, err := l.write([]control.Record{{Table: r.Table, ID: r.ID, Data: r.Data}})
 	if err != nil {
@@ -68,9 +76,6 @@ func (l *localRecords) write(rs []control.Record) ([]queue.OutboxEntry, error) {
 		}
 		recs[i] = rec
 	}
-	if err := l.guard.check(); err != nil {
-		return nil, control.Errorf(http.StatusServiceUnavailable, "write refused, nothing was changed: %v", err)
-	}
 	var stores []string
 	if s := l.stores.Load(); s != nil {
 		stores = *s
@@ -104,9 +109,12 @@ func (l *localRecords) write(rs []control.Record) ([]queue.OutboxEntry, error) {
 // writeError gives a refused write the status an app can act on.
 func writeError(err error) error {
 	var ce *control.Error
+	var refused *queue.RefusedError
 	switch {
 	case errors.As(err, &ce):
 		return ce
+	case errors.As(err, &refused):
+		return control.Errorf(http.StatusServiceUnavailable, "write refused, nothing was changed: %v", refused.Err)
 	case errors.Is(err, queue.ErrInvalidRecord):
 		return control.Errorf(http.StatusBadRequest, "%v", err)
 	case errors.Is(err, queue.ErrOutboxFull):

@@ -92,7 +92,7 @@ func newSatelliteRole(p *prefs.Prefs, hwid string, log *slog.Logger, gone func(e
 		changed: changed, prefsPoke: make(chan struct{}, 1), wake: make(chan struct{}, 1), jobs: make(chan func(context.Context)),
 		backoff: adapt.NewBackoff(adapt.SystemClock{}, time.Second, 5*time.Minute), started: time.Now()}
 	s.hist = openHistory(l, log)
-	s.localRecords = &localRecords{local: l, guard: newDatafileGuard(path, gone), log: log, changed: changed}
+	s.localRecords = newLocalRecords(l, path, gone, log, changed)
 	s.localRecords.stores.Store(&p.Site.Stores)
 	s.cfg.Store(p)
 	s.latest.Store(p)

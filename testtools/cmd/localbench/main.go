@@ -52,14 +52,19 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	writers := flag.String("writers", "1,16,64", "concurrent single-record writers, comma-separated")
 	batches := flag.Int("batches", 20, "batch requests of 10,000 records to time")
+	client := flag.String("client", "raw", "the apps' HTTP client: raw (a lean HTTP/1.1 client, as a C or Rust app has) or go (Go's net/http)")
 	flag.Parse()
-	if err := run(*bin, *dir, *dur, *writers, *batches); err != nil {
+	if *client != "raw" && *client != "go" {
+		fmt.Fprintln(os.Stderr, "localbench: -client must be raw or go")
+		os.Exit(2)
+	}
+	if err := run(*bin, *dir, *dur, *writers, *batches, *client); err != nil {
 		fmt.Fprintln(os.Stderr, "localbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, dir string, dur time.Duration, writerList string, batches int) error {
+func run(bin, dir string, dur time.Duration, writerList string, batches int, client string) error {
 	if dir == "" {
 		d, err := os.MkdirTemp(".", ".localbench-")
 		if err != nil {
@@ -69,12 +74,12 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 		dir = d
 	}
 	dir, _ = filepath.Abs(dir)
-	a, err := startAgent(bin, dir)
+	a, err := startAgent(bin, dir, client)
 	if err != nil {
 		return err
 	}
 	defer a.stop()
-	fmt.Fprintf(os.Stderr, "localbench: satellite running in %s; %v per measurement\n", dir, dur)
+	fmt.Fprintf(os.Stderr, "localbench: satellite running in %s; %v per measurement; %s client\n", dir, dur, client)
 
 	var rows []benchtable.Row
 	var at16 float64
@@ -96,7 +101,7 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 		if target != "" {
 			v = benchtable.Verdict(ok)
 		}
-		rows = append(rows, benchtable.Measure(fmt.Sprintf("puts, %d writers", n), fmt.Sprintf("%.0f/s (p50 %v, p99 %v; %d puts)", res.rate, res.p50, res.p99, res.n), target, v))
+		rows = append(rows, benchtable.Measure(fmt.Sprintf("puts, %d writers", n), fmt.Sprintf("%.0f/s (p50 %v, p99 %v; %d puts; agent %.0f µs CPU a put)", res.rate, res.p50, res.p99, res.n, res.cpuPer.Seconds()*1e6), target, v))
 	}
 
 	for _, writers := range []int{1, 2} {
@@ -106,9 +111,9 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 		}
 		target, v := "", ""
 		if writers == 1 {
-			target, v = fmt.Sprintf("≥ %d/s", batchTarget), benchtable.Verdict(rate >= batchTarget)
+			target, v = fmt.Sprintf("≥ %d/s", batchTarget), benchtable.Verdict(rate.rate >= batchTarget)
 		}
-		rows = append(rows, benchtable.Measure(fmt.Sprintf("batch writes (%d × %d records, %d writer(s))", batches, batchRecords, writers), fmt.Sprintf("%.0f records/s", rate), target, v))
+		rows = append(rows, benchtable.Measure(fmt.Sprintf("batch writes (%d × %d records, %d writer(s))", batches, batchRecords, writers), fmt.Sprintf("%.0f records/s (agent %.1f µs CPU a record)", rate.rate, rate.cpuPer.Seconds()*1e6), target, v))
 	}
 	a.stop()
 
@@ -123,13 +128,13 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int) err
 	}
 
 	benchtable.Print(os.Stdout, rows)
-	fmt.Printf("\n%s/%s, %d CPUs, load average %s; %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), benchtable.LoadAvg(), runtime.Version())
+	fmt.Printf("\n%s/%s, %d CPUs, load average %s; %s; %s client\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), benchtable.LoadAvg(), runtime.Version(), client)
 	return nil
 }
 
-// data is a record of about 300 bytes of store data.
-func data(w, i int) string {
-	return fmt.Sprintf(`{"store_ID":"store-a","item_ID":"item-%06d","batch":"B%08d","expiry_date":"2027-03-31","pack_size":10,"cost_price":12.5,"sell_price":15.75,"available":%d,"total":%d,"location_ID":"","note":"localbench writer %d record %d, padded to about three hundred bytes of data..........."}`,
+// appendData appends a record of about 300 bytes of store data.
+func appendData(b []byte, w, i int) []byte {
+	return fmt.Appendf(b, `{"store_ID":"store-a","item_ID":"item-%06d","batch":"B%08d","expiry_date":"2027-03-31","pack_size":10,"cost_price":12.5,"sell_price":15.75,"available":%d,"total":%d,"location_ID":"","note":"localbench writer %d record %d, padded to about three hundred bytes of data..........."}`,
 		i%5000, i, i%97, i%89, w, i)
 }
 
@@ -137,24 +142,36 @@ type putResult struct {
 	n        int
 	rate     float64
 	p50, p99 time.Duration
+	cpuPer   time.Duration // the agent's CPU (user + system) a put
 }
 
 // puts runs n writers, each with its own connection, for dur.
 func puts(a *agent, n int, dur time.Duration) (putResult, error) {
+	apps := make([]app, n)
+	for w := range apps {
+		c, err := a.app()
+		if err != nil {
+			return putResult{}, err
+		}
+		defer c.Close()
+		apps[w] = c
+	}
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, n)
 	var failed atomic.Value
+	cpu0 := a.cpu()
 	stop := time.Now().Add(dur)
 	start := time.Now()
 	for w := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := a.client()
+			var path, body []byte
 			for i := 0; time.Now().Before(stop); i++ {
 				t := time.Now()
-				path := fmt.Sprintf("/v1/records/stock_line/w%d-%d-%d", n, w, i)
-				if err := a.do(c, http.MethodPut, path, data(w, i), nil); err != nil {
+				path = fmt.Appendf(path[:0], "/v1/records/stock_line/w%d-%d-%d", n, w, i)
+				body = appendData(body[:0], w, i)
+				if err := call(apps[w], http.MethodPut, string(path), body, nil); err != nil {
 					failed.Store(err)
 					return
 				}
@@ -164,6 +181,7 @@ func puts(a *agent, n int, dur time.Duration) (putResult, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := a.cpu() - cpu0
 	if err, _ := failed.Load().(error); err != nil {
 		return putResult{}, fmt.Errorf("%d writers: %w", n, err)
 	}
@@ -175,34 +193,50 @@ func puts(a *agent, n int, dur time.Duration) (putResult, error) {
 	q := func(p float64) time.Duration {
 		return all[min(len(all)-1, int(p*float64(len(all))))].Round(10 * time.Microsecond)
 	}
-	return putResult{n: len(all), rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99)}, nil
+	return putResult{n: len(all), rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99),
+		cpuPer: cpu / time.Duration(len(all))}, nil
+}
+
+type batchResult struct {
+	rate   float64       // records/s
+	cpuPer time.Duration // the agent's CPU a record
 }
 
 // batch writes k requests of batchRecords records from writers apps at
 // once, each on its own connection, and returns records/s (the bodies are
 // built before the clock starts).
-func batch(a *agent, k, writers int) (float64, error) {
+func batch(a *agent, k, writers int) (batchResult, error) {
 	bodies := make([][]byte, k)
 	for b := range k {
-		var buf bytes.Buffer
+		var buf []byte
 		for i := range batchRecords {
-			fmt.Fprintf(&buf, `{"table":"stock_line","id":"b%d-%d-%d","data":%s}`+"\n", writers, b, i, data(b, i))
+			buf = fmt.Appendf(buf, `{"table":"stock_line","id":"b%d-%d-%d","data":`, writers, b, i)
+			buf = append(appendData(buf, b, i), "}\n"...)
 		}
-		bodies[b] = buf.Bytes()
+		bodies[b] = buf
 	}
 	next := make(chan []byte, k)
 	for _, b := range bodies {
 		next <- b
 	}
 	close(next)
+	apps := make([]app, writers)
+	for w := range apps {
+		c, err := a.app()
+		if err != nil {
+			return batchResult{}, err
+		}
+		defer c.Close()
+		apps[w] = c
+	}
 	errs := make(chan error, writers)
+	cpu0 := a.cpu()
 	start := time.Now()
-	for range writers {
+	for _, c := range apps {
 		go func() {
-			c := a.client()
 			for body := range next {
 				var res struct{ Written int }
-				if err := a.do(c, http.MethodPost, "/v1/records", string(body), &res); err != nil {
+				if err := call(c, http.MethodPost, "/v1/records", body, &res); err != nil {
 					errs <- fmt.Errorf("batch: %w", err)
 					return
 				}
@@ -216,10 +250,11 @@ func batch(a *agent, k, writers int) (float64, error) {
 	}
 	for range writers {
 		if err := <-errs; err != nil {
-			return 0, err
+			return batchResult{}, err
 		}
 	}
-	return float64(k*batchRecords) / time.Since(start).Seconds(), nil
+	elapsed, n := time.Since(start), k*batchRecords
+	return batchResult{rate: float64(n) / elapsed.Seconds(), cpuPer: (a.cpu() - cpu0) / time.Duration(n)}, nil
 }
 
 // baseline appends a record and fsyncs, one at a time, for dur: what every
@@ -233,7 +268,7 @@ func baseline(dir string, dur time.Duration) (float64, error) {
 	stop := time.Now().Add(dur)
 	start, n := time.Now(), 0
 	for ; time.Now().Before(stop); n++ {
-		if _, err := f.WriteString(data(0, n) + "\n"); err != nil {
+		if _, err := f.Write(append(appendData(nil, 0, n), '\n')); err != nil {
 			return 0, err
 		}
 		if err := f.Sync(); err != nil {
@@ -261,12 +296,13 @@ password_sha256 = "0000000000000000000000000000000000000000000000000000000000000
 `
 
 type agent struct {
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	dir    string
+	client string // raw or go
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
-func startAgent(bin, dir string) (*agent, error) {
+func startAgent(bin, dir, client string) (*agent, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%w (build it first: make build)", err)
 	}
@@ -277,7 +313,7 @@ func startAgent(bin, dir string) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{dir: dir, done: make(chan struct{})}
+	a := &agent{dir: dir, client: client, done: make(chan struct{})}
 	a.cmd = exec.Command(bin, "run", "--prefs", filepath.Join(dir, "prefs.toml"))
 	a.cmd.Env = append(os.Environ(), "STATE_DIRECTORY=", "RUNTIME_DIRECTORY=", "NOTIFY_SOCKET=")
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
@@ -288,7 +324,8 @@ func startAgent(bin, dir string) (*agent, error) {
 	go func() { a.cmd.Wait(); logf.Close(); close(a.done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if err := a.do(a.client(), http.MethodGet, "/v1/status", "", nil); err == nil {
+		err := a.ping()
+		if err == nil {
 			return a, nil
 		} else if time.Now().After(deadline) {
 			a.stop()
@@ -302,38 +339,87 @@ func startAgent(bin, dir string) (*agent, error) {
 	}
 }
 
-// client is one app's connection to the control socket (kept alive).
-func (a *agent) client() *http.Client {
+func (a *agent) ping() error {
+	c, err := a.app()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return call(c, http.MethodGet, "/v1/status", nil, nil)
+}
+
+// app is one app's kept-alive connection to the control socket.
+type app interface {
+	do(method, path string, body []byte) (status int, answer []byte, err error)
+	Close() error
+}
+
+func (a *agent) app() (app, error) {
 	sock := filepath.Join(a.dir, "ctl.sock")
-	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+	if a.client == "raw" {
+		return dialRaw(sock)
+	}
+	return &goClient{&http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		MaxIdleConnsPerHost: 1,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		}}}
+		}}}}, nil
 }
 
-func (a *agent) do(c *http.Client, method, path, body string, out any) error {
-	req, err := http.NewRequest(method, "http://agent"+path, strings.NewReader(body))
+// goClient is an app written in Go, with net/http's client.
+type goClient struct{ c *http.Client }
+
+func (g *goClient) do(method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, "http://agent"+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	resp, err := c.Do(req)
+	resp, err := g.c.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, err
+}
+
+func (g *goClient) Close() error { g.c.CloseIdleConnections(); return nil }
+
+// call makes one request and reads a 200 answer into out (when not nil).
+func call(c app, method, path string, body []byte, out any) error {
+	status, b, err := c.do(method, path, body)
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+	if status != http.StatusOK {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, status, bytes.TrimSpace(b))
 	}
 	if out != nil {
-		return jsonUnmarshal(b, out)
+		return json.Unmarshal(b, out)
 	}
 	return nil
 }
+
+// cpu is the CPU time (user + system) the agent has used so far.
+func (a *agent) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command's name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times (100 on
+// every Linux this runs on).
+const clockTicks = 100
 
 func (a *agent) stop() {
 	if a.cmd.Process == nil {
@@ -352,5 +438,3 @@ func (a *agent) stop() {
 		<-a.done
 	}
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
