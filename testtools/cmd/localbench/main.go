@@ -117,6 +117,18 @@ func run(bin, dir string, dur time.Duration, writerList string, batches int, cli
 	}
 	a.stop()
 
+	if at16 > 0 {
+		c, err := startCeiling(dir, client)
+		if err != nil {
+			return err
+		}
+		res, err := puts(c, 16, dur)
+		c.stop()
+		if err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
+		rows = append(rows, benchtable.Measure("ceiling: an HTTP server that only answers, 16 writers, same client", fmt.Sprintf("%.0f/s (p50 %v, p99 %v); the agent's puts are %.0f%% of it", res.rate, res.p50, res.p99, 100*at16/res.rate), "", ""))
+	}
 	base, err := baseline(dir, dur)
 	if err != nil {
 		return err
@@ -145,8 +157,8 @@ type putResult struct {
 	cpuPer   time.Duration // the agent's CPU (user + system) a put
 }
 
-// puts runs n writers, each with its own connection, for dur.
-func puts(a *agent, n int, dur time.Duration) (putResult, error) {
+// puts runs n writers, each with its own connection to a, for dur.
+func puts(a target, n int, dur time.Duration) (putResult, error) {
 	apps := make([]app, n)
 	for w := range apps {
 		c, err := a.app()
@@ -196,6 +208,41 @@ func puts(a *agent, n int, dur time.Duration) (putResult, error) {
 	return putResult{n: len(all), rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99),
 		cpuPer: cpu / time.Duration(len(all))}, nil
 }
+
+// target is what the writers write to: the agent, or the ceiling.
+type target interface {
+	app() (app, error)
+	cpu() time.Duration // the CPU it has used so far (0: not measured)
+}
+
+// ceiling is the most this machine's HTTP stack answers, measured in the
+// same run: Go's HTTP server on a unix socket (as the agent's control
+// socket is) whose handler reads the body and answers a record, nothing
+// else, spoken to by the same client and writers.
+type ceiling struct {
+	sock, client string
+	srv          *http.Server
+}
+
+func startCeiling(dir, client string) (*ceiling, error) {
+	c := &ceiling{sock: filepath.Join(dir, "ceiling.sock"), client: client}
+	l, err := net.Listen("unix", c.sock)
+	if err != nil {
+		return nil, err
+	}
+	answer := []byte(`{"table":"stock_line","id":"w16-0-0","action":"insert","data":` + string(appendData(nil, 0, 0)) + "}\n")
+	c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	})}
+	go c.srv.Serve(l)
+	return c, nil
+}
+
+func (c *ceiling) app() (app, error)  { return dial(c.client, c.sock) }
+func (c *ceiling) cpu() time.Duration { return 0 }
+func (c *ceiling) stop()              { c.srv.Close() }
 
 type batchResult struct {
 	rate   float64       // records/s
@@ -354,9 +401,11 @@ type app interface {
 	Close() error
 }
 
-func (a *agent) app() (app, error) {
-	sock := filepath.Join(a.dir, "ctl.sock")
-	if a.client == "raw" {
+func (a *agent) app() (app, error) { return dial(a.client, filepath.Join(a.dir, "ctl.sock")) }
+
+// dial opens one app's connection to the socket sock with client.
+func dial(client, sock string) (app, error) {
+	if client == "raw" {
 		return dialRaw(sock)
 	}
 	return &goClient{&http.Client{Timeout: time.Minute, Transport: &http.Transport{
