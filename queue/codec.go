@@ -105,11 +105,10 @@ func normalize(r Record) (Record, error) {
 		r.Data = nil
 		return r, nil
 	}
-	valid, compact := jsonscan.Check(r.Data)
-	if !valid || r.Data[0] != '{' {
+	switch valid, compact := jsonscan.Check(r.Data); {
+	case !valid:
 		return Record{}, fmt.Errorf("record %s/%s: recordData must be a JSON object", r.Table, r.ID)
-	}
-	if compact {
+	case compact && r.Data[0] == '{':
 		return r, nil // what apps and peers send: Compact would copy it unchanged
 	}
 	var b bytes.Buffer
