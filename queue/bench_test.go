@@ -3,6 +3,7 @@ package queue
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -95,4 +96,26 @@ func BenchmarkCentral_Fill100k(b *testing.B) {
 			b.Fatalf("first page: %d (%v)", len(q), err)
 		}
 	}
+}
+
+// BenchmarkLocal_Write16 is app writes from 16 writers at once, sharing
+// commits (localcommit.go); it reports the writes a commit took.
+func BenchmarkLocal_Write16(b *testing.B) {
+	l := openLocal(b, tempPath(b, "sat.db"), LocalOptions{})
+	before := l.st.updates
+	b.SetParallelism(8) // 16 writers on 2 CPUs
+	b.ReportAllocs()
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		w := n.Add(1)
+		r := storeRec("item", "", "s1", 1)
+		for i := 0; pb.Next(); i++ {
+			r.ID = fmt.Sprintf("w%d-%d", w, i)
+			if _, err := l.Write(r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/float64(l.st.updates-before), "writes/commit")
 }
