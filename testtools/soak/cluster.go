@@ -1,19 +1,15 @@
 package soak
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"syncagent/agent/control"
 	"syncagent/agent/loopback"
+	"syncagent/testtools/agentproc"
 )
 
 // node is one `syncagent run` process with its own state directory, prefs
@@ -29,8 +25,7 @@ type node struct {
 	client *control.Client
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc *agentproc.Proc // nil when not running
 }
 
 // cluster is a primary and its satellites on loopback.
@@ -69,62 +64,33 @@ func (c *cluster) node(name string) *node {
 
 // start runs the node's process and waits until its local API answers.
 func (c *cluster) start(ctx context.Context, n *node) error {
-	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	p, err := agentproc.Start(c.bin, []string{"--prefs", n.prefs, "run"}, n.log)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", n.name, err)
 	}
-	cmd := exec.Command(c.bin, "--prefs", n.prefs, "run")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "STATE_DIRECTORY=")
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("cannot start %s: %w", n.name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	n.mu.Lock()
-	n.cmd, n.done = cmd, done
+	n.proc = p
 	n.mu.Unlock()
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := n.client.Status(qctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("%s exited at start (%s); log:\n%s", n.name, cmd.ProcessState, tail(n.log, 20))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer on %s within 30s: %v", n.name, n.socket, err)
-		}
+	ping := func(ctx context.Context) error { _, err := n.client.Status(ctx); return err }
+	if err := p.WaitAnswer(ctx, 30*time.Second, 20*time.Millisecond, ping); err != nil {
+		return fmt.Errorf("%s on %s: %w", n.name, n.socket, err)
 	}
+	return nil
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (c *cluster) kill(n *node) error {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return nil
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("cannot kill %s: %w", n.name, err)
-	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s did not die within 10s of SIGKILL", n.name)
+	if err := p.Kill(); err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
 	}
 	n.mu.Lock()
-	n.cmd = nil
+	n.proc = nil
 	n.mu.Unlock()
 	return nil
 }
@@ -134,15 +100,7 @@ func (c *cluster) kill(n *node) error {
 func (n *node) exited() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return true
-	default:
-		return false
-	}
+	return n.proc != nil && n.proc.Exited()
 }
 
 // stopAll ends every process (SIGKILL: the soak owns them and their state).
@@ -150,17 +108,4 @@ func (c *cluster) stopAll() {
 	for _, n := range c.nodes {
 		c.kill(n)
 	}
-}
-
-// tail returns the last lines of a file, for error messages.
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ls := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return string(bytes.Join(ls, []byte("\n")))
 }

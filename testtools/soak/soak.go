@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"syncagent/agent/control"
+	"syncagent/testtools/agentproc"
 )
 
 // Sites and stores of the soak cluster.
@@ -253,7 +254,7 @@ func (r *run) kills(ctx context.Context, rng *rand.Rand) error {
 		}
 		for _, n := range r.cl.nodes {
 			if n.exited() {
-				return fmt.Errorf("%s exited by itself before round %d; log:\n%s", n.name, round, tail(n.log, 30))
+				return fmt.Errorf("%s exited by itself before round %d; log:\n%s", n.name, round, agentproc.Tail(n.log, 30))
 			}
 		}
 		victims := []*node{r.cl.nodes[rng.IntN(len(r.cl.nodes))]}

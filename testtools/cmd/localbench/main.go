@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -34,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"syncagent/testtools/agentproc"
 	"syncagent/testtools/benchtable"
 )
 
@@ -342,48 +342,27 @@ url = "http://127.0.0.1:9"
 password_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 `
 
+// agent is the real binary run as a satellite in dir.
 type agent struct {
 	dir    string
 	client string // raw or go
-	cmd    *exec.Cmd
-	done   chan struct{}
+	*agentproc.Proc
 }
 
 func startAgent(bin, dir, client string) (*agent, error) {
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%w (build it first: make build)", err)
-	}
 	if err := os.WriteFile(filepath.Join(dir, "prefs.toml"), []byte(fmt.Sprintf(prefsText, dir, dir)), 0o600); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	p, err := agentproc.Start(bin, []string{"run", "--prefs", filepath.Join(dir, "prefs.toml")}, filepath.Join(dir, "agent.log"))
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{dir: dir, client: client, done: make(chan struct{})}
-	a.cmd = exec.Command(bin, "run", "--prefs", filepath.Join(dir, "prefs.toml"))
-	a.cmd.Env = append(os.Environ(), "STATE_DIRECTORY=", "RUNTIME_DIRECTORY=", "NOTIFY_SOCKET=")
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	if err := a.cmd.Start(); err != nil {
-		logf.Close()
+	a := &agent{dir: dir, client: client, Proc: p}
+	if err := p.WaitAnswer(context.Background(), 30*time.Second, 50*time.Millisecond, func(context.Context) error { return a.ping() }); err != nil {
+		a.stop()
 		return nil, err
 	}
-	go func() { a.cmd.Wait(); logf.Close(); close(a.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := a.ping()
-		if err == nil {
-			return a, nil
-		} else if time.Now().After(deadline) {
-			a.stop()
-			return nil, fmt.Errorf("the agent did not answer on its control socket in 30 s (see %s/agent.log): %w", dir, err)
-		}
-		select {
-		case <-a.done:
-			return nil, fmt.Errorf("the agent exited at start; see %s/agent.log", dir)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return a, nil
 }
 
 func (a *agent) ping() error {
@@ -449,41 +428,5 @@ func call(c app, method, path string, body []byte, out any) error {
 	return nil
 }
 
-// cpu is the CPU time (user + system) the agent has used so far.
-func (a *agent) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command's name (which may hold spaces) in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	var utime, stime int64
-	fmt.Sscan(f[11], &utime)
-	fmt.Sscan(f[12], &stime)
-	return time.Duration(utime+stime) * time.Second / clockTicks
-}
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times (100 on
-// every Linux this runs on).
-const clockTicks = 100
-
-func (a *agent) stop() {
-	if a.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	a.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-a.done:
-	case <-time.After(30 * time.Second):
-		a.cmd.Process.Kill()
-		<-a.done
-	}
-}
+func (a *agent) cpu() time.Duration { return a.CPU() }
+func (a *agent) stop()              { a.Stop(os.Interrupt, 30*time.Second) }
