@@ -63,6 +63,40 @@ func TestLocal_Compaction(t *testing.T) {
 	}
 }
 
+// New records are live data, not garbage: a datafile that grows by inserts
+// (a first sync, a burst of new records) is not rewritten at every
+// doubling; rewrites of the same records still get compacted away.
+func TestLocal_insertsAreNotCompacted(t *testing.T) {
+	path := fastDir(t) + "/sat.db"
+	l := openLocal(t, path, LocalOptions{})
+	l.st.minCompact = 8 << 10
+	write := func(round, n int) {
+		t.Helper()
+		for b := 0; b < n; b += 20 {
+			var batch []Record
+			for i := b; i < b+20; i++ {
+				batch = append(batch, storeRec("item", fmt.Sprintf("r%05d", i), "s1", round))
+			}
+			if _, err := l.WriteMany(batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(0, 4000) // 200 commits, the file grows ~100x past minCompact
+	if got := l.st.compactions; got != 0 {
+		t.Errorf("%d compactions of a file that only grew by new records (%d bytes)", got, fileSize(t, path))
+	}
+	for round := 1; round <= 3; round++ {
+		write(round, 4000)
+	}
+	if l.st.compactions == 0 {
+		t.Errorf("no compaction after every record was rewritten three times (%d bytes)", fileSize(t, path))
+	}
+	if l.Count() != 4000 {
+		t.Errorf("Count = %d, want 4000", l.Count())
+	}
+}
+
 // Writers, the push loop, the pull loop, readers and automatic compaction
 // run at once; the counters still match the file. Run with -race.
 func TestLocal_Concurrent(t *testing.T) {

@@ -362,15 +362,6 @@ func getLocal(tx *buntdb.Tx, key string) (localValue, bool, error) {
 	return v, true, nil
 }
 
-func setLocal(tx *buntdb.Tx, key string, v localValue) error {
-	s, err := v.encode()
-	if err != nil {
-		return err
-	}
-	_, _, err = tx.Set(key, s, nil)
-	return err
-}
-
 // syncOutID names an outbox entry, unique forever: the file's random epoch
 // and the entry's seq.
 func (l *Local) syncOutID(seq uint64) string { return l.epoch + "-" + pad(seq) }

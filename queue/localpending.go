@@ -73,17 +73,21 @@ func (l *Local) update(what string, fn func(tx *buntdb.Tx) error) error {
 
 // setLocal writes a rec: key in the transaction of l.update.
 func (l *Local) setLocal(tx *buntdb.Tx, key string, v localValue) error {
-	if err := setLocal(tx, key, v); err != nil {
+	s, err := v.encode()
+	if err != nil {
 		return err
 	}
-	l.journal = append(l.journal, pendingEntry{v.Pending, key})
-	return nil
+	return l.setLocalRaw(tx, key, s, v.Pending)
 }
 
 // setLocalRaw is setLocal of a value already encoded.
 func (l *Local) setLocalRaw(tx *buntdb.Tx, key, val string, pending uint64) error {
-	if _, _, err := tx.Set(key, val, nil); err != nil {
+	_, replaced, err := tx.Set(key, val, nil)
+	if err != nil {
 		return err
+	}
+	if !replaced {
+		l.st.txGrown += int64(len(key) + len(val) + 32) // as verify counts a key
 	}
 	l.journal = append(l.journal, pendingEntry{pending, key})
 	return nil

@@ -26,6 +26,10 @@ type store struct {
 
 	err         error       // why db is nil (closed, or the reopen that failed)
 	liveBytes   int64       // size of the live data at the last open or compaction
+	// grown is what keys new since then added to the live data (a file
+	// that grows by new records is not garbage to compact away); txGrown
+	// is the update in progress's share, counted in once it commits.
+	grown, txGrown int64
 	minCompact  int64       // never compact a file smaller than this
 	commits     int         // commits since the last size check
 	updates     int         // commits (fsyncs) since open, for tests
@@ -128,6 +132,7 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 		s.finishCompaction(false)
 	}
 	var fnErr error
+	s.txGrown = 0
 	err := s.db.Update(func(tx *buntdb.Tx) error {
 		fnErr = fn(tx)
 		return fnErr
@@ -141,6 +146,7 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 		}
 		return storageError("cannot "+what, err)
 	}
+	s.grown += s.txGrown
 	s.commits++
 	s.updates++
 	if s.commits >= compactCheckEvery {
@@ -181,10 +187,12 @@ func (s *store) verify(tx *buntdb.Tx) (bad []string, live int64, err error) {
 }
 
 // maybeCompact rewrites the file when it has grown to more than twice the
-// live data (BuntDB appends every change; the outbox churns).
+// live data (BuntDB appends every change; the outbox churns). New keys
+// count as live: a first sync or a burst of inserts is not rewritten at
+// every doubling.
 func (s *store) maybeCompact() {
 	fi, err := os.Stat(s.path)
-	if err != nil || s.pending != nil || fi.Size() < s.minCompact || fi.Size() < 2*s.liveBytes || time.Now().Before(s.retryAfter) {
+	if err != nil || s.pending != nil || fi.Size() < s.minCompact || fi.Size() < 2*(s.liveBytes+s.grown) || time.Now().Before(s.retryAfter) {
 		return
 	}
 	if s.online {
@@ -255,7 +263,7 @@ func (s *store) compact() error {
 		return renameErr
 	}
 	s.log.Info("compacted datafile", "path", s.path, "before", fi.Size(), "after", nfi.Size())
-	s.liveBytes = nfi.Size()
+	s.liveBytes, s.grown = nfi.Size(), 0
 	s.compactions++
 	return nil
 }
