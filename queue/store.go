@@ -26,10 +26,8 @@ type store struct {
 
 	err         error       // why db is nil (closed, or the reopen that failed)
 	liveBytes   int64       // size of the live data at the last open or compaction
-	// grown is what keys new since then added to the live data (a file
-	// that grows by new records is not garbage to compact away); txGrown
-	// is the update in progress's share, counted in once it commits.
-	grown, txGrown int64
+	grown       int64       // what keys new since then added to it (new records are not garbage)
+	txGrown     int64       // the update in progress's share of grown, counted once it commits
 	minCompact  int64       // never compact a file smaller than this
 	commits     int         // commits since the last size check
 	updates     int         // commits (fsyncs) since open, for tests
