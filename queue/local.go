@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/tidwall/buntdb"
+
+	"syncagent/jsonscan"
 )
 
 // LocalOptions configures a satellite's datafile.
@@ -205,7 +207,7 @@ func (l *Local) load() (bad []string, err error) {
 			// What store.verify checks, in the same walk.
 			live += int64(len(k) + len(v) + 32)
 			buf = append(buf[:0], v...)
-			if !json.Valid(buf) {
+			if valid, _ := jsonscan.Check(buf); !valid {
 				bad = append(bad, k)
 				return true
 			}

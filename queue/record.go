@@ -40,6 +40,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"syncagent/jsonscan"
 )
 
 // Action is what a record does to the datafile.
@@ -122,7 +124,11 @@ func (r Record) Validate() error {
 // isObject reports whether data is one JSON object (a scan, no decoding).
 func isObject(data []byte) bool {
 	t := bytes.TrimLeft(data, " \t\r\n")
-	return len(t) > 0 && t[0] == '{' && json.Valid(t)
+	if len(t) == 0 || t[0] != '{' {
+		return false
+	}
+	valid, _ := jsonscan.Check(t)
+	return valid
 }
 
 // validateShape is Validate without looking into the data.

@@ -85,7 +85,7 @@ func splitRecordState(s string) (meta []byte, data string, ok bool) {
 // ask encoding/json (FuzzDecodeRecordState). meta is trusted to be JSON as
 // far as its structure goes: the datafile's open-time check saw it.
 func scanRecordMeta(meta []byte, v *RecordState) bool {
-	if !json.Valid(meta) {
+	if valid, _ := jsonscan.Check(meta); !valid {
 		return false
 	}
 	seen := map[string]bool{}

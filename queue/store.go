@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tidwall/buntdb"
+
+	"syncagent/jsonscan"
 )
 
 // store owns one BuntDB file. It is not safe for concurrent use on its own:
@@ -174,9 +176,11 @@ func (s *store) close() error {
 // verify walks every key, returning the keys whose value is not JSON (a
 // byte flipped inside a value) and the size of the live data.
 func (s *store) verify(tx *buntdb.Tx) (bad []string, live int64, err error) {
+	var buf []byte // reused: a copy per value would be the open's garbage
 	err = tx.Ascend("", func(k, v string) bool {
 		live += int64(len(k) + len(v) + 32)
-		if !json.Valid([]byte(v)) {
+		buf = append(buf[:0], v...)
+		if valid, _ := jsonscan.Check(buf); !valid {
 			bad = append(bad, k)
 		}
 		return true

@@ -2,7 +2,6 @@ package syncapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"strconv"
 
 	"syncagent/jsonscan"
@@ -16,7 +15,7 @@ import (
 // false, and the caller decodes with encoding/json, so every answer
 // (errors included) stays encoding/json's (FuzzFastPush).
 func decodePush(body []byte, p *Push) bool {
-	if !json.Valid(body) {
+	if valid, _ := jsonscan.Check(body); !valid {
 		return false
 	}
 	var out Push
