@@ -37,4 +37,7 @@ const (
 	// StatusPrefsNotApplied: the prefs file on disk is not what runs (it was
 	// rejected, or its change needs a restart).
 	StatusPrefsNotApplied = 7
+	// StatusStarting: the agent is starting (opening its datafile); ask
+	// again in a moment.
+	StatusStarting = 8
 )

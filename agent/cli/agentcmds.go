@@ -190,6 +190,9 @@ site's queue with the store data it should hold. --new needs root (sudo).`,
 // unhealthy is status's verdict: nil when healthy, else the exit code and
 // the one line that says why.
 func unhealthy(st control.Status) error {
+	if st.Opening != "" {
+		return &daemon.ExitError{Code: ops.StatusStarting, Err: fmt.Errorf("the agent is starting: %s", st.Opening)}
+	}
 	if c := st.LastSync; c != nil && c.Error != "" {
 		what := "the last sync failed"
 		if c.Refused {
@@ -241,6 +244,11 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	fmt.Fprintf(tw, "role\t%s (sync_id %d)\n", st.Role, st.SyncID)
 	fmt.Fprintf(tw, "hardware ID\t%s\n", st.HardwareID)
 	fmt.Fprintf(tw, "version\t%s, up since %s\n", st.Version, st.StartedAt.Local().Format(time.DateTime))
+	if st.Opening != "" {
+		fmt.Fprintf(tw, "starting\t%s; records and sync wait until it is open\n", st.Opening)
+		tw.Flush()
+		return
+	}
 	if st.SyncEnabled {
 		fmt.Fprintf(tw, "sync\ton, every %s\n", st.Interval)
 	} else {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"syncagent/agent/control"
 	"syncagent/agent/daemon"
 	"syncagent/agent/passwd"
 	"syncagent/agent/prefs"
@@ -279,4 +281,23 @@ func listDir(t *testing.T, dir string) string {
 		fmt.Fprintf(&b, "%s %d %v\n", e.Name(), fi.Size(), fi.ModTime().UnixNano())
 	}
 	return b.String()
+}
+
+// While the agent opens its datafile, `syncagent status` says so, and
+// nothing it cannot know yet (no "last sync none yet", no outbox of 0).
+func TestPrintStatus_opening(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, control.Status{Running: true, Role: "satellite", SyncID: 12, HardwareID: "hw", Version: "1.2.3",
+		StartedAt: time.Now(), Opening: "opening the datafile /var/lib/syncagent/satellite.db (242 MB), for 1.2s"}, time.Now())
+	out := b.String()
+	if !strings.Contains(out, "starting") || !strings.Contains(out, "opening the datafile /var/lib/syncagent/satellite.db (242 MB)") {
+		t.Errorf("status while opening:\n%s", out)
+	}
+	if strings.Contains(out, "last sync") || strings.Contains(out, "outbox") {
+		t.Errorf("status while opening claims what it cannot know yet:\n%s", out)
+	}
+	var xe *daemon.ExitError
+	if err := unhealthy(control.Status{Running: true, Opening: "opening the datafile"}); !errors.As(err, &xe) || xe.Code != ops.StatusStarting {
+		t.Errorf("the verdict while opening: %v; want exit %d", err, ops.StatusStarting)
+	}
 }

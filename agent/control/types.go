@@ -15,7 +15,10 @@ import (
 type Status struct {
 	// Running is true in every answer of a running agent; the CLI prints
 	// {"running": false, …} when none answers.
-	Running        bool      `json:"running"`
+	Running bool `json:"running"`
+	// Opening, while the agent starts, says what it is opening (its
+	// datafile, for how long); only the lines above it are filled in then.
+	Opening        string    `json:"opening,omitempty"`
 	Role           string    `json:"role"`
 	SyncID         int       `json:"sync_id"`
 	HardwareID     string    `json:"hardware_id"`

@@ -60,7 +60,9 @@ type Agent struct {
 	started time.Time
 	watcher *ops.Watcher // the prefs file; created before the file is first read
 	watched bool         // the watcher runs (and releases itself when it ends)
+	served  bool         // serve took over the control socket
 	lock    *lock.Lock
+	ctl     *ctlSocket  // the local API, up before the datafile opens
 	start   *lock.Start // what this start runs; committed once it serves
 	role    role
 	prefs   *prefsControl
@@ -146,6 +148,13 @@ func open(opts Options) (_ *Agent, err error) {
 	if err := os.MkdirAll(p.Paths.StateDir, 0o700); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot create state directory: %w", err)}
 	}
+	// The local API answers while the datafile opens (seconds, for a big
+	// one): status says so, every other call is answered 503.
+	if a.ctl, err = openCtlSocket(p.Paths.ControlSocket, startingAPI(p, a.hwid, a.started)); err != nil {
+		return nil, &ExitError{Code: ops.ExitError, Err: err}
+	}
+	a.notify.Status("starting: opening the datafile")
+	openingDatafile()
 	if a.role, err = a.openRole(p); err != nil {
 		return nil, &ExitError{Code: ops.ExitError, Err: err}
 	}
@@ -157,6 +166,10 @@ func open(opts Options) (_ *Agent, err error) {
 	a.prefs = newPrefsControl(opts.PrefsPath, opts.Log, a.lock, p, state, a.updateStatus, lockComponent{}, a.role, a.obs)
 	return a, nil
 }
+
+// openingDatafile is called just before the datafile opens (a test holds
+// it there, as a big datafile would).
+var openingDatafile = func() {}
 
 // openRole builds the role p's sync ID gives, with its datafile open.
 func (a *Agent) openRole(p *prefs.Prefs) (role, error) {
@@ -194,6 +207,9 @@ func (a *Agent) close() {
 	if a.watcher != nil && !a.watched {
 		a.watcher.Close() // its Run never started to release it
 	}
+	if a.ctl != nil && !a.served {
+		a.ctl.close() // serve never ran to take it over
+	}
 	if a.role != nil {
 		if err := a.role.Close(); err != nil {
 			a.log.Error("closing the datafile", "err", err)
@@ -208,20 +224,13 @@ func (a *Agent) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := a.prefs.running.Load()
-	ctl, err := control.Listen(p.Paths.ControlSocket)
-	if err != nil {
-		return &ExitError{Code: ops.ExitError, Err: err}
-	}
 	if err := a.role.bind(); err != nil {
-		ctl.Close()
 		return &ExitError{Code: ops.ExitError, Err: err}
 	}
 	if err := a.obs.bind(); err != nil {
-		ctl.Close()
 		return &ExitError{Code: ops.ExitError, Err: err}
 	}
 	if err := a.start.Commit(); err != nil {
-		ctl.Close()
 		return &ExitError{Code: ops.ExitError, Err: fmt.Errorf("cannot keep the prefs this start runs: %w", err)}
 	}
 	if p.Site.SyncID > 0 {
@@ -246,8 +255,9 @@ func (a *Agent) serve(ctx context.Context) error {
 			}
 		}()
 	}
-	ctlSrv := control.NewServer(control.Handler(a, a.log))
-	run("control socket", func(ctx context.Context) error { return serveUntil(ctx, ctlSrv, ctl) })
+	a.ctl.serve(control.Handler(a, a.log))
+	a.served = true
+	run("control socket", a.ctl.run)
 	run(a.role.kind().String(), a.role.Run)
 	run("metrics and admin", a.obs.Run)
 	hup := ops.ReloadSignals(ctx)
@@ -294,6 +304,12 @@ func (a *Agent) serve(ctx context.Context) error {
 func serveUntil(ctx context.Context, srv *http.Server, l net.Listener) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
+	return shutdownAtEnd(ctx, srv, done)
+}
+
+// shutdownAtEnd waits until ctx ends, then shuts srv down with a fresh,
+// bounded context; done delivers Serve's end (an early one is returned).
+func shutdownAtEnd(ctx context.Context, srv *http.Server, done chan error) error {
 	select {
 	case <-ctx.Done():
 	case err := <-done:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +25,7 @@ type disabledRole struct {
 }
 
 func newDisabledRole(p *prefs.Prefs, log *slog.Logger, gone func(error), changed func()) (*disabledRole, error) {
-	path := filepath.Join(p.Paths.StateDir, "satellite.db")
+	path := datafilePath(p)
 	l, err := queue.OpenLocal(path, queue.LocalOptions{OutboxMax: p.Limits.OutboxMaxRecords, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the datafile: %w", err)

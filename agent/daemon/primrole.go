@@ -64,7 +64,7 @@ func newPrimaryRole(p *prefs.Prefs, log *slog.Logger, gone func(error)) (*primar
 	r := &primaryRole{noCycles: noCycles{"this box is the primary: satellites sync with it, it has no cycle of its own (run this on a satellite)"}, log: log}
 	var guard *datafileGuard
 	if p.Central.Database == "" {
-		r.path = filepath.Join(p.Paths.StateDir, "central.db")
+		r.path = datafilePath(p)
 		r.where, r.storage = "its central datafile "+r.path, r.path
 		c, err := queue.OpenCentral(r.path, queue.CentralOptions{Logger: log})
 		if err != nil {

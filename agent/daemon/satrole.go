@@ -80,7 +80,7 @@ var (
 const pendingCycle = "applies when the sync cycle in progress ends"
 
 func newSatelliteRole(p *prefs.Prefs, hwid string, log *slog.Logger, gone func(error), changed func()) (*satelliteRole, error) {
-	path := filepath.Join(p.Paths.StateDir, "satellite.db")
+	path := datafilePath(p)
 	l, err := queue.OpenLocal(path, queue.LocalOptions{OutboxMax: p.Limits.OutboxMaxRecords, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the datafile: %w", err)

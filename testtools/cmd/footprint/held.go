@@ -79,7 +79,7 @@ func heldRows(host, dir, sha string, counts []int) ([]benchtable.Row, error) {
 		// The first start may compact the datafile the prefill left (it
 		// holds every record twice); the restart is what a technician sees.
 		var a *agent
-		var answered [2]time.Duration
+		var answered, ready [2]time.Duration
 		for i := range answered {
 			if a != nil {
 				a.stop()
@@ -92,6 +92,13 @@ func heldRows(host, dir, sha string, counts []int) ([]benchtable.Row, error) {
 				return nil, err
 			}
 			answered[i] = time.Since(a.started)
+			// Status answers while the datafile opens; READY=1 comes once
+			// it is open and records can be read and written.
+			if err := a.waitReady(5 * time.Minute); err != nil {
+				a.stop()
+				return nil, err
+			}
+			ready[i] = a.readyAfter()
 		}
 		var st struct {
 			Records int `json:"records"`
@@ -112,7 +119,9 @@ func heldRows(host, dir, sha string, counts []int) ([]benchtable.Row, error) {
 			benchtable.Measure(fmt.Sprintf("satellite RSS holding %d records (VmRSS / VmHWM; datafile %.0f MiB)", n, mb(size)), fmt.Sprintf("%.1f MiB / %.1f MiB: %.0f B per record", mb(rss), mb(hwm), per),
 				fmt.Sprintf("≤ %d B per record", perRecordTarget), heldVerdict(n, per <= perRecordTarget)),
 			benchtable.Measure(fmt.Sprintf("restart to `status` answering, %d records (datafile %.0f MiB)", n, mb(fi.Size())),
-				fmt.Sprintf("%v (the first start after the prefill: %v)", answered[1].Round(time.Millisecond), answered[0].Round(time.Millisecond)), "≤ 1 s at 300k", heldVerdict(n, answered[1] <= restartTarget)))
+				fmt.Sprintf("%v (the first start after the prefill: %v)", answered[1].Round(time.Millisecond), answered[0].Round(time.Millisecond)), "≤ 1 s at 300k", heldVerdict(n, answered[1] <= restartTarget)),
+			benchtable.Measure(fmt.Sprintf("restart to ready (datafile open, READY=1), %d records", n),
+				fmt.Sprintf("%v (the first start: %v)", ready[1].Round(time.Millisecond), ready[0].Round(time.Millisecond)), "", ""))
 	}
 	return rows, nil
 }
