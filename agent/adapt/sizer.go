@@ -429,6 +429,12 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full, recordBound bool) {
 		s.budget = max(s.budget, min(target, grown))
 	case s.budget > target:
 		s.budget = max(target, s.budget/2)
+	case b > s.budget:
+		// A request larger than the budget went through (a cold first push
+		// bounded by its gzipped size, a queue's tail taken whole): that
+		// size is proven, so the other direction and the next request
+		// start from it rather than split the same volume in two.
+		s.budget = min(target, b)
 	}
 }
 
@@ -534,4 +540,15 @@ func (s *Sizer) SetAside(consecutiveSingleFailures int) bool {
 	}
 	s.setAside = true
 	return true
+}
+
+// Cold reports whether an auto sizer has learned nothing yet: no request
+// observed (nor restored from a saved state), no failure, no 413. Its Limit
+// is then what the slowest link carries in half the deadline, and a caller
+// that compresses its bodies may apply that byte bound to the compressed
+// body, which is what the link carries (agent/satellite's first push).
+func (s *Sizer) Cold() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Fixed == 0 && !s.fit.Seen && s.maxOK == 0 && s.allHz.Resets+s.allHz.Hangs == 0 && s.ceiling == 0 && s.reslice == 0
 }

@@ -27,8 +27,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +91,7 @@ type Satellite struct {
 	maxRounds  int          // defaultMaxRounds; tests lower it
 
 	lastExchange syncapi.Exchange // set by client.Observe during a call; owned by the cycle goroutine
+	peerGzip     atomic.Bool      // the primary takes gzip request bodies, so the client sends them gzipped
 	progress     func()           // told of every exchange; set before the first cycle
 
 	mu      sync.Mutex
@@ -146,6 +149,17 @@ func New(store *queue.Local, client *syncapi.Client, cfg Config, log *slog.Logge
 		s.lastExchange = ex
 		if s.progress != nil {
 			s.progress()
+		}
+	}
+	// The client gzips request bodies once the primary's answers say it
+	// takes them (Accept-Encoding); the first push wants to know (push.go).
+	answered := client.Answered
+	client.Answered = func(endpoint string, h http.Header) {
+		if strings.Contains(strings.ToLower(h.Get("Accept-Encoding")), "gzip") {
+			s.peerGzip.Store(true)
+		}
+		if answered != nil {
+			answered(endpoint, h)
 		}
 	}
 	s.Configure(cfg)
