@@ -620,3 +620,31 @@ func TestSizer_GrowthDoublesExposure(t *testing.T) {
 		})
 	}
 }
+
+// Protects Cold (a new auto sizer, until it learns anything) and the rule
+// that a request larger than the budget that went through raises the
+// budget to its size: a satellite's first push, bounded by its gzipped
+// bytes, carried 210 kB of JSON on a 125 kB budget, and the pull that
+// starts from it must not split the same volume in two.
+func TestSizer_coldAndProvenSize(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	if !s.Cold() {
+		t.Fatal("a new auto sizer is not cold")
+	}
+	if f, _ := newTestSizer(simConfig(100)); f.Cold() {
+		t.Error("a fixed sizer says it is cold")
+	}
+	initial := int(s.cfg.initialBytes())
+	s.Observe(Observation{Records: 300, Bytes: 210_000, Elapsed: 1800 * time.Millisecond, Outcome: OK})
+	if s.Cold() {
+		t.Error("still cold after a request")
+	}
+	if _, bytes := s.Limit(); bytes < 210_000 {
+		t.Errorf("budget %d B after a 210 kB request went through (from %d B), want at least its size", bytes, initial)
+	}
+	f, _ := newTestSizer(simConfig(0))
+	f.Observe(Observation{Records: 10, Bytes: 5000, Elapsed: time.Second, Outcome: Failed})
+	if f.Cold() {
+		t.Error("still cold after a failure")
+	}
+}
