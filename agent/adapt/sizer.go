@@ -295,7 +295,17 @@ func (s *Sizer) timeoutSeconds(b float64) float64 {
 	if !s.fit.Seen {
 		return d
 	}
-	return min(d, max(s.cfg.MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b)))
+	t := max(s.cfg.MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b))
+	if s.maxOK < smallRequestBytes {
+		// Only small requests (GET site, an empty central page) have gone
+		// through: the fit knows the round trip, not the throughput, so a
+		// first real page gets what the slowest link needs for it. Without
+		// this a new site's first page on 2G got the 5 s floor and was cut
+		// just before its end, holding the first sync (and its time left)
+		// for those 5 s and a retry.
+		t = max(t, s.fit.RTT+b/slowestLink)
+	}
+	return min(d, t)
 }
 
 // Observe learns from one request. After a failure the next Limit is

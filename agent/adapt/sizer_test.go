@@ -266,6 +266,10 @@ func TestSizer_Timeout(t *testing.T) {
 		return s
 	}
 	unknown, _ := newTestSizer(simConfig(0))
+	// A new site's first sync on 2G: only an empty central page (558 B in
+	// 0.9 s) has gone through before the first page of its queue.
+	roundTrip, _ := newTestSizer(simConfig(0))
+	roundTrip.Observe(Observation{Bytes: 558, Elapsed: 900 * time.Millisecond, Outcome: OK})
 	threeG, twoG := learn(300*time.Millisecond, 100e3), learn(800*time.Millisecond, 10e3)
 	for _, tc := range []struct {
 		name  string
@@ -274,6 +278,7 @@ func TestSizer_Timeout(t *testing.T) {
 		want  time.Duration
 	}{
 		{"unknown link: the whole deadline", unknown, 10000, simDeadline},
+		{"only a round trip known, 125 kB: what 2G needs, 0.9 s + 12.5 s", roundTrip, 125000, 13400 * time.Millisecond},
 		{"3g, small request: the floor", threeG, 10000, DefaultMinTimeout},
 		{"3g, 1 MB: 4 × (0.3 s + 10 s), capped", threeG, 1000000, simDeadline},
 		{"3g, 300 kB: 4 × 3.3 s", threeG, 300000, 13200 * time.Millisecond},
