@@ -92,6 +92,17 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, c.call(ctx, http.MethodGet, "/v1/status", nil, &s)
 }
 
+// Ready returns nil once the agent serves: its status answers and it is no
+// longer opening its datafile (while it is, status answers and the rest is
+// refused with 503).
+func (c *Client) Ready(ctx context.Context) error {
+	st, err := c.Status(ctx)
+	if err == nil && st.Opening != "" {
+		err = fmt.Errorf("the agent is starting: %s", st.Opening)
+	}
+	return err
+}
+
 // Sync runs a full cycle now (or, retrieveOnly, a pull) and waits for it.
 func (c *Client) Sync(ctx context.Context, retrieveOnly bool) (Cycle, error) {
 	var out Cycle

@@ -68,7 +68,7 @@ func startChild(t *testing.T, a *agent) (*exec.Cmd, *bytes.Buffer) {
 	})
 	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := a.client.Status(ctx)
+		err := a.client.Ready(ctx)
 		cancel()
 		if err == nil {
 			return cmd, &log

@@ -223,7 +223,7 @@ func (c *pgCluster) start(nd *primaryNode) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := client.Status(ctx)
+		err := client.Ready(ctx)
 		cancel()
 		if err == nil {
 			return

@@ -71,8 +71,7 @@ func (c *cluster) start(ctx context.Context, n *node) error {
 	n.mu.Lock()
 	n.proc = p
 	n.mu.Unlock()
-	ping := func(ctx context.Context) error { _, err := n.client.Status(ctx); return err }
-	if err := p.WaitAnswer(ctx, 30*time.Second, 20*time.Millisecond, ping); err != nil {
+	if err := p.WaitAnswer(ctx, 30*time.Second, 20*time.Millisecond, n.client.Ready); err != nil {
 		return fmt.Errorf("%s on %s: %w", n.name, n.socket, err)
 	}
 	return nil

@@ -346,7 +346,7 @@ func (n *node) start() (time.Duration, error) {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Status(ctx)
+		err := c.Ready(ctx)
 		cancel()
 		if err != nil {
 			continue

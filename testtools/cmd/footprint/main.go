@@ -132,7 +132,7 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 		return err
 	}
 	defer primary.stop()
-	if err := primary.waitSocket(30 * time.Second); err != nil {
+	if err := primary.waitReady(30 * time.Second); err != nil {
 		return fmt.Errorf("primary: %w", err)
 	}
 

@@ -371,7 +371,14 @@ func (a *agent) ping() error {
 		return err
 	}
 	defer c.Close()
-	return call(c, http.MethodGet, "/v1/status", nil, nil)
+	var st struct{ Opening string }
+	if err := call(c, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return err
+	}
+	if st.Opening != "" {
+		return fmt.Errorf("the agent is starting: %s", st.Opening)
+	}
+	return nil
 }
 
 // app is one app's kept-alive connection to the control socket.
