@@ -47,7 +47,7 @@ func (c *cycle) pushAll() error {
 		}
 		wire := s.coldWire(maxBytes)
 		if wire > 0 {
-			maxRecords, maxBytes = maxRecords*coldGzipRoom, maxBytes*coldGzipRoom
+			maxRecords, maxBytes = maxRecords*coldGzipRoom, min(maxBytes*coldGzipRoom, maxRequestBytes)
 		}
 		batch, err := s.store.OutboxUpTo(c.last, maxRecords, maxBytes)
 		if err != nil {

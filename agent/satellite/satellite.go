@@ -211,7 +211,7 @@ func (s *Satellite) Configure(cfg Config) {
 	if deadline <= 0 {
 		deadline = syncapi.DefaultTimeout
 	}
-	sc := adapt.Config{Fixed: cfg.RequestSize, MinRecords: 1, MaxRecords: 5000, MaxBytes: 4 << 20, Deadline: deadline, MinTimeout: cfg.MinTimeout}
+	sc := adapt.Config{Fixed: cfg.RequestSize, MinRecords: 1, MaxRecords: 5000, MaxBytes: maxRequestBytes, Deadline: deadline, MinTimeout: cfg.MinTimeout}
 	s.push, s.pull = adapt.NewSizer(sc, s.clock), adapt.NewSizer(sc, s.clock)
 	s.restoreSizer(s.push, metaPushSizer)
 	s.restoreSizer(s.pull, metaPullSizer)
@@ -234,6 +234,9 @@ func (s *Satellite) saveSizers() {
 		}
 	}
 }
+
+// maxRequestBytes is the most JSON any request may carry.
+const maxRequestBytes = 4 << 20
 
 // cycle is the state of one Cycle or Retrieve.
 type cycle struct {
