@@ -295,7 +295,17 @@ func (s *Sizer) timeoutSeconds(b float64) float64 {
 	if !s.fit.Seen {
 		return d
 	}
-	return min(d, max(s.cfg.MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b)))
+	t := max(s.cfg.MinTimeout.Seconds(), TimeoutFactor*s.fit.seconds(b))
+	if s.maxOK < smallRequestBytes {
+		// Only small requests (GET site, an empty central page) have gone
+		// through: the fit knows the round trip, not the throughput, so a
+		// first real page gets what the slowest link needs for it. Without
+		// this a new site's first page on 2G got the 5 s floor and was cut
+		// just before its end, holding the first sync (and its time left)
+		// for those 5 s and a retry.
+		t = max(t, s.fit.RTT+b/slowestLink)
+	}
+	return min(d, t)
 }
 
 // Observe learns from one request. After a failure the next Limit is
@@ -429,6 +439,12 @@ func (s *Sizer) adjustAfterSuccessLocked(b float64, full, recordBound bool) {
 		s.budget = max(s.budget, min(target, grown))
 	case s.budget > target:
 		s.budget = max(target, s.budget/2)
+	case b > s.budget:
+		// A request larger than the budget went through (a cold first push
+		// bounded by its gzipped size, a queue's tail taken whole): that
+		// size is proven, so the other direction and the next request
+		// start from it rather than split the same volume in two.
+		s.budget = min(target, b)
 	}
 }
 
@@ -534,4 +550,15 @@ func (s *Sizer) SetAside(consecutiveSingleFailures int) bool {
 	}
 	s.setAside = true
 	return true
+}
+
+// Cold reports whether an auto sizer has learned nothing yet: no request
+// observed (nor restored from a saved state), no failure, no 413. Its Limit
+// is then what the slowest link carries in half the deadline, and a caller
+// that compresses its bodies may apply that byte bound to the compressed
+// body, which is what the link carries (agent/satellite's first push).
+func (s *Sizer) Cold() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Fixed == 0 && !s.fit.Seen && s.maxOK == 0 && s.allHz.Resets+s.allHz.Hangs == 0 && s.ceiling == 0 && s.reslice == 0
 }

@@ -266,6 +266,10 @@ func TestSizer_Timeout(t *testing.T) {
 		return s
 	}
 	unknown, _ := newTestSizer(simConfig(0))
+	// A new site's first sync on 2G: only an empty central page (558 B in
+	// 0.9 s) has gone through before the first page of its queue.
+	roundTrip, _ := newTestSizer(simConfig(0))
+	roundTrip.Observe(Observation{Bytes: 558, Elapsed: 900 * time.Millisecond, Outcome: OK})
 	threeG, twoG := learn(300*time.Millisecond, 100e3), learn(800*time.Millisecond, 10e3)
 	for _, tc := range []struct {
 		name  string
@@ -274,6 +278,7 @@ func TestSizer_Timeout(t *testing.T) {
 		want  time.Duration
 	}{
 		{"unknown link: the whole deadline", unknown, 10000, simDeadline},
+		{"only a round trip known, 125 kB: what 2G needs, 0.9 s + 12.5 s", roundTrip, 125000, 13400 * time.Millisecond},
 		{"3g, small request: the floor", threeG, 10000, DefaultMinTimeout},
 		{"3g, 1 MB: 4 × (0.3 s + 10 s), capped", threeG, 1000000, simDeadline},
 		{"3g, 300 kB: 4 × 3.3 s", threeG, 300000, 13200 * time.Millisecond},
@@ -618,5 +623,33 @@ func TestSizer_GrowthDoublesExposure(t *testing.T) {
 				t.Errorf("budget %d → %d B: ×%.2f, want ×%.1f..%.1f", before, after, g, tc.lo, tc.hi)
 			}
 		})
+	}
+}
+
+// Protects Cold (a new auto sizer, until it learns anything) and the rule
+// that a request larger than the budget that went through raises the
+// budget to its size: a satellite's first push, bounded by its gzipped
+// bytes, carried 210 kB of JSON on a 125 kB budget, and the pull that
+// starts from it must not split the same volume in two.
+func TestSizer_coldAndProvenSize(t *testing.T) {
+	s, _ := newTestSizer(simConfig(0))
+	if !s.Cold() {
+		t.Fatal("a new auto sizer is not cold")
+	}
+	if f, _ := newTestSizer(simConfig(100)); f.Cold() {
+		t.Error("a fixed sizer says it is cold")
+	}
+	initial := int(s.cfg.initialBytes())
+	s.Observe(Observation{Records: 300, Bytes: 210_000, Elapsed: 1800 * time.Millisecond, Outcome: OK})
+	if s.Cold() {
+		t.Error("still cold after a request")
+	}
+	if _, bytes := s.Limit(); bytes < 210_000 {
+		t.Errorf("budget %d B after a 210 kB request went through (from %d B), want at least its size", bytes, initial)
+	}
+	f, _ := newTestSizer(simConfig(0))
+	f.Observe(Observation{Records: 10, Bytes: 5000, Elapsed: time.Second, Outcome: Failed})
+	if f.Cold() {
+		t.Error("still cold after a failure")
 	}
 }

@@ -2,12 +2,16 @@ package satellite
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"syncagent/agent/syncapi"
+	"syncagent/queue"
 )
 
 const nginx502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -208,5 +212,69 @@ func TestPush_rewound(t *testing.T) {
 	res := b.sat.Cycle(context.Background())
 	if !res.Rewound || len(res.Notes) != 1 || b.sat.Status().Rewound.IsZero() || res.Pushed != 1 {
 		t.Fatalf("rewound %v notes %v status %v pushed %d", res.Rewound, res.Notes, b.sat.Status().Rewound, res.Pushed)
+	}
+}
+
+// TestPush_coldFirstPushGzipped: a new box's first push is bounded, like
+// any cold request, by what 2G carries in half the deadline (10 kB with the
+// test client's 2 s), but counted in the gzipped bytes the link carries
+// when the primary takes gzip: 60 compressible records of ~500 B (30 kB of
+// JSON) go in one push; to a primary that takes only JSON they are split
+// as before; and records that gzip badly are cut so that the gzipped body
+// stays within the bound.
+func TestPush_coldFirstPushGzipped(t *testing.T) {
+	note := strings.Repeat("stock count ", 35)
+	random := func(i int) string { // base64 of random bytes: gzip shrinks it by about a quarter
+		b := make([]byte, 400)
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	for _, tc := range []struct {
+		name   string
+		gzip   bool
+		data   func(i int) string
+		pushes func(t *testing.T, p *primary)
+	}{
+		{"gzip, compressible", true, func(int) string { return note }, func(t *testing.T, p *primary) {
+			if got := p.batches(); len(got) != 1 || got[0] != 60 {
+				t.Fatalf("pushes = %v, want all 60 records in one", got)
+			}
+		}},
+		{"plain JSON", false, func(int) string { return note }, func(t *testing.T, p *primary) {
+			if got := p.batches(); len(got) < 2 || got[0] >= 30 {
+				t.Fatalf("pushes = %v, want the first within the cold JSON bound (about 16 records)", got)
+			}
+		}},
+		{"gzip, incompressible", true, random, func(t *testing.T, p *primary) {
+			got := p.batches()
+			if len(got) < 2 || got[0] >= 60 {
+				t.Fatalf("pushes = %v, want the first cut", got)
+			}
+			p.mu.Lock()
+			first := p.wire[0]
+			p.mu.Unlock()
+			if first > 10_000*5/4 { // the cold bound, and the quarter LimitFor may add for a queue's tail
+				t.Fatalf("first push carried %d gzipped bytes, more than the cold bound of 10 kB (+25%%)", first)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPrimary(t)
+			p.gzip = tc.gzip
+			b := newBox(t, p.srv.URL, Config{})
+			for i := range 60 {
+				data := fmt.Sprintf(`{"store_ID":"s","note":%q}`, tc.data(i))
+				if _, err := b.store.Write(queue.Record{Table: "stock", ID: fmt.Sprintf("r%02d", i), Action: queue.Update, Data: json.RawMessage(data)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res := b.sat.Cycle(context.Background()); res.Err != nil || res.Pushed != 60 {
+				t.Fatalf("cycle: pushed %d, err %v", res.Pushed, res.Err)
+			}
+			tc.pushes(t, p)
+		})
 	}
 }

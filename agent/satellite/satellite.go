@@ -27,8 +27,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +91,7 @@ type Satellite struct {
 	maxRounds  int          // defaultMaxRounds; tests lower it
 
 	lastExchange syncapi.Exchange // set by client.Observe during a call; owned by the cycle goroutine
+	peerGzip     atomic.Bool      // the primary takes gzip request bodies, so the client sends them gzipped
 	progress     func()           // told of every exchange; set before the first cycle
 
 	mu      sync.Mutex
@@ -148,6 +151,17 @@ func New(store *queue.Local, client *syncapi.Client, cfg Config, log *slog.Logge
 			s.progress()
 		}
 	}
+	// The client gzips request bodies once the primary's answers say it
+	// takes them (Accept-Encoding); the first push wants to know (push.go).
+	answered := client.Answered
+	client.Answered = func(endpoint string, h http.Header) {
+		if strings.Contains(strings.ToLower(h.Get("Accept-Encoding")), "gzip") {
+			s.peerGzip.Store(true)
+		}
+		if answered != nil {
+			answered(endpoint, h)
+		}
+	}
 	s.Configure(cfg)
 	if b, ok, err := store.Meta(metaAcked); err == nil && ok {
 		if n, err := strconv.ParseUint(string(b), 10, 64); err == nil {
@@ -197,7 +211,7 @@ func (s *Satellite) Configure(cfg Config) {
 	if deadline <= 0 {
 		deadline = syncapi.DefaultTimeout
 	}
-	sc := adapt.Config{Fixed: cfg.RequestSize, MinRecords: 1, MaxRecords: 5000, MaxBytes: 4 << 20, Deadline: deadline, MinTimeout: cfg.MinTimeout}
+	sc := adapt.Config{Fixed: cfg.RequestSize, MinRecords: 1, MaxRecords: 5000, MaxBytes: maxRequestBytes, Deadline: deadline, MinTimeout: cfg.MinTimeout}
 	s.push, s.pull = adapt.NewSizer(sc, s.clock), adapt.NewSizer(sc, s.clock)
 	s.restoreSizer(s.push, metaPushSizer)
 	s.restoreSizer(s.pull, metaPullSizer)
@@ -220,6 +234,9 @@ func (s *Satellite) saveSizers() {
 		}
 	}
 }
+
+// maxRequestBytes is the most JSON any request may carry.
+const maxRequestBytes = 4 << 20
 
 // cycle is the state of one Cycle or Retrieve.
 type cycle struct {

@@ -1,6 +1,8 @@
 package satellite
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -28,6 +30,8 @@ type primary struct {
 	closing int            // empty closing batches
 	pulls   int            // GET queued_records
 	hang    chan struct{}  // when set, pushes with data wait for it or the request's end
+	gzip    bool           // answers say Accept-Encoding: gzip, so the client gzips its bodies
+	wire    []int          // body bytes as received of each push with data
 	srv     *httptest.Server
 }
 
@@ -42,6 +46,9 @@ func (p *primary) serve(w http.ResponseWriter, r *http.Request) {
 	ep := strings.TrimPrefix(r.URL.Path, syncapi.PathPrefix)
 	reply := func(status int, body string) {
 		w.Header().Set("Content-Type", "application/json")
+		if p.gzip {
+			w.Header().Set("Accept-Encoding", "gzip")
+		}
 		w.WriteHeader(status)
 		io.WriteString(w, body)
 	}
@@ -61,7 +68,17 @@ func (p *primary) serve(w http.ResponseWriter, r *http.Request) {
 		reply(200, `{"queueLength":0,"data":[]}`)
 	case ep == syncapi.EndpointQueued:
 		var push syncapi.Push
-		if err := json.NewDecoder(r.Body).Decode(&push); err != nil {
+		raw, _ := io.ReadAll(r.Body)
+		var body io.Reader = bytes.NewReader(raw)
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(body)
+			if err != nil {
+				reply(400, `{"error":{"code":"bad_request","message":"bad gzip","data":null}}`)
+				return
+			}
+			body = zr
+		}
+		if err := json.NewDecoder(body).Decode(&push); err != nil {
 			reply(400, `{"error":{"code":"bad_request","message":"bad","data":null}}`)
 			return
 		}
@@ -72,7 +89,7 @@ func (p *primary) serve(w http.ResponseWriter, r *http.Request) {
 			reply(200, `{"integrationStarted":true}`)
 			return
 		}
-		p.pushes = append(p.pushes, push)
+		p.pushes, p.wire = append(p.pushes, push), append(p.wire, len(raw))
 		answer, hang := p.answer, p.hang
 		p.mu.Unlock()
 		if hang != nil {
