@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tidwall/buntdb"
 )
@@ -105,37 +104,16 @@ func refusedWrites(rs []Record, res AcceptResult) error {
 func RefusedWrites(rs []Record, res AcceptResult) error { return refusedWrites(rs, res) }
 
 func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult, error) {
+	p := &pushRequest{origin: origin, in: in, router: router}
+	c.group.mu.Lock()
+	c.group.waiting = append(c.group.waiting, p)
+	c.group.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.drainLocked(); err != nil {
-		return AcceptResult{}, err
+	for !p.finished {
+		c.commitGroupLocked(c.takeGroupLocked())
 	}
-	var plan Plan
-	var res AcceptResult
-	err := c.st.view(func(tx *buntdb.Tx) error {
-		var err error
-		plan, res, err = Decide(buntReader{tx}, origin, in, router, c.nextVersion)
-		return err
-	})
-	if err != nil {
-		return AcceptResult{}, err
-	}
-	if err := c.checkQueueMaxLocked(plan.Queue); err != nil {
-		return AcceptResult{}, err
-	}
-	if origin > 0 && res.Accepted > 0 {
-		if site, changed, rewound := NoteSyncOutIDs(c.siteLocked(origin).state, in, res.Outcomes, time.Now()); changed {
-			plan.Site, res.Rewound = &site, rewound
-		}
-	}
-	if err := c.runIntentLocked(plan); err != nil {
-		return AcceptResult{}, err
-	}
-	if res.Rewound {
-		c.log.Warn("site sent new changes under syncOutIds it used before (outbox restored from a backup, or reinstalled); they were taken and the site must refill",
-			"site", origin, "epoch", plan.Site.SyncOutEpoch, "high", plan.Site.SyncOutHigh)
-	}
-	return res, nil
+	return p.res, p.err
 }
 
 // buntReader reads the primary's copies in a BuntDB read transaction.
@@ -162,8 +140,8 @@ func (b buntReader) Children(parent Ref) ([]Ref, error) {
 
 // checkQueueMaxLocked refuses a change that would grow a queue past
 // QueueMax (entries that replace one already queued count too: an upper
-// bound).
-func (c *Central) checkQueueMaxLocked(qs []QueueOp) error {
+// bound). pending is what the group's earlier pushes add to each queue.
+func (c *Central) checkQueueMaxLocked(qs []QueueOp, pending map[int]int) error {
 	if c.queueMax <= 0 {
 		return nil
 	}
@@ -174,9 +152,9 @@ func (c *Central) checkQueueMaxLocked(qs []QueueOp) error {
 		}
 	}
 	for site, n := range add {
-		if c.qlen[site]+n > c.queueMax {
+		if have := c.qlen[site] + pending[site]; have+n > c.queueMax {
 			return fmt.Errorf("%w: site %d has %d records waiting (limit %d), cannot queue %d more; the site must pull first",
-				ErrQueueFull, site, c.qlen[site], c.queueMax, n)
+				ErrQueueFull, site, have, c.queueMax, n)
 		}
 	}
 	return nil

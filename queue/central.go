@@ -64,6 +64,7 @@ type Central struct {
 	members    string       // the site membership the stored holders reflect (membership.go)
 	registry   registry     // the site registry (registry_central.go)
 	recovered  string
+	group      pushGroup // pushes waiting for a group commit (groupcommit.go)
 }
 
 // CentralEntry is one record of the central log.

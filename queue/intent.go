@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,27 +79,41 @@ func (it Plan) maxVersion() uint64 {
 	return m
 }
 
-// runIntentLocked writes the intent (commit 1) and applies it (commit 2).
-// The intent key itself is deleted by the next commit.
+// runIntentLocked writes one plan's intent (commit 1) and applies it
+// (commit 2).
 func (c *Central) runIntentLocked(it Plan) error {
 	if it.empty() {
 		return nil
 	}
 	it.ID = c.nextVersion()
-	states, b, err := encodePlan(it)
+	states, err := encodeStates(it)
 	if err != nil {
 		return err
 	}
-	if err := c.updateLocked("record incoming change", func(tx *buntdb.Tx) error {
-		if _, _, err := tx.Set(inboxKey(it.ID), string(b), nil); err != nil {
-			return err
+	return c.runIntentsLocked([]decided{{plan: it, states: states}})
+}
+
+// runIntentsLocked writes the intents of a group of pushes (commit 1: one
+// key each, so each push is atomic on its own) and applies them all
+// (commit 2). The intent keys are deleted by the next commit.
+func (c *Central) runIntentsLocked(ds []decided) error {
+	if err := c.updateLocked("record incoming changes", func(tx *buntdb.Tx) error {
+		for _, d := range ds {
+			if _, _, err := tx.Set(inboxKey(d.plan.ID), string(encodePlan(d.plan, d.states)), nil); err != nil {
+				return err
+			}
 		}
 		return setJSONKey(tx, versionKey, c.version, nil)
 	}); err != nil {
 		return err
 	}
 	c.pending = true
-	if err := c.applyLocked(it, states); err != nil {
+	plans := make([]Plan, len(ds))
+	states := make([][][]byte, len(ds))
+	for i, d := range ds {
+		plans[i], states[i] = d.plan, d.states
+	}
+	if err := c.applyLocked(plans, states); err != nil {
 		return err
 	}
 	c.pending = false
@@ -108,140 +121,168 @@ func (c *Central) runIntentLocked(it Plan) error {
 	return nil
 }
 
-// encodePlan renders the intent key's value, encoding each record state
-// once: the same bytes go into the intent and, when applied, into the
-// record's key.
-func encodePlan(it Plan) ([][]byte, []byte, error) {
+// encodeStates encodes each record state of a plan once: the same bytes go
+// into the intent and, when applied, into the record's key.
+func encodeStates(it Plan) ([][]byte, error) {
 	states := make([][]byte, len(it.Recs))
-	var b bytes.Buffer
-	b.WriteString(`{"r":[`)
 	for i, r := range it.Recs {
 		v, err := encodeRecordState(r.Val)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		states[i] = v
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"k":`)
-		b.Write(appendString(nil, r.Key))
-		b.WriteString(`,"v":`)
-		b.Write(v)
-		b.WriteByte('}')
 	}
-	b.WriteString("],")
+	return states, nil
+}
+
+// encodePlan renders the intent key's value from the plan and its encoded
+// record states.
+func encodePlan(it Plan, states [][]byte) []byte {
+	n := 64
+	for _, v := range states {
+		n += len(v) + 64
+	}
+	b := make([]byte, 0, n+len(it.Queue)*48)
+	b = append(b, `{"r":[`...)
+	for i, r := range it.Recs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"k":`...)
+		b = appendString(b, r.Key)
+		b = append(b, `,"v":`...)
+		b = append(b, states[i]...)
+		b = append(b, '}')
+	}
+	b = append(b, "],"...)
 	if len(it.Queue) > 0 {
-		q := []byte(`"q":[`)
+		b = append(b, `"q":[`...)
 		for i, op := range it.Queue {
 			if i > 0 {
-				q = append(q, ',')
+				b = append(b, ',')
 			}
-			q = appendQueueOp(q, op)
+			b = appendQueueOp(b, op)
 		}
-		b.Write(append(q, ']', ','))
+		b = append(b, ']', ',')
 	}
 	rest := it
 	rest.Recs, rest.Queue = nil, nil
 	tail, err := marshal(rest)
 	if err != nil {
-		return nil, nil, err
+		panic(err) // ids, refs, keys and a site state: always encodable
 	}
-	b.Write(tail[1:]) // without its opening brace
-	return states, b.Bytes(), nil
+	return append(b, tail[1:]...) // without its opening brace
 }
 
-// applyLocked applies an intent in one commit. states, when given, are the
-// record states already encoded, for a plan decided under this lock just
-// now: no later change can be in their keys, so their versions need no
-// check (a plan applied again after a restart is checked).
-func (c *Central) applyLocked(it Plan, states [][]byte) error {
+// applyLocked applies intents, in order, in one commit. states, when
+// given, are each intent's record states already encoded, for plans
+// decided under this lock just now: no later change can be in their keys,
+// so their versions need no check (a plan applied again after a restart is
+// checked).
+func (c *Central) applyLocked(its []Plan, states [][][]byte) error {
 	delta := map[int]int{}
 	maxCentral := c.maxCentral
-	err := c.updateLocked("apply incoming change", func(tx *buntdb.Tx) error {
+	err := c.updateLocked("apply incoming changes", func(tx *buntdb.Tx) error {
 		clear(delta)
 		maxCentral = c.maxCentral
-		versions := map[string]uint64{}
-		for i, r := range it.Recs {
+		for i, it := range its {
+			var st [][]byte
 			if states != nil {
-				if _, _, err := tx.Set(r.Key, string(states[i]), nil); err != nil {
-					return err
-				}
-				versions[r.Key] = r.Val.Version
-				continue
+				st = states[i]
 			}
-			old, ok, err := getCentral(tx, r.Key)
-			if err != nil {
+			if err := applyPlan(tx, it, st, delta, &maxCentral); err != nil {
 				return err
 			}
-			if ok && old.Version > r.Val.Version {
-				versions[r.Key] = old.Version
-				continue // a later change is there already
-			}
-			enc, err := encodeRecordState(r.Val)
-			if err == nil {
-				_, _, err = tx.Set(r.Key, string(enc), nil)
-			}
-			if err != nil {
-				return err
-			}
-			versions[r.Key] = r.Val.Version
-		}
-		for _, l := range it.Logs {
-			if l.Prev != 0 && l.Prev != l.Cursor {
-				if err := deleteKey(tx, clogKey(l.Prev)); err != nil {
-					return err
-				}
-			}
-			if versions[recKey(l.Ref.Table, l.Ref.ID)] != l.Cursor {
-				continue
-			}
-			if err := setJSONKey(tx, clogKey(l.Cursor), l.Ref, nil); err != nil {
-				return err
-			}
-			maxCentral = max(maxCentral, l.Cursor)
-		}
-		for _, q := range it.Queue {
-			var n int
-			var err error
-			if q.Remove {
-				n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord)
-			} else {
-				n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del)
-			}
-			if err != nil {
-				return err
-			}
-			delta[q.Site] += n
-		}
-		for _, k := range it.Kids {
-			var err error
-			if k.Del {
-				err = deleteKey(tx, k.Key)
-			} else {
-				_, _, err = tx.Set(k.Key, "1", nil)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if it.Site != nil {
-			return setJSONKey(tx, siteKey(it.Site.SyncID), *it.Site, nil)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if it.Site != nil {
-		e := c.siteLocked(it.Site.SyncID)
-		e.state, e.saved = *it.Site, it.Site.LastContact
+	for _, it := range its {
+		if it.Site != nil {
+			e := c.siteLocked(it.Site.SyncID)
+			e.state, e.saved = *it.Site, it.Site.LastContact
+		}
+		c.applied = append(c.applied, it.ID)
 	}
 	for site, n := range delta {
 		c.qlen[site] += n
 	}
 	c.maxCentral = maxCentral
-	c.applied = append(c.applied, it.ID)
+	return nil
+}
+
+// applyPlan writes one intent's keys in tx, adding its queue length
+// changes to delta and raising maxCentral to its highest log cursor.
+func applyPlan(tx *buntdb.Tx, it Plan, states [][]byte, delta map[int]int, maxCentral *uint64) error {
+	versions := make(map[string]uint64, len(it.Recs))
+	for i, r := range it.Recs {
+		if states != nil {
+			if _, _, err := tx.Set(r.Key, string(states[i]), nil); err != nil {
+				return err
+			}
+			versions[r.Key] = r.Val.Version
+			continue
+		}
+		old, ok, err := getCentral(tx, r.Key)
+		if err != nil {
+			return err
+		}
+		if ok && old.Version > r.Val.Version {
+			versions[r.Key] = old.Version
+			continue // a later change is there already
+		}
+		enc, err := encodeRecordState(r.Val)
+		if err == nil {
+			_, _, err = tx.Set(r.Key, string(enc), nil)
+		}
+		if err != nil {
+			return err
+		}
+		versions[r.Key] = r.Val.Version
+	}
+	for _, l := range it.Logs {
+		if l.Prev != 0 && l.Prev != l.Cursor {
+			if err := deleteKey(tx, clogKey(l.Prev)); err != nil {
+				return err
+			}
+		}
+		if versions[recKey(l.Ref.Table, l.Ref.ID)] != l.Cursor {
+			continue
+		}
+		if err := setJSONKey(tx, clogKey(l.Cursor), l.Ref, nil); err != nil {
+			return err
+		}
+		*maxCentral = max(*maxCentral, l.Cursor)
+	}
+	for _, q := range it.Queue {
+		var n int
+		var err error
+		if q.Remove {
+			n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord)
+		} else {
+			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del)
+		}
+		if err != nil {
+			return err
+		}
+		delta[q.Site] += n
+	}
+	for _, k := range it.Kids {
+		var err error
+		if k.Del {
+			err = deleteKey(tx, k.Key)
+		} else {
+			_, _, err = tx.Set(k.Key, "1", nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if it.Site != nil {
+		return setJSONKey(tx, siteKey(it.Site.SyncID), *it.Site, nil)
+	}
 	return nil
 }
 
@@ -272,7 +313,7 @@ func (c *Central) drainLocked() error {
 		return err
 	}
 	for _, it := range its { // in key order: the order they were decided in
-		if err := c.applyLocked(it, nil); err != nil {
+		if err := c.applyLocked([]Plan{it}, nil); err != nil {
 			return fmt.Errorf("cannot apply a pending change: %w", err)
 		}
 	}

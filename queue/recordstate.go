@@ -88,13 +88,14 @@ func scanRecordMeta(meta []byte, v *RecordState) bool {
 	if valid, _ := jsonscan.Check(meta); !valid {
 		return false
 	}
-	seen := map[string]bool{}
+	var seen uint16 // the known members met so far, by their bit in metaKeys
 	return jsonscan.Members(meta, func(key []byte, escaped bool, val []byte) bool {
-		k := string(key)
-		if escaped || seen[k] {
-			return false
+		k := string(key) // no allocation: only compared
+		bit := metaKeyBit(k)
+		if escaped || bit == 0 || seen&bit != 0 {
+			return false // unknown, escaped or given twice: encoding/json decides
 		}
-		seen[k] = true
+		seen |= bit
 		switch k {
 		case "n":
 			return true
@@ -152,6 +153,19 @@ func scanRecordMeta(meta []byte, v *RecordState) bool {
 		}
 		return false // a member this reader does not know: encoding/json decides
 	})
+}
+
+// metaKeys are the members scanRecordMeta reads.
+var metaKeys = [...]string{"n", "v", "a", "o", "x", "c", "held", "h", "p", "f"}
+
+// metaKeyBit is k's bit among metaKeys, 0 for any other key.
+func metaKeyBit(k string) uint16 {
+	for i, m := range metaKeys {
+		if k == m {
+			return 1 << i
+		}
+	}
+	return 0
 }
 
 func plainBool(b []byte) (bool, bool) {
