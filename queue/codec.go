@@ -74,24 +74,9 @@ type recordJSON struct {
 	Data   json.RawMessage `json:"d,omitempty"`
 }
 
-func toJSON(r Record) recordJSON { return recordJSON{r.Table, r.ID, r.Action, r.Data} }
+func toJSON(r Record) recordJSON { return recordJSON(r) }
 
-func (j recordJSON) record() Record {
-	return Record{Table: j.Table, ID: j.ID, Action: j.Action, Data: j.Data}
-}
-
-func encodeRecord(r Record) (string, error) {
-	b, err := marshal(toJSON(r))
-	return string(b), err
-}
-
-func decodeRecord(s string) (Record, error) {
-	var j recordJSON
-	if err := json.Unmarshal([]byte(s), &j); err != nil {
-		return Record{}, err
-	}
-	return j.record(), nil
-}
+func (j recordJSON) record() Record { return Record(j) }
 
 // normalize validates r and returns it in canonical form: lower-case action,
 // compact data, no data on a delete.

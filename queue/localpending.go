@@ -54,8 +54,6 @@ func (p *pendingSet) ascend(fn func(seq uint64, key string) bool) {
 	p.bySeq.Scan(func(e pendingEntry) bool { return fn(e.seq, e.key) })
 }
 
-func (p *pendingSet) len() int { return len(p.byKey) }
-
 // update is store.update for the Local: the rec: keys a commit changes
 // (through setLocal and delLocal) reach the pending set once it is durable,
 // and not at all when it fails. The caller holds l.mu.

@@ -124,19 +124,6 @@ func sameSite(a, b queue.SiteConfig) bool {
 		a.URL == b.URL && slices.Equal(as, bs)
 }
 
-// destinations are the sites a record of store should reach, never origin.
-func (t *siteTable) destinations(store string, origin int) []int {
-	var out []int
-	for _, id := range t.byStore[store] {
-		if id != origin {
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
-func (r *SiteRow) hasStore(store string) bool { return slices.Contains(r.Stores, store) }
-
 // active reports whether store is active on site.
 func (t *siteTable) active(site int, store string) bool {
 	return store != "" && slices.Contains(t.byStore[store], site)
