@@ -163,13 +163,7 @@ func TestCentral_GroupCommit_PowerLossEveryOffset(t *testing.T) {
 	full := must(os.ReadFile(path))
 	offs := offsets(base.end, int64(len(full)))
 	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
-		if err := os.WriteFile(path, full[:o], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c, err := OpenCentral(path, CentralOptions{Logger: testLogger(t)})
-		if err != nil {
-			t.Fatalf("cut at %d: open: %v", o, err)
-		}
+		c := openCutCentral(t, path, full, o)
 		defer c.Close()
 		where := fmt.Sprintf("cut at %d", o)
 		checkCentralConsistent(t, c, centralSnapshot(t, c), base, where)

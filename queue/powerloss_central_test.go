@@ -168,19 +168,28 @@ func decodeCentralValue(s string) (RecordState, error) {
 // POWER LOSS: a primary file cut at every byte of its last commits opens
 // with every intent applied, each push all or nothing, nothing accepted
 // lost, and no cursor or queue id reused.
+// openCutCentral opens, as the primary would after a power cut, the datafile
+// full cut at o bytes (written to path); the caller closes it before the
+// next cut reuses path.
+func openCutCentral(t *testing.T, path string, full []byte, o int64) *Central {
+	t.Helper()
+	if err := os.WriteFile(path, full[:o], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCentral(path, CentralOptions{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("cut at %d: open: %v", o, err)
+	}
+	return c
+}
+
 func TestCentral_PowerLossEveryOffset(t *testing.T) {
 	dir := fastDir(t)
 	cps, full := buildCentralHistory(t, filepath.Join(dir, "build.db"))
 	h := newHistory(cps)
 	offs := offsets(cps[0].end, int64(len(full)))
 	eachOffset(t, dir, offs, func(t *testing.T, path string, o int64) {
-		if err := os.WriteFile(path, full[:o], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c, err := OpenCentral(path, CentralOptions{Logger: testLogger(t)})
-		if err != nil {
-			t.Fatalf("cut at %d: open: %v", o, err)
-		}
+		c := openCutCentral(t, path, full, o)
 		defer c.Close()
 		got := centralSnapshot(t, c)
 		i := h.checkPrefix(t, o, got)
