@@ -104,7 +104,11 @@ func refusedWrites(rs []Record, res AcceptResult) error {
 func RefusedWrites(rs []Record, res AcceptResult) error { return refusedWrites(rs, res) }
 
 func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult, error) {
-	p := &pushRequest{origin: origin, in: in, router: router}
+	b, err := Prepare(origin, in) // before the lock: it needs none of the primary's state
+	if err != nil {
+		return AcceptResult{}, err
+	}
+	p := &pushRequest{origin: origin, in: in, batch: b, router: router}
 	c.group.mu.Lock()
 	c.group.waiting = append(c.group.waiting, p)
 	c.group.mu.Unlock()

@@ -72,17 +72,21 @@ func queuePrefixOf(v string) string {
 }
 
 // setEntry queues table/id for site at ord unless an entry at least as new
-// is there, and returns the change in queue length.
-func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del bool) (int, error) {
+// is there, and returns the change in queue length. fresh: ord was handed
+// out under the lock just now, so every entry there is older and need not
+// be read.
+func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del, fresh bool) (int, error) {
 	key := queueKey(site, table, id)
-	old, err := tx.Get(key)
-	switch {
-	case errors.Is(err, buntdb.ErrNotFound):
-	case err != nil:
-		return 0, err
-	default:
-		if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
-			return 0, nil
+	if !fresh {
+		old, err := tx.Get(key)
+		switch {
+		case errors.Is(err, buntdb.ErrNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
+				return 0, nil
+			}
 		}
 	}
 	_, replaced, err := tx.Set(key, queueValue(site, ord, del), nil)
@@ -93,20 +97,26 @@ func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del bool) (
 }
 
 // removeEntry removes site's entry for table/id if it was queued before
-// ord, and returns the change in queue length.
-func removeEntry(tx *buntdb.Tx, site int, table, id string, ord uint64) (int, error) {
+// ord, and returns the change in queue length. fresh as for setEntry.
+func removeEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, fresh bool) (int, error) {
 	key := queueKey(site, table, id)
-	old, err := tx.Get(key)
+	if !fresh {
+		old, err := tx.Get(key)
+		if errors.Is(err, buntdb.ErrNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
+			return 0, nil
+		}
+	}
+	_, err := tx.Delete(key)
 	if errors.Is(err, buntdb.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, err
-	}
-	if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
-		return 0, nil
-	}
-	if _, err := tx.Delete(key); err != nil {
 		return 0, err
 	}
 	return -1, nil
@@ -316,7 +326,7 @@ func (c *Central) fillBatch(site int, pivot string) (int, string, error) {
 	err = c.updateLocked("fill site queue", func(tx *buntdb.Tx) error {
 		added, c.version = 0, first
 		for _, r := range refs {
-			n, err := setEntry(tx, site, r.Table, r.ID, c.nextVersion(), false)
+			n, err := setEntry(tx, site, r.Table, r.ID, c.nextVersion(), false, true)
 			if err != nil {
 				return err
 			}

@@ -21,27 +21,65 @@ type Reader interface {
 	Children(parent Ref) ([]Ref, error)
 }
 
-// Decide decides a batch pushed by site origin (0: the primary's own
-// write), record by record in order, each seeing the batch's earlier
-// decisions. version hands out the next version of the primary's order.
-func Decide(r Reader, origin int, in []Inbound, router Router, version func() uint64) (Plan, AcceptResult, error) {
+// Batch is a push checked and put in canonical form: everything about its
+// records that needs none of the primary's state, done before a backend
+// takes its lock (or opens its transaction), so that work runs in parallel
+// with other pushes.
+type Batch struct {
+	origin int
+	recs   []batchRecord
+}
+
+type batchRecord struct {
+	in      Inbound  // the record normalized
+	hash    string   // changeHash of the normalized record
+	refused *Refusal // malformed: refused without reading anything
+}
+
+// Prepare checks a batch pushed by site origin (0: the primary's own
+// write) for Batch.Decide.
+func Prepare(origin int, in []Inbound) (*Batch, error) {
 	if len(in) > maxBatch {
-		return Plan{}, AcceptResult{}, fmt.Errorf("cannot accept %d records in one push (at most %d)", len(in), maxBatch)
+		return nil, fmt.Errorf("cannot accept %d records in one push (at most %d)", len(in), maxBatch)
 	}
-	res := AcceptResult{Outcomes: make([]Outcome, len(in))}
-	p := &planner{r: r, next: version, origin: origin, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
+	b := &Batch{origin: origin, recs: make([]batchRecord, len(in))}
 	for i, x := range in {
+		br := &b.recs[i]
 		rec, err := normalize(x.Record)
 		switch {
 		case err != nil:
-			res.Outcomes[i].Refused = &Refusal{Code: RefusedInvalid, Message: err.Error()}
+			br.refused = &Refusal{Code: RefusedInvalid, Message: err.Error()}
 		case origin > 0 && (x.SyncOutID == "" || len(x.SyncOutID) > MaxSyncOutID || hasControl(x.SyncOutID)):
-			res.Outcomes[i].Refused = &Refusal{Code: RefusedInvalid, Message: fmt.Sprintf("syncOutId must be 1 to %d characters, none of them control characters", MaxSyncOutID)}
+			br.refused = &Refusal{Code: RefusedInvalid, Message: fmt.Sprintf("syncOutId must be 1 to %d characters, none of them control characters", MaxSyncOutID)}
+		default:
+			br.in, br.hash = Inbound{SyncOutID: x.SyncOutID, Record: rec}, changeHash(rec)
 		}
-		if res.Outcomes[i].Refused != nil {
-			continue // malformed: nothing to answer it with
+	}
+	return b, nil
+}
+
+// Decide decides a batch pushed by site origin (0: the primary's own
+// write): Prepare, then Batch.Decide.
+func Decide(r Reader, origin int, in []Inbound, router Router, version func() uint64) (Plan, AcceptResult, error) {
+	b, err := Prepare(origin, in)
+	if err != nil {
+		return Plan{}, AcceptResult{}, err
+	}
+	return b.Decide(r, router, version)
+}
+
+// Decide decides the batch record by record in order, each seeing the
+// batch's earlier decisions. version hands out the next version of the
+// primary's order.
+func (b *Batch) Decide(r Reader, router Router, version func() uint64) (Plan, AcceptResult, error) {
+	res := AcceptResult{Outcomes: make([]Outcome, len(b.recs))}
+	p := &planner{r: r, next: version, origin: b.origin, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
+	for i, br := range b.recs {
+		if br.refused != nil {
+			res.Outcomes[i].Refused = br.refused // malformed: nothing to answer it with
+			continue
 		}
-		if err := p.plan(Inbound{SyncOutID: x.SyncOutID, Record: rec}, &res.Outcomes[i]); err != nil {
+		if err := p.plan(br.in, br.hash, &res.Outcomes[i]); err != nil {
 			return Plan{}, AcceptResult{}, err
 		}
 	}
@@ -55,6 +93,7 @@ func Decide(r Reader, origin int, in []Inbound, router Router, version func() ui
 			res.Accepted++
 		}
 	}
+	p.it.coalesce()
 	return p.it, res, nil
 }
 
@@ -106,14 +145,13 @@ func (p *planner) queue(site int, table, id string, del bool) {
 }
 
 // plan decides one record of the batch.
-func (p *planner) plan(x Inbound, out *Outcome) error {
+func (p *planner) plan(x Inbound, hash string, out *Outcome) error {
 	r := x.Record
 	id := targetID(r)
 	cur, exists, err := p.get(r.Table, id)
 	if err != nil {
 		return err
 	}
-	hash := changeHash(r)
 	if p.origin > 0 && exists {
 		if ver, h, sid, ok := parseFromMark(cur.From[p.origin]); ok && sid == x.SyncOutID && h == hash {
 			out.Duplicate = true
@@ -227,11 +265,17 @@ func (p *planner) children(parent Ref) ([]Ref, error) {
 	if err != nil {
 		return nil, err
 	}
+	order := func(a, b Ref) int { return strings.Compare(a.Table+":"+a.ID, b.Table+":"+b.ID) }
+	batch := p.kids[recKey(parent.Table, parent.ID)]
+	if len(batch) == 0 { // most records: no child changed in this batch
+		slices.SortFunc(stored, order)
+		return stored, nil
+	}
 	set := map[string]bool{}
 	for _, c := range stored {
 		set[recKey(c.Table, c.ID)] = true
 	}
-	for k, add := range p.kids[recKey(parent.Table, parent.ID)] {
+	for k, add := range batch {
 		set[k] = add
 	}
 	var out []Ref
@@ -240,7 +284,7 @@ func (p *planner) children(parent Ref) ([]Ref, error) {
 			out = append(out, Ref{t, id})
 		}
 	}
-	slices.SortFunc(out, func(a, b Ref) int { return strings.Compare(a.Table+":"+a.ID, b.Table+":"+b.ID) })
+	slices.SortFunc(out, order)
 	return out, nil
 }
 

@@ -27,6 +27,7 @@ const groupMaxRecords = 20000
 type pushRequest struct {
 	origin int
 	in     []Inbound
+	batch  *Batch // in, prepared
 	router Router
 
 	// Set by the group commit, read under Central's lock.
@@ -138,7 +139,7 @@ func (c *Central) commitGroupLocked(batch []*pushRequest) {
 // group's earlier pushes (over), and encodes its record states. qadd is
 // what the group's earlier pushes add to each queue.
 func (c *Central) decideLocked(p *pushRequest, over *groupReader, qadd map[int]int) (decided, AcceptResult, error) {
-	plan, res, err := Decide(over, p.origin, p.in, p.router, c.nextVersion)
+	plan, res, err := p.batch.Decide(over, p.router, c.nextVersion)
 	if err != nil {
 		return decided{}, AcceptResult{}, err
 	}

@@ -64,6 +64,44 @@ func (it Plan) empty() bool {
 	return len(it.Recs) == 0 && len(it.Queue) == 0 && len(it.Logs) == 0 && len(it.Kids) == 0
 }
 
+// coalesce keeps, of the writes of one key, only the last: a record
+// pushed several times in a batch is written once, at its last state. Each
+// key's writes come in rising version, and each write lands only over an
+// older version, so the last alone leaves what the sequence leaves
+// (queue lengths included). The central log's ops are kept: each removes
+// its predecessor's entry.
+func (it *Plan) coalesce() {
+	it.Recs = lastOfEach(it.Recs, func(r PlanRecord) string { return r.Key })
+	it.Kids = lastOfEach(it.Kids, func(k KidOp) string { return k.Key })
+	type entry struct {
+		site      int
+		table, id string
+	}
+	it.Queue = lastOfEach(it.Queue, func(q QueueOp) entry { return entry{q.Site, q.Table, q.ID} })
+}
+
+// lastOfEach returns ops without those followed by another of the same
+// key, in order.
+func lastOfEach[T any, K comparable](ops []T, key func(T) K) []T {
+	if len(ops) < 2 {
+		return ops
+	}
+	last := make(map[K]int, len(ops))
+	for i, op := range ops {
+		last[key(op)] = i
+	}
+	if len(last) == len(ops) {
+		return ops
+	}
+	out := make([]T, 0, len(last))
+	for i, op := range ops {
+		if last[key(op)] == i {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
 // maxVersion is the highest version the intent uses.
 func (it Plan) maxVersion() uint64 {
 	m := it.ID
@@ -216,6 +254,7 @@ func (c *Central) applyLocked(its []Plan, states [][][]byte) error {
 // applyPlan writes one intent's keys in tx, adding its queue length
 // changes to delta and raising maxCentral to its highest log cursor.
 func applyPlan(tx *buntdb.Tx, it Plan, states [][]byte, delta map[int]int, maxCentral *uint64) error {
+	fresh := states != nil // decided just now: nothing newer is in its keys
 	versions := make(map[string]uint64, len(it.Recs))
 	for i, r := range it.Recs {
 		if states != nil {
@@ -260,9 +299,9 @@ func applyPlan(tx *buntdb.Tx, it Plan, states [][]byte, delta map[int]int, maxCe
 		var n int
 		var err error
 		if q.Remove {
-			n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord)
+			n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord, fresh)
 		} else {
-			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del)
+			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del, fresh)
 		}
 		if err != nil {
 			return err
