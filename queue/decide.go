@@ -73,7 +73,9 @@ func Decide(r Reader, origin int, in []Inbound, router Router, version func() ui
 // primary's order.
 func (b *Batch) Decide(r Reader, router Router, version func() uint64) (Plan, AcceptResult, error) {
 	res := AcceptResult{Outcomes: make([]Outcome, len(b.recs))}
-	p := &planner{r: r, next: version, origin: b.origin, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
+	p := &planner{r: r, next: version, origin: b.origin, router: router, overlay: make(map[string]planned, len(b.recs)), kids: map[string]map[string]bool{}}
+	p.it.Recs = make([]PlanRecord, 0, len(b.recs))
+	p.it.Queue = make([]QueueOp, 0, 2*len(b.recs)) // a holder's entry, the pusher's own removed
 	for i, br := range b.recs {
 		if br.refused != nil {
 			res.Outcomes[i].Refused = br.refused // malformed: nothing to answer it with

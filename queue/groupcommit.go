@@ -71,7 +71,7 @@ func (c *Central) takeGroupLocked() []*pushRequest {
 type decided struct {
 	p      *pushRequest
 	plan   Plan
-	states [][]byte
+	states []string
 }
 
 // commitGroupLocked decides, commits and applies batch, and answers every
@@ -155,11 +155,7 @@ func (c *Central) decideLocked(p *pushRequest, over *groupReader, qadd map[int]i
 		return decided{p: p, plan: plan}, res, nil
 	}
 	plan.ID = c.nextVersion()
-	states, err := encodeStates(plan)
-	if err != nil {
-		return decided{}, AcceptResult{}, err
-	}
-	return decided{p: p, plan: plan, states: states}, res, nil
+	return decided{p: p, plan: plan, states: encodeStates(plan)}, res, nil
 }
 
 // groupReader reads the primary's copies as the group's pushes decided so

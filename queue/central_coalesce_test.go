@@ -1,0 +1,95 @@
+package queue
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/tidwall/buntdb"
+)
+
+// A record pushed several times in one batch is written once, at its last
+// state: one record write and one queue entry per holder in the plan, the
+// same queues and records as pushing the changes one by one, and queue
+// lengths that a reopen (which counts the file) confirms.
+func TestCentral_Accept_RecordRepeatedInBatch(t *testing.T) {
+	batch := []Inbound{
+		inbound("e-1", storeRec("item", "a", "s1", 1)),
+		inbound("e-2", storeRec("item", "b", "s1", 1)),
+		inbound("e-3", storeRec("item", "a", "s1", 2)),
+		inbound("e-4", rec("line", "l", map[string]any{"head_ID": "h", "n": 1})),
+		inbound("e-5", storeRec("head", "h", "s1", 1)),
+		inbound("e-6", rec("line", "l", map[string]any{"head_ID": "h", "n": 2})),
+		inbound("e-7", storeRec("item", "a", "s1", 3)),
+	}
+
+	one := openCentral(t, tempPath(t, "one.db"), CentralOptions{})
+	var plan Plan
+	if err := one.st.view(func(tx *buntdb.Tx) error {
+		var err error
+		plan, _, err = Decide(buntReader{tx}, 2, batch, sites, func() uint64 { return 0 })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(plan.Recs), 4; got != want { // a, b, l, h
+		t.Fatalf("plan writes %d records, want %d: %+v", got, want, plan.Recs)
+	}
+	// Sites 3 and 4 get a, b, l, h; the pusher's own entries are removed.
+	if got, want := len(plan.Queue), 12; got != want {
+		t.Fatalf("plan has %d queue ops, want %d: %+v", got, want, plan.Queue)
+	}
+	if res := accept(t, one, 2, batch...); res.Accepted != len(batch) {
+		t.Fatalf("accepted %+v", res)
+	}
+
+	each := openCentral(t, tempPath(t, "each.db"), CentralOptions{})
+	for _, x := range batch {
+		accept(t, each, 2, x)
+	}
+	for _, s := range []int{2, 3, 4} {
+		if got, want := queued(t, one, s), queued(t, each, s); got != want {
+			t.Fatalf("site %d queue: one batch %q, one by one %q", s, got, want)
+		}
+	}
+	for _, id := range [][2]string{{"item", "a"}, {"item", "b"}, {"line", "l"}, {"head", "h"}} {
+		a, _ := one.Current(id[0], id[1])
+		b, _ := each.Current(id[0], id[1])
+		if string(a.Record.Data) != string(b.Record.Data) || fmt.Sprint(a.Holders) != fmt.Sprint(b.Holders) || a.Held != b.Held {
+			t.Fatalf("%s/%s: one batch %+v, one by one %+v", id[0], id[1], a, b)
+		}
+	}
+
+	path := one.st.path
+	want := map[int]int{3: one.QueueLen(3), 4: one.QueueLen(4), 2: one.QueueLen(2)}
+	one.Close()
+	again := openCentral(t, path, CentralOptions{})
+	for s, n := range want {
+		if got := again.QueueLen(s); got != n {
+			t.Fatalf("site %d: queue length %d before the reopen, %d counted from the file", s, n, got)
+		}
+	}
+}
+
+// coalesce keeps the last write of each key, in order, and leaves a plan
+// without repeats as it is.
+func TestPlan_coalesce(t *testing.T) {
+	p := Plan{
+		Recs:  []PlanRecord{{Key: "rec:t:a", Val: RecordState{Version: 1}}, {Key: "rec:t:b", Val: RecordState{Version: 2}}, {Key: "rec:t:a", Val: RecordState{Version: 3}}},
+		Queue: []QueueOp{{Site: 3, Table: "t", ID: "a", Ord: 1}, {Site: 2, Table: "t", ID: "a", Ord: 1, Remove: true}, {Site: 3, Table: "t", ID: "a", Ord: 3, Del: true}},
+		Kids:  []KidOp{{Key: "k1"}, {Key: "k1", Del: true}, {Key: "k2"}},
+	}
+	p.coalesce()
+	if got, want := fmt.Sprint(p.Recs), "[{rec:t:b {2  false  false [] <nil> false map[] []}} {rec:t:a {3  false  false [] <nil> false map[] []}}]"; got != want {
+		t.Fatalf("records %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(p.Queue), "[{2 t a 1 false true} {3 t a 3 true false}]"; got != want {
+		t.Fatalf("queue %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(p.Kids), "[{k1 true} {k2 false}]"; got != want {
+		t.Fatalf("kids %s, want %s", got, want)
+	}
+	q := []QueueOp{{Site: 3, Table: "t", ID: "a"}, {Site: 4, Table: "t", ID: "a"}}
+	if got := lastOfEach(q, func(o QueueOp) int { return o.Site }); &got[0] != &q[0] || len(got) != 2 {
+		t.Fatalf("a plan without repeats was copied: %v", got)
+	}
+}
