@@ -124,8 +124,10 @@ func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult,
 type buntReader struct{ tx *buntdb.Tx }
 
 func (b buntReader) State(table, id string) (RecordState, bool, error) {
-	return getCentral(b.tx, recKey(table, id))
+	return b.stateOf(recKey(table, id))
 }
+
+func (b buntReader) stateOf(key string) (RecordState, bool, error) { return getCentral(b.tx, key) }
 
 func (b buntReader) Children(parent Ref) ([]Ref, error) {
 	var out []Ref

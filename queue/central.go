@@ -441,3 +441,15 @@ func kidKey(parent, child Ref) string { return kidParentPrefix(parent) + child.T
 func kidParentPrefix(parent Ref) string {
 	return kidPrefix + parent.Table + ":" + strconv.Itoa(len(parent.ID)) + ":" + parent.ID + ":"
 }
+
+// kidPrefixOf is the parent's prefix of a child index key (kidParentPrefix).
+func kidPrefixOf(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, kidPrefix)
+	table, rest, ok2 := strings.Cut(rest, ":")
+	digits, rest, ok3 := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(digits)
+	if !ok || !ok2 || !ok3 || err != nil || n < 0 || len(rest) <= n || rest[n] != ':' {
+		return "", false
+	}
+	return kidParentPrefix(Ref{Table: table, ID: rest[:n]}), true
+}

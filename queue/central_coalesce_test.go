@@ -93,3 +93,43 @@ func TestPlan_coalesce(t *testing.T) {
 		t.Fatalf("a plan without repeats was copied: %v", got)
 	}
 }
+
+// A child row held in one push of a group is routed when a later push of
+// the same group brings its parent, and only that parent's children are
+// (the group's child index is looked up by parent; ids may hold ':').
+func TestCentral_GroupCommit_ChildrenAcrossPushes(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	line := func(id, head string) Record { return rec("line", id, map[string]any{"head_ID": head, "n": 1}) }
+	got := pushesInOneGroup(t, c, []pushRequest{
+		{origin: 2, in: []Inbound{inbound("e-1", line("l1", "h:1")), inbound("e-2", line("l2", "h")), inbound("e-3", line("l3", "h:1:x"))}, router: sites},
+		{origin: 3, in: []Inbound{inbound("f-1", storeRec("head", "h:1", "s1", 1))}, router: sites},
+	})
+	for i, p := range got {
+		if p.err != nil || p.res.Accepted == 0 {
+			t.Fatalf("push %d: %+v, %v", i, p.res, p.err)
+		}
+	}
+	if got, want := queued(t, c, 4), "h:1=1,l1=1"; got != want {
+		t.Fatalf("site 4 queue = %q, want %q", got, want)
+	}
+	for _, id := range []string{"l2", "l3"} {
+		if cur, _ := c.Current("line", id); !cur.Held {
+			t.Fatalf("line %s of a parent not pushed was routed: %+v", id, cur)
+		}
+	}
+}
+
+func TestKidPrefixOf(t *testing.T) {
+	for _, p := range []Ref{{"transact", "t1"}, {"transact", "a:b:"}, {"transact", ""}, {"t", "12:3"}} {
+		for _, child := range []Ref{{"trans_line", "x"}, {"trans_line", "x:y"}} {
+			if got, ok := kidPrefixOf(kidKey(p, child)); !ok || got != kidParentPrefix(p) {
+				t.Errorf("kidPrefixOf(%q) = %q, %v; want %q", kidKey(p, child), got, ok, kidParentPrefix(p))
+			}
+		}
+	}
+	for _, k := range []string{"kid:", "kid:t:x:y", "kid:t:5:ab:c", "rec:t:1:a:b"} {
+		if got, ok := kidPrefixOf(k); ok {
+			t.Errorf("kidPrefixOf(%q) = %q, want not ok", k, got)
+		}
+	}
+}

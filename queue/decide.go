@@ -118,11 +118,24 @@ type planner struct {
 }
 
 func (p *planner) get(table, id string) (RecordState, bool, error) {
-	key := recKey(table, id)
+	return p.getKey(recKey(table, id), table, id)
+}
+
+// getKey is get with the record's key already made.
+func (p *planner) getKey(key, table, id string) (RecordState, bool, error) {
 	if v, ok := p.overlay[key]; ok {
 		return v.val, v.exists, nil
 	}
+	if kr, ok := p.r.(keyReader); ok {
+		return kr.stateOf(key)
+	}
 	return p.r.State(table, id)
+}
+
+// keyReader is a Reader that reads a record by its key (rec:<table>:<id>)
+// without making it again.
+type keyReader interface {
+	stateOf(key string) (RecordState, bool, error)
 }
 
 func (p *planner) lookup(table, id string) Current {
@@ -136,8 +149,9 @@ func (p *planner) lookup(table, id string) Current {
 	return v.current(table, id)
 }
 
-func (p *planner) set(table, id string, v RecordState) {
-	key := recKey(table, id)
+func (p *planner) set(table, id string, v RecordState) { p.setKey(recKey(table, id), v) }
+
+func (p *planner) setKey(key string, v RecordState) {
 	p.overlay[key] = planned{val: v, exists: true}
 	p.it.Recs = append(p.it.Recs, PlanRecord{Key: key, Val: v})
 }
@@ -150,7 +164,8 @@ func (p *planner) queue(site int, table, id string, del bool) {
 func (p *planner) plan(x Inbound, hash string, out *Outcome) error {
 	r := x.Record
 	id := targetID(r)
-	cur, exists, err := p.get(r.Table, id)
+	key := recKey(r.Table, id)
+	cur, exists, err := p.getKey(key, r.Table, id)
 	if err != nil {
 		return err
 	}
@@ -200,7 +215,7 @@ func (p *planner) plan(x Inbound, hash string, out *Outcome) error {
 		}
 		nv.From[p.origin] = fromMark(ver, hash, x.SyncOutID)
 	}
-	p.set(r.Table, id, nv)
+	p.setKey(key, nv)
 	for _, s := range nv.Holders {
 		if s != p.origin && !nv.Central && !nv.Held {
 			p.it.Queue = append(p.it.Queue, QueueOp{Site: s, Table: r.Table, ID: id, Ord: ver})

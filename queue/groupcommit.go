@@ -87,7 +87,7 @@ func (c *Central) commitGroupLocked(batch []*pushRequest) {
 		return
 	}
 	var ds []decided
-	over := &groupReader{recs: map[string]RecordState{}, kids: map[string]bool{}}
+	over := &groupReader{recs: map[string]RecordState{}, kids: map[string]map[string]bool{}}
 	qadd := map[int]int{}
 	err := c.st.view(func(tx *buntdb.Tx) error {
 		over.base = buntReader{tx}
@@ -163,7 +163,9 @@ func (c *Central) decideLocked(p *pushRequest, over *groupReader, qadd map[int]i
 type groupReader struct {
 	base buntReader
 	recs map[string]RecordState
-	kids map[string]bool // child index key → present (added) or not (removed)
+	// parent's prefix of child index keys → child index key → present
+	// (added) or not (removed)
+	kids map[string]map[string]bool
 }
 
 func (g *groupReader) add(it Plan) {
@@ -171,30 +173,41 @@ func (g *groupReader) add(it Plan) {
 		g.recs[r.Key] = r.Val
 	}
 	for _, k := range it.Kids {
-		g.kids[k.Key] = !k.Del
+		prefix, ok := kidPrefixOf(k.Key)
+		if !ok {
+			continue // not a key kidKey writes
+		}
+		if g.kids[prefix] == nil {
+			g.kids[prefix] = map[string]bool{}
+		}
+		g.kids[prefix][k.Key] = !k.Del
 	}
 }
 
 func (g *groupReader) State(table, id string) (RecordState, bool, error) {
-	if v, ok := g.recs[recKey(table, id)]; ok {
+	return g.stateOf(recKey(table, id))
+}
+
+func (g *groupReader) stateOf(key string) (RecordState, bool, error) {
+	if v, ok := g.recs[key]; ok {
 		return v, true, nil
 	}
-	return g.base.State(table, id)
+	return g.base.stateOf(key)
 }
 
 func (g *groupReader) Children(parent Ref) ([]Ref, error) {
 	out, err := g.base.Children(parent)
-	if err != nil || len(g.kids) == 0 {
+	prefix := kidParentPrefix(parent)
+	if err != nil || len(g.kids[prefix]) == 0 {
 		return out, err
 	}
-	prefix := kidParentPrefix(parent)
 	keys := map[string]bool{}
 	for _, r := range out {
 		keys[prefix+r.Table+":"+r.ID] = true
 	}
 	changed := false
-	for k, present := range g.kids {
-		if strings.HasPrefix(k, prefix) && keys[k] != present {
+	for k, present := range g.kids[prefix] {
+		if keys[k] != present {
 			keys[k], changed = present, true
 		}
 	}
