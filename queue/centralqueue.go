@@ -74,8 +74,9 @@ func queuePrefixOf(v string) string {
 // setEntry queues table/id for site at ord unless an entry at least as new
 // is there, and returns the change in queue length. fresh: ord was handed
 // out under the lock just now, so every entry there is older and need not
-// be read.
-func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del, fresh bool) (int, error) {
+// be read. A new entry's size is added to grown (live data, not garbage:
+// store.maybeCompact).
+func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del, fresh bool, grown *int64) (int, error) {
 	key := queueKey(site, table, id)
 	if !fresh {
 		old, err := tx.Get(key)
@@ -89,10 +90,12 @@ func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del, fresh 
 			}
 		}
 	}
-	_, replaced, err := tx.Set(key, queueValue(site, ord, del), nil)
+	val := queueValue(site, ord, del)
+	_, replaced, err := tx.Set(key, val, nil)
 	if err != nil || replaced {
 		return 0, err
 	}
+	*grown += int64(len(key) + len(val) + 32) // as verify counts a key
 	return 1, nil
 }
 
@@ -326,7 +329,7 @@ func (c *Central) fillBatch(site int, pivot string) (int, string, error) {
 	err = c.updateLocked("fill site queue", func(tx *buntdb.Tx) error {
 		added, c.version = 0, first
 		for _, r := range refs {
-			n, err := setEntry(tx, site, r.Table, r.ID, c.nextVersion(), false, true)
+			n, err := setEntry(tx, site, r.Table, r.ID, c.nextVersion(), false, true, &c.st.txGrown)
 			if err != nil {
 				return err
 			}

@@ -226,7 +226,7 @@ func (c *Central) applyLocked(its []Plan, states [][]string) error {
 			if states != nil {
 				st = states[i]
 			}
-			if err := applyPlan(tx, it, st, delta, &maxCentral); err != nil {
+			if err := applyPlan(tx, it, st, delta, &maxCentral, &c.st.txGrown); err != nil {
 				return err
 			}
 		}
@@ -250,14 +250,21 @@ func (c *Central) applyLocked(its []Plan, states [][]string) error {
 }
 
 // applyPlan writes one intent's keys in tx, adding its queue length
-// changes to delta and raising maxCentral to its highest log cursor.
-func applyPlan(tx *buntdb.Tx, it Plan, states []string, delta map[int]int, maxCentral *uint64) error {
+// changes to delta, raising maxCentral to its highest log cursor, and
+// adding to grown the size of the records and entries it creates (live
+// data: a burst of new records does not make the file look half garbage,
+// store.maybeCompact).
+func applyPlan(tx *buntdb.Tx, it Plan, states []string, delta map[int]int, maxCentral *uint64, grown *int64) error {
 	fresh := states != nil // decided just now: nothing newer is in its keys
 	versions := make(map[string]uint64, len(it.Recs))
 	for i, r := range it.Recs {
 		if states != nil {
-			if _, _, err := tx.Set(r.Key, states[i], nil); err != nil {
+			_, replaced, err := tx.Set(r.Key, states[i], nil)
+			if err != nil {
 				return err
+			}
+			if !replaced {
+				*grown += int64(len(r.Key) + len(states[i]) + 32)
 			}
 			versions[r.Key] = r.Val.Version
 			continue
@@ -295,7 +302,7 @@ func applyPlan(tx *buntdb.Tx, it Plan, states []string, delta map[int]int, maxCe
 		if q.Remove {
 			n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord, fresh)
 		} else {
-			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del, fresh)
+			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del, fresh, grown)
 		}
 		if err != nil {
 			return err

@@ -133,3 +133,28 @@ func TestKidPrefixOf(t *testing.T) {
 		}
 	}
 }
+
+// New records and queue entries count as live data: an ingest of new
+// records (whose intents are the only garbage) does not compact the file at
+// every doubling, while rewriting the same records does.
+func TestCentral_NewRecordsDoNotCompact(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	c.st.minCompact = 8 << 10
+	for i := range 300 {
+		batch := make([]Inbound, 10)
+		for j := range batch {
+			n := i*10 + j
+			batch[j] = inbound(fmt.Sprintf("e-%d", n), storeRec("item", fmt.Sprintf("r%d", n), "s1", n))
+		}
+		accept(t, c, 2, batch...)
+	}
+	if size := fileSize(t, c.st.path); c.st.compactions != 0 || c.st.pending != nil || size < 32*c.st.minCompact {
+		t.Fatalf("%d compactions (pending %v) of a %d-byte file of new records", c.st.compactions, c.st.pending != nil, size)
+	}
+	for i := 0; c.st.pending == nil && c.st.compactions == 0; i++ {
+		if i > 20000 {
+			t.Fatal("rewriting the same records never compacted the file")
+		}
+		accept(t, c, 2, inbound(fmt.Sprintf("u-%d", i), storeRec("item", fmt.Sprintf("r%d", i%10), "s1", i)))
+	}
+}
