@@ -316,7 +316,7 @@ func (s *store) finishCompaction(wait bool) {
 	if after != nil {
 		now = after.Size()
 	}
-	s.liveBytes = now
+	s.liveBytes, s.grown = now, 0 // what new keys added is in the new file
 	s.compactions++
 	s.log.Info("compacted datafile online", "path", s.path, "before", was, "after", now,
 		"copy_took", res.took.Round(time.Millisecond), "paused", time.Since(started).Round(time.Microsecond))
