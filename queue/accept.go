@@ -121,7 +121,12 @@ func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult,
 }
 
 // buntReader reads the primary's copies in a BuntDB read transaction.
-type buntReader struct{ tx *buntdb.Tx }
+// parents, when not nil, are the only tables whose records have children
+// (Central.parents): the child index of any other is not looked up.
+type buntReader struct {
+	tx      *buntdb.Tx
+	parents map[string]bool
+}
 
 func (b buntReader) State(table, id string) (RecordState, bool, error) {
 	return b.stateOf(recKey(table, id))
@@ -130,6 +135,9 @@ func (b buntReader) State(table, id string) (RecordState, bool, error) {
 func (b buntReader) stateOf(key string) (RecordState, bool, error) { return getCentral(b.tx, key) }
 
 func (b buntReader) Children(parent Ref) ([]Ref, error) {
+	if b.parents != nil && !b.parents[parent.Table] {
+		return nil, nil
+	}
 	var out []Ref
 	prefix := kidParentPrefix(parent)
 	err := b.tx.AscendGreaterOrEqual("", prefix, func(k, _ string) bool {

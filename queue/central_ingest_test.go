@@ -26,7 +26,7 @@ func TestCentral_Accept_RecordRepeatedInBatch(t *testing.T) {
 	var plan Plan
 	if err := one.st.view(func(tx *buntdb.Tx) error {
 		var err error
-		plan, _, err = Decide(buntReader{tx}, 2, batch, sites, func() uint64 { return 0 })
+		plan, _, err = Decide(buntReader{tx: tx}, 2, batch, sites, func() uint64 { return 0 })
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -156,5 +156,46 @@ func TestCentral_NewRecordsDoNotCompact(t *testing.T) {
 			t.Fatal("rewriting the same records never compacted the file")
 		}
 		accept(t, c, 2, inbound(fmt.Sprintf("u-%d", i), storeRec("item", fmt.Sprintf("r%d", i%10), "s1", i)))
+	}
+}
+
+// The child index is looked up only for tables known to have children
+// (Central.parents): a table learns it when its first child row is
+// applied, and again from the file at open, so a parent pushed later — in
+// the next push, or after a restart — still routes its held children.
+func TestCentral_ChildrenOfANewParentTable(t *testing.T) {
+	path := tempPath(t, "pri.db")
+	c := openCentral(t, path, CentralOptions{})
+	line := func(id, head string) Record { return rec("line", id, map[string]any{"head_ID": head, "n": 1}) }
+	accept(t, c, 2, inbound("e-1", line("l1", "h1")))
+	accept(t, c, 2, inbound("e-2", storeRec("head", "h1", "s1", 1)))
+	if got, want := queued(t, c, 4), "h1=1,l1=1"; got != want {
+		t.Fatalf("site 4 queue after the parent came in the next push = %q, want %q", got, want)
+	}
+	accept(t, c, 2, inbound("e-3", line("l2", "h2")))
+	accept(t, c, 5, inbound("g-1", storeRec("item", "z", "s2", 1))) // its commit deletes the line's intent: the reopen reads the file
+	c.Close()
+	c = openCentral(t, path, CentralOptions{})
+	accept(t, c, 2, inbound("e-4", storeRec("head", "h2", "s1", 1)))
+	if got, want := queued(t, c, 4), "h1=1,l1=1,h2=1,l2=1"; got != want {
+		t.Fatalf("site 4 queue after the parent came after a reopen = %q, want %q", got, want)
+	}
+}
+
+// Answers to the same record twice in a batch (a refusal pushed twice) are
+// coalesced too: the pusher is queued the record once.
+func TestCentral_Accept_RefusedTwiceInBatch(t *testing.T) {
+	c := openCentral(t, tempPath(t, "pri.db"), CentralOptions{})
+	accept(t, c, 5, inbound("g-1", storeRec("item", "z", "s2", 1)))
+	var plan Plan
+	if err := c.st.view(func(tx *buntdb.Tx) error {
+		var err error
+		plan, _, err = Decide(buntReader{tx: tx}, 2, []Inbound{inbound("e-1", storeRec("item", "z", "s2", 2)), inbound("e-2", storeRec("item", "z", "s2", 3))}, sites, func() uint64 { return 0 })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Queue) != 1 || plan.Queue[0].Site != 2 || !plan.Queue[0].Del {
+		t.Fatalf("queue ops %+v, want one delete for site 2", plan.Queue)
 	}
 }

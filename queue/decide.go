@@ -95,7 +95,9 @@ func (b *Batch) Decide(r Reader, router Router, version func() uint64) (Plan, Ac
 			res.Accepted++
 		}
 	}
-	p.it.coalesce()
+	if p.repeats {
+		p.it.coalesce()
+	}
 	return p.it, res, nil
 }
 
@@ -115,6 +117,11 @@ type planner struct {
 	overlay map[string]planned
 	kids    map[string]map[string]bool // parent key → child keys added (true) or removed (false) in this batch
 	it      Plan
+	// repeats: a record was read back, written or answered again in this
+	// batch, so the plan may write a key twice (coalesce). A plan without
+	// repeats skips coalesce's work.
+	repeats  bool
+	answered map[string]bool // records answered (a repeat, a refusal) in this batch
 }
 
 func (p *planner) get(table, id string) (RecordState, bool, error) {
@@ -124,6 +131,7 @@ func (p *planner) get(table, id string) (RecordState, bool, error) {
 // getKey is get with the record's key already made.
 func (p *planner) getKey(key, table, id string) (RecordState, bool, error) {
 	if v, ok := p.overlay[key]; ok {
+		p.repeats = true
 		return v.val, v.exists, nil
 	}
 	if kr, ok := p.r.(keyReader); ok {
@@ -152,11 +160,22 @@ func (p *planner) lookup(table, id string) Current {
 func (p *planner) set(table, id string, v RecordState) { p.setKey(recKey(table, id), v) }
 
 func (p *planner) setKey(key string, v RecordState) {
+	if p.answered[key] {
+		p.repeats = true
+	}
 	p.overlay[key] = planned{val: v, exists: true}
 	p.it.Recs = append(p.it.Recs, PlanRecord{Key: key, Val: v})
 }
 
 func (p *planner) queue(site int, table, id string, del bool) {
+	key := recKey(table, id)
+	if _, ok := p.overlay[key]; ok || p.answered[key] {
+		p.repeats = true
+	}
+	if p.answered == nil {
+		p.answered = map[string]bool{}
+	}
+	p.answered[key] = true
 	p.it.Queue = append(p.it.Queue, QueueOp{Site: site, Table: table, ID: id, Ord: p.next(), Del: del})
 }
 

@@ -90,7 +90,7 @@ func (c *Central) commitGroupLocked(batch []*pushRequest) {
 	over := &groupReader{recs: map[string]RecordState{}, kids: map[string]map[string]bool{}}
 	qadd := map[int]int{}
 	err := c.st.view(func(tx *buntdb.Tx) error {
-		over.base = buntReader{tx}
+		over.base = buntReader{tx, c.parents}
 		for _, p := range batch {
 			d, res, err := c.decideLocked(p, over, qadd)
 			if err != nil {

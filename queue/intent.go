@@ -240,6 +240,11 @@ func (c *Central) applyLocked(its []Plan, states [][]string) error {
 			e := c.siteLocked(it.Site.SyncID)
 			e.state, e.saved = *it.Site, it.Site.LastContact
 		}
+		for _, k := range it.Kids {
+			if !k.Del {
+				c.noteParent(k.Key)
+			}
+		}
 		c.applied = append(c.applied, it.ID)
 	}
 	for site, n := range delta {
