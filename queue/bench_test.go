@@ -102,7 +102,7 @@ func BenchmarkCentral_Fill100k(b *testing.B) {
 // commits (localcommit.go); it reports the writes a commit took.
 func BenchmarkLocal_Write16(b *testing.B) {
 	l := openLocal(b, tempPath(b, "sat.db"), LocalOptions{})
-	before := l.st.updates
+	before, syncs := l.st.updates, l.st.fsync.syncs.Load()
 	b.SetParallelism(8) // 16 writers on 2 CPUs
 	b.ReportAllocs()
 	var n atomic.Int64
@@ -118,4 +118,5 @@ func BenchmarkLocal_Write16(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/float64(l.st.updates-before), "writes/commit")
+	b.ReportMetric(float64(b.N)/float64(l.st.fsync.syncs.Load()-syncs), "writes/fsync")
 }

@@ -105,6 +105,10 @@ func OpenLocal(path string, opts LocalOptions) (*Local, error) {
 			return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
 		}
 		if st != nil {
+			if err := st.syncApart(); err != nil {
+				st.close()
+				return nil, fmt.Errorf("cannot open satellite queue %s: %w", path, err)
+			}
 			l := &Local{st: st, log: log, max: opts.OutboxMax}
 			bad, err := l.load()
 			if err == nil && len(bad) == 0 {

@@ -24,7 +24,8 @@ type store struct {
 	log     *slog.Logger
 	db      *buntdb.DB // nil once closed or after a failed compaction
 	indexes func(*buntdb.DB) error
-	lock    *os.File // held until close: one process per datafile
+	lock    *os.File  // held until close: one process per datafile
+	fsync   *fileSync // set when the owner syncs apart from BuntDB (storesync.go)
 
 	err         error       // why db is nil (closed, or the reopen that failed)
 	liveBytes   int64       // size of the live data at the last open or compaction
@@ -108,6 +109,9 @@ func (s *store) usable() error {
 	if s.db == nil {
 		return s.err
 	}
+	if s.fsync != nil {
+		return s.fsync.err()
+	}
 	return nil
 }
 
@@ -146,6 +150,9 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 		}
 		return storageError("cannot "+what, err)
 	}
+	if err := s.sync(); err != nil {
+		return err
+	}
 	s.grown += s.txGrown
 	s.commits++
 	s.updates++
@@ -159,6 +166,9 @@ func (s *store) update(what string, fn func(tx *buntdb.Tx) error) error {
 // close closes the file; later calls fail with ErrClosed.
 func (s *store) close() error {
 	s.abortCompaction()
+	if s.fsync != nil {
+		s.fsync.close()
+	}
 	if s.db == nil {
 		if errors.Is(s.err, ErrClosed) {
 			return ErrClosed
@@ -259,6 +269,13 @@ func (s *store) compact() error {
 	if err != nil {
 		s.err = fmt.Errorf("cannot reopen datafile after compaction (restart the agent): %w", err)
 		return s.err
+	}
+	if s.fsync != nil {
+		if err := s.fsync.reopen(db, s.path); err != nil {
+			db.Close()
+			s.err = fmt.Errorf("cannot reopen datafile after compaction (restart the agent): %w", err)
+			return s.err
+		}
 	}
 	s.db = db
 	if renameErr != nil {

@@ -91,7 +91,7 @@ func heldRows(host, dir, sha string, counts []int) ([]benchtable.Row, error) {
 				a.stop()
 				return nil, err
 			}
-			answered[i] = time.Since(a.started)
+			answered[i] = time.Since(a.Started)
 			// Status answers while the datafile opens; READY=1 comes once
 			// it is open and records can be read and written.
 			if err := a.waitReady(5 * time.Minute); err != nil {
@@ -109,7 +109,7 @@ func heldRows(host, dir, sha string, counts []int) ([]benchtable.Row, error) {
 		}
 		fi, _ := os.Stat(filepath.Join(d, "state", "satellite.db"))
 		time.Sleep(3 * time.Second) // past the start's garbage being returned
-		rss, hwm, _, err := memory(a.pid())
+		rss, hwm, _, err := memory(a.Pid())
 		a.stop()
 		if err != nil {
 			return nil, err

@@ -38,9 +38,10 @@ import (
 	"syscall"
 	"time"
 
+	"syncagent/agent/control"
 	"syncagent/agent/prefs"
 	"syncagent/queue"
-
+	"syncagent/testtools/agentproc"
 	"syncagent/testtools/benchtable"
 )
 
@@ -171,24 +172,24 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 	}
 
 	time.Sleep(idle - window)
-	before, err := ctxSwitches(satellite.pid())
+	before, err := ctxSwitches(satellite.Pid())
 	if err != nil {
 		return err
 	}
-	primBefore, _ := ctxSwitches(primary.pid())
+	primBefore, _ := ctxSwitches(primary.Pid())
 	pingsBefore := satellite.watchdogPings()
 	time.Sleep(window)
-	after, err := ctxSwitches(satellite.pid())
+	after, err := ctxSwitches(satellite.Pid())
 	if err != nil {
 		return err
 	}
-	primAfter, _ := ctxSwitches(primary.pid())
+	primAfter, _ := ctxSwitches(primary.Pid())
 	pings := satellite.watchdogPings() - pingsBefore
-	rss, hwm, threads, err := memory(satellite.pid())
+	rss, hwm, threads, err := memory(satellite.Pid())
 	if err != nil {
 		return err
 	}
-	prss, phwm, _, _ := memory(primary.pid())
+	prss, phwm, _, _ := memory(primary.Pid())
 	perMin := float64(after-before) / window.Minutes()
 	rows = append(rows,
 		benchtable.Measure(fmt.Sprintf("satellite RSS after %v idle (VmRSS / VmHWM)", idle), fmt.Sprintf("%.1f MiB / %.1f MiB", mb(rss), mb(hwm)), "≤ 20 MB", benchtable.Verdict(rss <= rssTarget)),
@@ -231,12 +232,12 @@ func run(idle, window time.Duration, records, runs int, held []int) error {
 				a.stop()
 				return err
 			}
-			sock := time.Since(a.started)
+			sock := time.Since(a.Started)
 			if err := a.call("GET", "/v1/status", "", &st); err != nil {
 				a.stop()
 				return err
 			}
-			_, h, _, _ := memory(a.pid())
+			_, h, _, _ := memory(a.Pid())
 			hwm = max(hwm, h)
 			outbox = st.Outbox
 			readies = append(readies, a.readyAfter())
@@ -347,13 +348,15 @@ func passwords(bin string) (sha, hash string, err error) {
 }
 
 // agent is a syncagent process with its own notify socket.
+// agent is a syncagent process (testtools/agentproc) whose sd_notify
+// messages footprint reads itself, from a NOTIFY_SOCKET it owns: READY=1 and
+// the watchdog's pings are what it measures.
 type agent struct {
-	cmd     *exec.Cmd
-	dir     string
-	started time.Time
-	notify  *net.UnixConn
-	http    *http.Client
-	done    chan struct{}
+	*agentproc.Proc
+	dir    string
+	notify *net.UnixConn
+	http   *http.Client
+	client *control.Client
 
 	mu    sync.Mutex
 	ready time.Duration // 0 until READY=1
@@ -367,26 +370,19 @@ func startAgent(bin, dir string, env []string) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	ctl := filepath.Join(dir, "ctl.sock")
+	a := &agent{dir: dir, notify: conn, client: control.NewClient(ctl)}
+	a.http = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", ctl)
+		}}}
+	p, err := agentproc.Start(bin, []string{"run", "--prefs", filepath.Join(dir, "prefs.toml")},
+		filepath.Join(dir, "agent.log"), append([]string{"NOTIFY_SOCKET=" + sock}, env...)...)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	a := &agent{dir: dir, notify: conn, done: make(chan struct{})}
-	a.http = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(dir, "ctl.sock"))
-		}}}
-	a.cmd = exec.Command(bin, "run", "--prefs", filepath.Join(dir, "prefs.toml"))
-	a.cmd.Env = append(os.Environ(), append([]string{"NOTIFY_SOCKET=" + sock, "STATE_DIRECTORY=", "RUNTIME_DIRECTORY="}, env...)...)
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	a.started = time.Now()
-	if err := a.cmd.Start(); err != nil {
-		conn.Close()
-		logf.Close()
-		return nil, err
-	}
-	go func() { a.cmd.Wait(); logf.Close(); close(a.done) }()
+	a.Proc = p
 	go a.readNotify()
 	return a, nil
 }
@@ -398,7 +394,7 @@ func (a *agent) readNotify() {
 		if err != nil {
 			return
 		}
-		at := time.Since(a.started)
+		at := time.Since(a.Started)
 		a.mu.Lock()
 		for _, line := range strings.Split(string(buf[:n]), "\n") {
 			switch line {
@@ -413,8 +409,6 @@ func (a *agent) readNotify() {
 		a.mu.Unlock()
 	}
 }
-
-func (a *agent) pid() int { return a.cmd.Process.Pid }
 
 func (a *agent) readyAfter() time.Duration {
 	a.mu.Lock()
@@ -432,8 +426,8 @@ func (a *agent) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for a.readyAfter() == 0 {
 		select {
-		case <-a.done:
-			return fmt.Errorf("the agent exited before READY=1; see %s", filepath.Join(a.dir, "agent.log"))
+		case <-a.Done():
+			return fmt.Errorf("the agent exited before READY=1; see %s:\n%s", a.Log, agentproc.Tail(a.Log, 20))
 		case <-time.After(time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -443,21 +437,13 @@ func (a *agent) waitReady(limit time.Duration) error {
 	return nil
 }
 
+// waitSocket waits until the control socket answers status (which it
+// does while the datafile is still opening).
 func (a *agent) waitSocket(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		if err := a.call("GET", "/v1/status", "", nil); err == nil {
-			return nil
-		}
-		select {
-		case <-a.done:
-			return fmt.Errorf("the agent exited; see %s", filepath.Join(a.dir, "agent.log"))
-		case <-time.After(time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the control socket did not answer within %v", limit)
-		}
-	}
+	return a.WaitAnswer(context.Background(), limit, time.Millisecond, func(ctx context.Context) error {
+		_, err := a.client.Status(ctx)
+		return err
+	})
 }
 
 // call speaks the local API: JSON over the control socket.
@@ -486,17 +472,7 @@ func (a *agent) call(method, path, body string, out any) error {
 
 // stop ends the agent with SIGTERM, as systemctl stop does.
 func (a *agent) stop() {
-	select {
-	case <-a.done:
-	default:
-		a.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-a.done:
-		case <-time.After(30 * time.Second):
-			a.cmd.Process.Kill()
-			<-a.done
-		}
-	}
+	a.Stop(syscall.SIGTERM, 30*time.Second)
 	a.notify.Close()
 }
 
