@@ -104,7 +104,11 @@ func refusedWrites(rs []Record, res AcceptResult) error {
 func RefusedWrites(rs []Record, res AcceptResult) error { return refusedWrites(rs, res) }
 
 func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult, error) {
-	p := &pushRequest{origin: origin, in: in, router: router}
+	b, err := Prepare(origin, in) // before the lock: it needs none of the primary's state
+	if err != nil {
+		return AcceptResult{}, err
+	}
+	p := &pushRequest{origin: origin, in: in, batch: b, router: router}
 	c.group.mu.Lock()
 	c.group.waiting = append(c.group.waiting, p)
 	c.group.mu.Unlock()
@@ -117,13 +121,23 @@ func (c *Central) accept(origin int, in []Inbound, router Router) (AcceptResult,
 }
 
 // buntReader reads the primary's copies in a BuntDB read transaction.
-type buntReader struct{ tx *buntdb.Tx }
-
-func (b buntReader) State(table, id string) (RecordState, bool, error) {
-	return getCentral(b.tx, recKey(table, id))
+// parents, when not nil, are the only tables whose records have children
+// (Central.parents): the child index of any other is not looked up.
+type buntReader struct {
+	tx      *buntdb.Tx
+	parents map[string]bool
 }
 
+func (b buntReader) State(table, id string) (RecordState, bool, error) {
+	return b.stateOf(recKey(table, id))
+}
+
+func (b buntReader) stateOf(key string) (RecordState, bool, error) { return getCentral(b.tx, key) }
+
 func (b buntReader) Children(parent Ref) ([]Ref, error) {
+	if b.parents != nil && !b.parents[parent.Table] {
+		return nil, nil
+	}
 	var out []Ref
 	prefix := kidParentPrefix(parent)
 	err := b.tx.AscendGreaterOrEqual("", prefix, func(k, _ string) bool {

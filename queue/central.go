@@ -60,9 +60,10 @@ type Central struct {
 	pending    bool        // an intent may be left unapplied: apply it before the next change
 	applied    []uint64    // intents applied but not yet deleted (deleted by the next commit)
 	sites      map[int]*siteEntry
-	filling    map[int]bool // sites whose queue is being filled
-	members    string       // the site membership the stored holders reflect (membership.go)
-	registry   registry     // the site registry (registry_central.go)
+	filling    map[int]bool    // sites whose queue is being filled
+	members    string          // the site membership the stored holders reflect (membership.go)
+	parents    map[string]bool // tables with a child index entry (kid:<table>:…); the others have no children
+	registry   registry        // the site registry (registry_central.go)
 	recovered  string
 	group      pushGroup // pushes waiting for a group commit (groupcommit.go)
 }
@@ -167,7 +168,7 @@ func (c *Central) openFinish() error {
 // load walks the whole file: derives the queue lengths, counters and site
 // registry, notes leftover intents, and returns undecodable keys.
 func (c *Central) load() (bad []string, err error) {
-	c.qlen, c.sites, c.filling = map[int]int{}, map[int]*siteEntry{}, map[int]bool{}
+	c.qlen, c.sites, c.filling, c.parents = map[int]int{}, map[int]*siteEntry{}, map[int]bool{}, map[string]bool{}
 	c.version, c.maxCentral, c.pending, c.members = 0, 0, false, ""
 	c.registry = registry{}
 	err = c.st.view(func(tx *buntdb.Tx) error {
@@ -222,6 +223,8 @@ func (c *Central) loadKey(k, v string) bool {
 		for _, l := range in.Logs {
 			c.maxCentral = max(c.maxCentral, l.Cursor)
 		}
+	case strings.HasPrefix(k, kidPrefix):
+		c.noteParent(k)
 	case strings.HasPrefix(k, sitePrefix):
 		var s SiteState
 		if json.Unmarshal([]byte(v), &s) != nil || s.SyncID == 0 {
@@ -440,4 +443,23 @@ func kidKey(parent, child Ref) string { return kidParentPrefix(parent) + child.T
 
 func kidParentPrefix(parent Ref) string {
 	return kidPrefix + parent.Table + ":" + strconv.Itoa(len(parent.ID)) + ":" + parent.ID + ":"
+}
+
+// noteParent notes the parent's table of a child index key.
+func (c *Central) noteParent(key string) {
+	if table, _, ok := strings.Cut(strings.TrimPrefix(key, kidPrefix), ":"); ok {
+		c.parents[table] = true
+	}
+}
+
+// kidPrefixOf is the parent's prefix of a child index key (kidParentPrefix).
+func kidPrefixOf(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, kidPrefix)
+	table, rest, ok2 := strings.Cut(rest, ":")
+	digits, rest, ok3 := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(digits)
+	if !ok || !ok2 || !ok3 || err != nil || n < 0 || len(rest) <= n || rest[n] != ':' {
+		return "", false
+	}
+	return kidParentPrefix(Ref{Table: table, ID: rest[:n]}), true
 }

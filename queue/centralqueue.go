@@ -72,41 +72,54 @@ func queuePrefixOf(v string) string {
 }
 
 // setEntry queues table/id for site at ord unless an entry at least as new
-// is there, and returns the change in queue length.
-func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del bool) (int, error) {
+// is there, and returns the change in queue length. fresh: ord was handed
+// out under the lock just now, so every entry there is older and need not
+// be read. A new entry's size is added to grown (live data, not garbage:
+// store.maybeCompact).
+func setEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, del, fresh bool, grown *int64) (int, error) {
 	key := queueKey(site, table, id)
-	old, err := tx.Get(key)
-	switch {
-	case errors.Is(err, buntdb.ErrNotFound):
-	case err != nil:
-		return 0, err
-	default:
-		if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
-			return 0, nil
+	if !fresh {
+		old, err := tx.Get(key)
+		switch {
+		case errors.Is(err, buntdb.ErrNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
+				return 0, nil
+			}
 		}
 	}
-	_, replaced, err := tx.Set(key, queueValue(site, ord, del), nil)
+	val := queueValue(site, ord, del)
+	_, replaced, err := tx.Set(key, val, nil)
 	if err != nil || replaced {
 		return 0, err
 	}
+	*grown += int64(len(key) + len(val) + 32) // as verify counts a key
 	return 1, nil
 }
 
 // removeEntry removes site's entry for table/id if it was queued before
-// ord, and returns the change in queue length.
-func removeEntry(tx *buntdb.Tx, site int, table, id string, ord uint64) (int, error) {
+// ord, and returns the change in queue length. fresh as for setEntry.
+func removeEntry(tx *buntdb.Tx, site int, table, id string, ord uint64, fresh bool) (int, error) {
 	key := queueKey(site, table, id)
-	old, err := tx.Get(key)
+	if !fresh {
+		old, err := tx.Get(key)
+		if errors.Is(err, buntdb.ErrNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
+			return 0, nil
+		}
+	}
+	_, err := tx.Delete(key)
 	if errors.Is(err, buntdb.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, err
-	}
-	if _, o, _, ok := parseQueueValue(old); ok && o >= ord {
-		return 0, nil
-	}
-	if _, err := tx.Delete(key); err != nil {
 		return 0, err
 	}
 	return -1, nil
@@ -316,7 +329,7 @@ func (c *Central) fillBatch(site int, pivot string) (int, string, error) {
 	err = c.updateLocked("fill site queue", func(tx *buntdb.Tx) error {
 		added, c.version = 0, first
 		for _, r := range refs {
-			n, err := setEntry(tx, site, r.Table, r.ID, c.nextVersion(), false)
+			n, err := setEntry(tx, site, r.Table, r.ID, c.nextVersion(), false, true, &c.st.txGrown)
 			if err != nil {
 				return err
 			}

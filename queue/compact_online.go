@@ -25,6 +25,8 @@ import (
 //     compactChunk, each chunk one read transaction (writers go on between
 //     chunks), then copy the complete commands appended to the datafile since
 //     step 1, fsync, and load the new file as a second *buntdb.DB;
+//     then replay onto it what was appended meanwhile, in rounds, until
+//     little is left;
 //  3. (owner's lock, the next update) replay onto the new DB the few commands
 //     appended since step 2 (one commit, fsynced), rename it over the
 //     datafile, fsync the directory and swap.
@@ -127,8 +129,38 @@ func copyLive(c *compaction, path string, from int64, indexes func(*buntdb.DB) e
 	if err != nil {
 		return fail(err)
 	}
+	// What was appended while the copy was written and loaded (under a heavy
+	// ingest, seconds' worth: tens of MB) is replayed here, in rounds, so
+	// that the last step replays under the owner's lock only what the last
+	// round left.
+	for range catchUpRounds {
+		cur, err := os.Stat(path)
+		if err == nil && cur.Size()-upTo <= catchUpSmall {
+			break
+		}
+		if err == nil {
+			upTo, err = replayCommands(db, path, upTo)
+		}
+		if err == nil && c.stop.Load() {
+			err = ErrClosed
+		}
+		if err != nil {
+			db.Close()
+			return fail(err)
+		}
+		if compactHook != nil {
+			compactHook("replayed")
+		}
+	}
 	return compacted{db: db, upTo: upTo, took: time.Since(start), bytes: fi.Size()}
 }
+
+// Rounds of replay on the goroutine: until the tail left for the owner's
+// lock is at most catchUpSmall bytes (about 10 ms of replay), at most
+// catchUpRounds times (a tail that grows faster than it is replayed).
+const catchUpRounds = 4
+
+var catchUpSmall int64 = 1 << 20 // a variable for tests
 
 // writeLive writes every live item of c.from as set commands, a chunk per
 // read transaction.
@@ -284,7 +316,7 @@ func (s *store) finishCompaction(wait bool) {
 	if after != nil {
 		now = after.Size()
 	}
-	s.liveBytes = now
+	s.liveBytes, s.grown = now, 0 // what new keys added is in the new file
 	s.compactions++
 	s.log.Info("compacted datafile online", "path", s.path, "before", was, "after", now,
 		"copy_took", res.took.Round(time.Millisecond), "paused", time.Since(started).Round(time.Microsecond))
@@ -309,19 +341,25 @@ func (s *store) abortCompaction() {
 // catchUp replays onto db, in one fsynced commit, the commands appended to
 // the datafile after offset from.
 func (s *store) catchUp(db *buntdb.DB, from int64) error {
-	f, err := os.Open(s.path)
+	_, err := replayCommands(db, s.path, from)
+	return err
+}
+
+// replayCommands replays onto db, in one fsynced commit, the complete
+// commands of the file at path after offset from, and returns the offset
+// after the last one.
+func replayCommands(db *buntdb.DB, path string, from int64) (int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return from, err
 	}
 	defer f.Close()
 	var cmds []command
-	if _, _, err := readCommands(f, from, func(c command) { cmds = append(cmds, c) }); err != nil {
-		return err
+	end, _, err := readCommands(f, from, func(c command) { cmds = append(cmds, c) })
+	if err != nil || len(cmds) == 0 {
+		return from, err
 	}
-	if len(cmds) == 0 {
-		return nil
-	}
-	return db.Update(func(tx *buntdb.Tx) error {
+	return end, db.Update(func(tx *buntdb.Tx) error {
 		for _, c := range cmds {
 			var err error
 			switch c.verb {

@@ -199,3 +199,63 @@ func TestCentral_CloseDuringOnlineCompaction(t *testing.T) {
 		t.Fatal("records lost")
 	}
 }
+
+// Writes made while the copy is loaded are replayed on the goroutine, not
+// all at the swap under the owner's lock (under a heavy ingest they are
+// tens of MB): the copy it hands over already reaches past them, and the
+// new file holds them.
+func TestCentral_OnlineCompactionReplaysOnTheGoroutine(t *testing.T) {
+	path := fastDir(t) + "/pri.db"
+	c := openCentral(t, path, CentralOptions{})
+	c.st.minCompact = 8 << 10
+	saved := catchUpSmall
+	catchUpSmall = 0
+	t.Cleanup(func() { catchUpSmall = saved })
+	st := hookStages(t)
+	churn(t, c)
+	st.next(t, "copied")
+	st.release <- struct{}{}
+	st.next(t, "synced")
+	unlocked(t, "writes while the copy is loaded", func() error {
+		for i := range 10 {
+			if _, err := c.Write(rec("unit", fmt.Sprint(i), map[string]any{"n": 3000 + i}), sites); err != nil {
+				return err
+			}
+		}
+		_, err := c.Write(del("unit", "4"), sites)
+		return err
+	})
+	written := fileSize(t, path)
+	st.release <- struct{}{}
+	st.next(t, "replayed")
+	unlocked(t, "a write after a round", func() error {
+		_, err := c.Write(rec("unit", "late", map[string]any{"n": 1}), sites)
+		return err
+	})
+	compactHook = func(string) {} // no further stops
+	st.release <- struct{}{}
+
+	c.mu.Lock()
+	res := <-c.st.pending.done
+	if res.err != nil || res.upTo < written {
+		c.mu.Unlock()
+		t.Fatalf("the copy reaches offset %d (%v); the writes while it loaded end at %d", res.upTo, res.err, written)
+	}
+	c.st.pending.done <- res
+	c.st.finishCompaction(true)
+	c.mu.Unlock()
+	if c.st.compactions != 1 || c.st.grown != 0 {
+		t.Fatalf("%d compactions, want 1; %d bytes of new keys counted after it, want 0 (the new file holds them)", c.st.compactions, c.st.grown)
+	}
+	c.Close()
+	c = openCentral(t, path, CentralOptions{})
+	for id, want := range map[string]int{"0": 3000, "9": 3009, "late": 1} {
+		if r, ok, err := c.Get("unit", id); err != nil || !ok || dataN(t, r) != want {
+			t.Errorf("unit %s = %s (%v, %v), want n %d", id, r.Data, ok, err, want)
+		}
+	}
+	if r, ok, _ := c.Get("unit", "4"); ok {
+		t.Errorf("unit 4, deleted while the copy loaded, is back: %s", r.Data)
+	}
+	checkCentralConsistent(t, c, centralSnapshot(t, c), checkpoint{}, "after the reopen")
+}

@@ -21,27 +21,67 @@ type Reader interface {
 	Children(parent Ref) ([]Ref, error)
 }
 
-// Decide decides a batch pushed by site origin (0: the primary's own
-// write), record by record in order, each seeing the batch's earlier
-// decisions. version hands out the next version of the primary's order.
-func Decide(r Reader, origin int, in []Inbound, router Router, version func() uint64) (Plan, AcceptResult, error) {
+// Batch is a push checked and put in canonical form: everything about its
+// records that needs none of the primary's state, done before a backend
+// takes its lock (or opens its transaction), so that work runs in parallel
+// with other pushes.
+type Batch struct {
+	origin int
+	recs   []batchRecord
+}
+
+type batchRecord struct {
+	in      Inbound  // the record normalized
+	hash    string   // changeHash of the normalized record
+	refused *Refusal // malformed: refused without reading anything
+}
+
+// Prepare checks a batch pushed by site origin (0: the primary's own
+// write) for Batch.Decide.
+func Prepare(origin int, in []Inbound) (*Batch, error) {
 	if len(in) > maxBatch {
-		return Plan{}, AcceptResult{}, fmt.Errorf("cannot accept %d records in one push (at most %d)", len(in), maxBatch)
+		return nil, fmt.Errorf("cannot accept %d records in one push (at most %d)", len(in), maxBatch)
 	}
-	res := AcceptResult{Outcomes: make([]Outcome, len(in))}
-	p := &planner{r: r, next: version, origin: origin, router: router, overlay: map[string]planned{}, kids: map[string]map[string]bool{}}
+	b := &Batch{origin: origin, recs: make([]batchRecord, len(in))}
 	for i, x := range in {
+		br := &b.recs[i]
 		rec, err := normalize(x.Record)
 		switch {
 		case err != nil:
-			res.Outcomes[i].Refused = &Refusal{Code: RefusedInvalid, Message: err.Error()}
+			br.refused = &Refusal{Code: RefusedInvalid, Message: err.Error()}
 		case origin > 0 && (x.SyncOutID == "" || len(x.SyncOutID) > MaxSyncOutID || hasControl(x.SyncOutID)):
-			res.Outcomes[i].Refused = &Refusal{Code: RefusedInvalid, Message: fmt.Sprintf("syncOutId must be 1 to %d characters, none of them control characters", MaxSyncOutID)}
+			br.refused = &Refusal{Code: RefusedInvalid, Message: fmt.Sprintf("syncOutId must be 1 to %d characters, none of them control characters", MaxSyncOutID)}
+		default:
+			br.in, br.hash = Inbound{SyncOutID: x.SyncOutID, Record: rec}, changeHash(rec)
 		}
-		if res.Outcomes[i].Refused != nil {
-			continue // malformed: nothing to answer it with
+	}
+	return b, nil
+}
+
+// Decide decides a batch pushed by site origin (0: the primary's own
+// write): Prepare, then Batch.Decide.
+func Decide(r Reader, origin int, in []Inbound, router Router, version func() uint64) (Plan, AcceptResult, error) {
+	b, err := Prepare(origin, in)
+	if err != nil {
+		return Plan{}, AcceptResult{}, err
+	}
+	return b.Decide(r, router, version)
+}
+
+// Decide decides the batch record by record in order, each seeing the
+// batch's earlier decisions. version hands out the next version of the
+// primary's order.
+func (b *Batch) Decide(r Reader, router Router, version func() uint64) (Plan, AcceptResult, error) {
+	res := AcceptResult{Outcomes: make([]Outcome, len(b.recs))}
+	p := &planner{r: r, next: version, origin: b.origin, router: router, overlay: make(map[string]planned, len(b.recs)), kids: map[string]map[string]bool{}}
+	p.it.Recs = make([]PlanRecord, 0, len(b.recs))
+	p.it.Queue = make([]QueueOp, 0, 2*len(b.recs)) // a holder's entry, the pusher's own removed
+	for i, br := range b.recs {
+		if br.refused != nil {
+			res.Outcomes[i].Refused = br.refused // malformed: nothing to answer it with
+			continue
 		}
-		if err := p.plan(Inbound{SyncOutID: x.SyncOutID, Record: rec}, &res.Outcomes[i]); err != nil {
+		if err := p.plan(br.in, br.hash, &res.Outcomes[i]); err != nil {
 			return Plan{}, AcceptResult{}, err
 		}
 	}
@@ -54,6 +94,9 @@ func Decide(r Reader, origin int, in []Inbound, router Router, version func() ui
 		default:
 			res.Accepted++
 		}
+	}
+	if p.repeats {
+		p.it.coalesce()
 	}
 	return p.it, res, nil
 }
@@ -74,14 +117,33 @@ type planner struct {
 	overlay map[string]planned
 	kids    map[string]map[string]bool // parent key → child keys added (true) or removed (false) in this batch
 	it      Plan
+	// repeats: a record was read back, written or answered again in this
+	// batch, so the plan may write a key twice (coalesce). A plan without
+	// repeats skips coalesce's work.
+	repeats  bool
+	answered map[string]bool // records answered (a repeat, a refusal) in this batch
 }
 
 func (p *planner) get(table, id string) (RecordState, bool, error) {
-	key := recKey(table, id)
+	return p.getKey(recKey(table, id), table, id)
+}
+
+// getKey is get with the record's key already made.
+func (p *planner) getKey(key, table, id string) (RecordState, bool, error) {
 	if v, ok := p.overlay[key]; ok {
+		p.repeats = true
 		return v.val, v.exists, nil
 	}
+	if kr, ok := p.r.(keyReader); ok {
+		return kr.stateOf(key)
+	}
 	return p.r.State(table, id)
+}
+
+// keyReader is a Reader that reads a record by its key (rec:<table>:<id>)
+// without making it again.
+type keyReader interface {
+	stateOf(key string) (RecordState, bool, error)
 }
 
 func (p *planner) lookup(table, id string) Current {
@@ -95,25 +157,37 @@ func (p *planner) lookup(table, id string) Current {
 	return v.current(table, id)
 }
 
-func (p *planner) set(table, id string, v RecordState) {
-	key := recKey(table, id)
+func (p *planner) set(table, id string, v RecordState) { p.setKey(recKey(table, id), v) }
+
+func (p *planner) setKey(key string, v RecordState) {
+	if p.answered[key] {
+		p.repeats = true
+	}
 	p.overlay[key] = planned{val: v, exists: true}
 	p.it.Recs = append(p.it.Recs, PlanRecord{Key: key, Val: v})
 }
 
 func (p *planner) queue(site int, table, id string, del bool) {
+	key := recKey(table, id)
+	if _, ok := p.overlay[key]; ok || p.answered[key] {
+		p.repeats = true
+	}
+	if p.answered == nil {
+		p.answered = map[string]bool{}
+	}
+	p.answered[key] = true
 	p.it.Queue = append(p.it.Queue, QueueOp{Site: site, Table: table, ID: id, Ord: p.next(), Del: del})
 }
 
 // plan decides one record of the batch.
-func (p *planner) plan(x Inbound, out *Outcome) error {
+func (p *planner) plan(x Inbound, hash string, out *Outcome) error {
 	r := x.Record
 	id := targetID(r)
-	cur, exists, err := p.get(r.Table, id)
+	key := recKey(r.Table, id)
+	cur, exists, err := p.getKey(key, r.Table, id)
 	if err != nil {
 		return err
 	}
-	hash := changeHash(r)
 	if p.origin > 0 && exists {
 		if ver, h, sid, ok := parseFromMark(cur.From[p.origin]); ok && sid == x.SyncOutID && h == hash {
 			out.Duplicate = true
@@ -160,7 +234,7 @@ func (p *planner) plan(x Inbound, out *Outcome) error {
 		}
 		nv.From[p.origin] = fromMark(ver, hash, x.SyncOutID)
 	}
-	p.set(r.Table, id, nv)
+	p.setKey(key, nv)
 	for _, s := range nv.Holders {
 		if s != p.origin && !nv.Central && !nv.Held {
 			p.it.Queue = append(p.it.Queue, QueueOp{Site: s, Table: r.Table, ID: id, Ord: ver})
@@ -227,11 +301,17 @@ func (p *planner) children(parent Ref) ([]Ref, error) {
 	if err != nil {
 		return nil, err
 	}
+	order := func(a, b Ref) int { return strings.Compare(a.Table+":"+a.ID, b.Table+":"+b.ID) }
+	batch := p.kids[recKey(parent.Table, parent.ID)]
+	if len(batch) == 0 { // most records: no child changed in this batch
+		slices.SortFunc(stored, order)
+		return stored, nil
+	}
 	set := map[string]bool{}
 	for _, c := range stored {
 		set[recKey(c.Table, c.ID)] = true
 	}
-	for k, add := range p.kids[recKey(parent.Table, parent.ID)] {
+	for k, add := range batch {
 		set[k] = add
 	}
 	var out []Ref
@@ -240,7 +320,7 @@ func (p *planner) children(parent Ref) ([]Ref, error) {
 			out = append(out, Ref{t, id})
 		}
 	}
-	slices.SortFunc(out, func(a, b Ref) int { return strings.Compare(a.Table+":"+a.ID, b.Table+":"+b.ID) })
+	slices.SortFunc(out, order)
 	return out, nil
 }
 

@@ -27,6 +27,7 @@ const groupMaxRecords = 20000
 type pushRequest struct {
 	origin int
 	in     []Inbound
+	batch  *Batch // in, prepared
 	router Router
 
 	// Set by the group commit, read under Central's lock.
@@ -70,7 +71,7 @@ func (c *Central) takeGroupLocked() []*pushRequest {
 type decided struct {
 	p      *pushRequest
 	plan   Plan
-	states [][]byte
+	states []string
 }
 
 // commitGroupLocked decides, commits and applies batch, and answers every
@@ -86,10 +87,10 @@ func (c *Central) commitGroupLocked(batch []*pushRequest) {
 		return
 	}
 	var ds []decided
-	over := &groupReader{recs: map[string]RecordState{}, kids: map[string]bool{}}
+	over := &groupReader{recs: map[string]RecordState{}, kids: map[string]map[string]bool{}}
 	qadd := map[int]int{}
 	err := c.st.view(func(tx *buntdb.Tx) error {
-		over.base = buntReader{tx}
+		over.base = buntReader{tx, c.parents}
 		for _, p := range batch {
 			d, res, err := c.decideLocked(p, over, qadd)
 			if err != nil {
@@ -138,7 +139,7 @@ func (c *Central) commitGroupLocked(batch []*pushRequest) {
 // group's earlier pushes (over), and encodes its record states. qadd is
 // what the group's earlier pushes add to each queue.
 func (c *Central) decideLocked(p *pushRequest, over *groupReader, qadd map[int]int) (decided, AcceptResult, error) {
-	plan, res, err := Decide(over, p.origin, p.in, p.router, c.nextVersion)
+	plan, res, err := p.batch.Decide(over, p.router, c.nextVersion)
 	if err != nil {
 		return decided{}, AcceptResult{}, err
 	}
@@ -154,11 +155,7 @@ func (c *Central) decideLocked(p *pushRequest, over *groupReader, qadd map[int]i
 		return decided{p: p, plan: plan}, res, nil
 	}
 	plan.ID = c.nextVersion()
-	states, err := encodeStates(plan)
-	if err != nil {
-		return decided{}, AcceptResult{}, err
-	}
-	return decided{p: p, plan: plan, states: states}, res, nil
+	return decided{p: p, plan: plan, states: encodeStates(plan)}, res, nil
 }
 
 // groupReader reads the primary's copies as the group's pushes decided so
@@ -166,7 +163,9 @@ func (c *Central) decideLocked(p *pushRequest, over *groupReader, qadd map[int]i
 type groupReader struct {
 	base buntReader
 	recs map[string]RecordState
-	kids map[string]bool // child index key → present (added) or not (removed)
+	// parent's prefix of child index keys → child index key → present
+	// (added) or not (removed)
+	kids map[string]map[string]bool
 }
 
 func (g *groupReader) add(it Plan) {
@@ -174,30 +173,41 @@ func (g *groupReader) add(it Plan) {
 		g.recs[r.Key] = r.Val
 	}
 	for _, k := range it.Kids {
-		g.kids[k.Key] = !k.Del
+		prefix, ok := kidPrefixOf(k.Key)
+		if !ok {
+			continue // not a key kidKey writes
+		}
+		if g.kids[prefix] == nil {
+			g.kids[prefix] = map[string]bool{}
+		}
+		g.kids[prefix][k.Key] = !k.Del
 	}
 }
 
 func (g *groupReader) State(table, id string) (RecordState, bool, error) {
-	if v, ok := g.recs[recKey(table, id)]; ok {
+	return g.stateOf(recKey(table, id))
+}
+
+func (g *groupReader) stateOf(key string) (RecordState, bool, error) {
+	if v, ok := g.recs[key]; ok {
 		return v, true, nil
 	}
-	return g.base.State(table, id)
+	return g.base.stateOf(key)
 }
 
 func (g *groupReader) Children(parent Ref) ([]Ref, error) {
 	out, err := g.base.Children(parent)
-	if err != nil || len(g.kids) == 0 {
+	prefix := kidParentPrefix(parent)
+	if err != nil || len(g.kids[prefix]) == 0 {
 		return out, err
 	}
-	prefix := kidParentPrefix(parent)
 	keys := map[string]bool{}
 	for _, r := range out {
 		keys[prefix+r.Table+":"+r.ID] = true
 	}
 	changed := false
-	for k, present := range g.kids {
-		if strings.HasPrefix(k, prefix) && keys[k] != present {
+	for k, present := range g.kids[prefix] {
+		if keys[k] != present {
 			keys[k], changed = present, true
 		}
 	}

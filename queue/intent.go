@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tidwall/buntdb"
 )
@@ -64,6 +65,44 @@ func (it Plan) empty() bool {
 	return len(it.Recs) == 0 && len(it.Queue) == 0 && len(it.Logs) == 0 && len(it.Kids) == 0
 }
 
+// coalesce keeps, of the writes of one key, only the last: a record
+// pushed several times in a batch is written once, at its last state. Each
+// key's writes come in rising version, and each write lands only over an
+// older version, so the last alone leaves what the sequence leaves
+// (queue lengths included). The central log's ops are kept: each removes
+// its predecessor's entry.
+func (it *Plan) coalesce() {
+	it.Recs = lastOfEach(it.Recs, func(r PlanRecord) string { return r.Key })
+	it.Kids = lastOfEach(it.Kids, func(k KidOp) string { return k.Key })
+	type entry struct {
+		site      int
+		table, id string
+	}
+	it.Queue = lastOfEach(it.Queue, func(q QueueOp) entry { return entry{q.Site, q.Table, q.ID} })
+}
+
+// lastOfEach returns ops without those followed by another of the same
+// key, in order.
+func lastOfEach[T any, K comparable](ops []T, key func(T) K) []T {
+	if len(ops) < 2 {
+		return ops
+	}
+	last := make(map[K]int, len(ops))
+	for i, op := range ops {
+		last[key(op)] = i
+	}
+	if len(last) == len(ops) {
+		return ops
+	}
+	out := make([]T, 0, len(last))
+	for i, op := range ops {
+		if last[key(op)] == i {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
 // maxVersion is the highest version the intent uses.
 func (it Plan) maxVersion() uint64 {
 	m := it.ID
@@ -86,11 +125,7 @@ func (c *Central) runIntentLocked(it Plan) error {
 		return nil
 	}
 	it.ID = c.nextVersion()
-	states, err := encodeStates(it)
-	if err != nil {
-		return err
-	}
-	return c.runIntentsLocked([]decided{{plan: it, states: states}})
+	return c.runIntentsLocked([]decided{{plan: it, states: encodeStates(it)}})
 }
 
 // runIntentsLocked writes the intents of a group of pushes (commit 1: one
@@ -99,7 +134,7 @@ func (c *Central) runIntentLocked(it Plan) error {
 func (c *Central) runIntentsLocked(ds []decided) error {
 	if err := c.updateLocked("record incoming changes", func(tx *buntdb.Tx) error {
 		for _, d := range ds {
-			if _, _, err := tx.Set(inboxKey(d.plan.ID), string(encodePlan(d.plan, d.states)), nil); err != nil {
+			if _, _, err := tx.Set(inboxKey(d.plan.ID), encodePlan(d.plan, d.states), nil); err != nil {
 				return err
 			}
 		}
@@ -109,7 +144,7 @@ func (c *Central) runIntentsLocked(ds []decided) error {
 	}
 	c.pending = true
 	plans := make([]Plan, len(ds))
-	states := make([][][]byte, len(ds))
+	states := make([][]string, len(ds))
 	for i, d := range ds {
 		plans[i], states[i] = d.plan, d.states
 	}
@@ -121,49 +156,49 @@ func (c *Central) runIntentsLocked(ds []decided) error {
 	return nil
 }
 
-// encodeStates encodes each record state of a plan once: the same bytes go
-// into the intent and, when applied, into the record's key.
-func encodeStates(it Plan) ([][]byte, error) {
-	states := make([][]byte, len(it.Recs))
+// encodeStates encodes each record state of a plan once: the same string
+// goes into the intent and, when applied, into the record's key.
+func encodeStates(it Plan) []string {
+	states := make([]string, len(it.Recs))
 	for i, r := range it.Recs {
-		v, err := encodeRecordState(r.Val)
-		if err != nil {
-			return nil, err
-		}
-		states[i] = v
+		states[i] = encodeRecordState(r.Val)
 	}
-	return states, nil
+	return states
 }
 
 // encodePlan renders the intent key's value from the plan and its encoded
 // record states.
-func encodePlan(it Plan, states [][]byte) []byte {
-	n := 64
+func encodePlan(it Plan, states []string) string {
+	n := 64 + len(it.Queue)*48
 	for _, v := range states {
 		n += len(v) + 64
 	}
-	b := make([]byte, 0, n+len(it.Queue)*48)
-	b = append(b, `{"r":[`...)
+	var b strings.Builder
+	b.Grow(n)
+	var scratch []byte // for the small parts the append encoders write
+	b.WriteString(`{"r":[`)
 	for i, r := range it.Recs {
 		if i > 0 {
-			b = append(b, ',')
+			b.WriteByte(',')
 		}
-		b = append(b, `{"k":`...)
-		b = appendString(b, r.Key)
-		b = append(b, `,"v":`...)
-		b = append(b, states[i]...)
-		b = append(b, '}')
+		b.WriteString(`{"k":`)
+		scratch = appendString(scratch[:0], r.Key)
+		b.Write(scratch)
+		b.WriteString(`,"v":`)
+		b.WriteString(states[i])
+		b.WriteByte('}')
 	}
-	b = append(b, "],"...)
+	b.WriteString("],")
 	if len(it.Queue) > 0 {
-		b = append(b, `"q":[`...)
+		b.WriteString(`"q":[`)
 		for i, op := range it.Queue {
 			if i > 0 {
-				b = append(b, ',')
+				b.WriteByte(',')
 			}
-			b = appendQueueOp(b, op)
+			scratch = appendQueueOp(scratch[:0], op)
+			b.Write(scratch)
 		}
-		b = append(b, ']', ',')
+		b.WriteString("],")
 	}
 	rest := it
 	rest.Recs, rest.Queue = nil, nil
@@ -171,7 +206,8 @@ func encodePlan(it Plan, states [][]byte) []byte {
 	if err != nil {
 		panic(err) // ids, refs, keys and a site state: always encodable
 	}
-	return append(b, tail[1:]...) // without its opening brace
+	b.Write(tail[1:]) // without its opening brace
+	return b.String()
 }
 
 // applyLocked applies intents, in order, in one commit. states, when
@@ -179,18 +215,18 @@ func encodePlan(it Plan, states [][]byte) []byte {
 // decided under this lock just now: no later change can be in their keys,
 // so their versions need no check (a plan applied again after a restart is
 // checked).
-func (c *Central) applyLocked(its []Plan, states [][][]byte) error {
+func (c *Central) applyLocked(its []Plan, states [][]string) error {
 	delta := map[int]int{}
 	maxCentral := c.maxCentral
 	err := c.updateLocked("apply incoming changes", func(tx *buntdb.Tx) error {
 		clear(delta)
 		maxCentral = c.maxCentral
 		for i, it := range its {
-			var st [][]byte
+			var st []string
 			if states != nil {
 				st = states[i]
 			}
-			if err := applyPlan(tx, it, st, delta, &maxCentral); err != nil {
+			if err := applyPlan(tx, it, st, delta, &maxCentral, &c.st.txGrown); err != nil {
 				return err
 			}
 		}
@@ -204,6 +240,11 @@ func (c *Central) applyLocked(its []Plan, states [][][]byte) error {
 			e := c.siteLocked(it.Site.SyncID)
 			e.state, e.saved = *it.Site, it.Site.LastContact
 		}
+		for _, k := range it.Kids {
+			if !k.Del {
+				c.noteParent(k.Key)
+			}
+		}
 		c.applied = append(c.applied, it.ID)
 	}
 	for site, n := range delta {
@@ -214,13 +255,21 @@ func (c *Central) applyLocked(its []Plan, states [][][]byte) error {
 }
 
 // applyPlan writes one intent's keys in tx, adding its queue length
-// changes to delta and raising maxCentral to its highest log cursor.
-func applyPlan(tx *buntdb.Tx, it Plan, states [][]byte, delta map[int]int, maxCentral *uint64) error {
+// changes to delta, raising maxCentral to its highest log cursor, and
+// adding to grown the size of the records and entries it creates (live
+// data: a burst of new records does not make the file look half garbage,
+// store.maybeCompact).
+func applyPlan(tx *buntdb.Tx, it Plan, states []string, delta map[int]int, maxCentral *uint64, grown *int64) error {
+	fresh := states != nil // decided just now: nothing newer is in its keys
 	versions := make(map[string]uint64, len(it.Recs))
 	for i, r := range it.Recs {
 		if states != nil {
-			if _, _, err := tx.Set(r.Key, string(states[i]), nil); err != nil {
+			_, replaced, err := tx.Set(r.Key, states[i], nil)
+			if err != nil {
 				return err
+			}
+			if !replaced {
+				*grown += int64(len(r.Key) + len(states[i]) + 32)
 			}
 			versions[r.Key] = r.Val.Version
 			continue
@@ -233,11 +282,7 @@ func applyPlan(tx *buntdb.Tx, it Plan, states [][]byte, delta map[int]int, maxCe
 			versions[r.Key] = old.Version
 			continue // a later change is there already
 		}
-		enc, err := encodeRecordState(r.Val)
-		if err == nil {
-			_, _, err = tx.Set(r.Key, string(enc), nil)
-		}
-		if err != nil {
+		if _, _, err := tx.Set(r.Key, encodeRecordState(r.Val), nil); err != nil {
 			return err
 		}
 		versions[r.Key] = r.Val.Version
@@ -260,9 +305,9 @@ func applyPlan(tx *buntdb.Tx, it Plan, states [][]byte, delta map[int]int, maxCe
 		var n int
 		var err error
 		if q.Remove {
-			n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord)
+			n, err = removeEntry(tx, q.Site, q.Table, q.ID, q.Ord, fresh)
 		} else {
-			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del)
+			n, err = setEntry(tx, q.Site, q.Table, q.ID, q.Ord, q.Del, fresh, grown)
 		}
 		if err != nil {
 			return err

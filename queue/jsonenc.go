@@ -1,7 +1,7 @@
 package queue
 
 import (
-	"encoding/json"
+	"slices"
 	"strconv"
 )
 
@@ -85,10 +85,31 @@ func appendRecordMeta(b []byte, v RecordState, n int) []byte {
 	}
 	if len(v.From) > 0 {
 		b = appendMember(b, "f")
-		f, _ := json.Marshal(v.From) // sorted keys, as encoding/json writes maps; small
-		b = append(b, f...)
+		b = appendMarks(b, v.From)
 	}
 	return b
+}
+
+// appendMarks appends from as encoding/json writes a map[int]string: keys
+// sorted as strings ("10" before "2").
+func appendMarks(b []byte, from map[int]string) []byte {
+	keys := make([]string, 0, len(from))
+	for site := range from {
+		keys = append(keys, strconv.Itoa(site))
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		site, _ := strconv.Atoi(k)
+		b = appendString(b, from[site])
+	}
+	return append(b, '}')
 }
 
 // appendQueueOp appends q as encoding/json would encode QueueOp.

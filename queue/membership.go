@@ -149,7 +149,7 @@ func (c *Central) reconcileBatch(m Membership, router Router, pivot string, res 
 			return err
 		}
 		var n MembershipResult
-		plan, n = DecideMembership(buntReader{tx}, recs, m, router, c.nextVersion)
+		plan, n = DecideMembership(buntReader{tx, c.parents}, recs, m, router, c.nextVersion)
 		res.Records, res.Queued, res.Deleted = res.Records+n.Records, res.Queued+n.Queued, res.Deleted+n.Deleted
 		return nil
 	})

@@ -42,6 +42,11 @@ func buildCentralHistory(t *testing.T, path string) ([]checkpoint, []byte) {
 	ops := []centralOp{
 		{"accept", true, func(c *Central) error { _, err := c.Accept(2, push, sites); return err }},
 		{"accept again", true, func(c *Central) error { _, err := c.Accept(2, push, sites); return err }},
+		{"repeats in one push", true, func(c *Central) error { // written once each, at the last change
+			_, err := c.Accept(2, []Inbound{inbound("e-7", storeRec("item", "c", "s1", 2)), inbound("e-8", line("l1", "h", 2)),
+				inbound("e-9", storeRec("item", "c", "s1", 3)), inbound("e-10", line("l1", "h", 3))}, sites)
+			return err
+		}},
 		{"own push supersedes", true, func(c *Central) error {
 			_, err := c.Accept(3, []Inbound{inbound("f-1", storeRec("item", "a", "s1", 3))}, sites)
 			return err

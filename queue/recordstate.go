@@ -26,14 +26,20 @@ const (
 	stateDataKey   = `,"d":`
 )
 
-// encodeRecordState encodes v as above.
-func encodeRecordState(v RecordState) ([]byte, error) {
-	b := appendRecordMeta(make([]byte, 0, len(v.Data)+96), v, len(v.Data))
+// encodeRecordState encodes v as above, as a string built in place (the
+// value is written into the datafile and the intent as it is: no copy).
+func encodeRecordState(v RecordState) string {
+	var meta [160]byte
+	m := appendRecordMeta(meta[:0], v, len(v.Data))
+	var b strings.Builder
+	b.Grow(len(m) + len(stateDataKey) + len(v.Data) + 1)
+	b.Write(m)
 	if len(v.Data) > 0 {
-		b = append(b, stateDataKey...)
-		b = append(b, v.Data...)
+		b.WriteString(stateDataKey)
+		b.Write(v.Data)
 	}
-	return append(b, '}'), nil
+	b.WriteByte('}')
+	return b.String()
 }
 
 // decodeRecordState decodes a value written by encodeRecordState (or, the

@@ -72,9 +72,13 @@ func (s *Store) WriteBatch(rs []queue.Record, router queue.Router) error {
 // central mode from the start when the plan turns out to write central
 // data.
 func (s *Store) accept(ctx context.Context, origin int, in []queue.Inbound, router queue.Router) (queue.AcceptResult, applied, error) {
+	batch, err := queue.Prepare(origin, in) // once, before any transaction
+	if err != nil {
+		return queue.AcceptResult{}, applied{}, fmt.Errorf("cannot accept push from site %d: %w", origin, err)
+	}
 	central := origin == 0
 	for attempt := 0; ; attempt++ {
-		res, ap, err := s.acceptOnce(ctx, origin, in, router, central)
+		res, ap, err := s.acceptOnce(ctx, origin, in, batch, router, central)
 		switch {
 		case errors.Is(err, errNeedCentral) && !central:
 			central = true
@@ -110,7 +114,7 @@ func (s *Store) accept(ctx context.Context, origin int, in []queue.Inbound, rout
 	}
 }
 
-func (s *Store) acceptOnce(ctx context.Context, origin int, in []queue.Inbound, router queue.Router, central bool) (queue.AcceptResult, applied, error) {
+func (s *Store) acceptOnce(ctx context.Context, origin int, in []queue.Inbound, batch *queue.Batch, router queue.Router, central bool) (queue.AcceptResult, applied, error) {
 	w, err := s.begin(ctx, central, origin)
 	if err != nil {
 		if connLost(err) {
@@ -122,7 +126,7 @@ func (s *Store) acceptOnce(ctx context.Context, origin int, in []queue.Inbound, 
 	targets := targetRefs(in)
 	var res queue.AcceptResult
 	plan, err := w.decide(targets, targets, 2*len(in)+8, func(r *reader) (queue.Plan, error) {
-		p, rs, err := queue.Decide(r, origin, in, router, w.next)
+		p, rs, err := batch.Decide(r, router, w.next)
 		res = rs
 		return p, err
 	})

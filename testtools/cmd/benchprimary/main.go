@@ -48,6 +48,7 @@ type options struct {
 	records     int
 	payload     int
 	ingest      time.Duration
+	ingestNew   bool
 	held        int64
 	bulk        int64
 	kill        bool
@@ -76,6 +77,7 @@ func main() {
 	flag.IntVar(&o.records, "records", 10, "records a push carries")
 	flag.IntVar(&o.payload, "payload", 300, "bytes of each record")
 	flag.DurationVar(&o.ingest, "ingest", 15*time.Second, "how long each ingest run lasts (0: none)")
+	flag.BoolVar(&o.ingestNew, "ingest-new", false, "ingest pushes only new records (by default each site updates 50 records over and over, so a 500-record batch holds each 10 times)")
 	flag.Int64Var(&o.held, "held", 0, "records pushed before the rates and held (by loader sites whose stores no other site has, so nothing is queued)")
 	flag.Int64Var(&o.bulk, "bulk", 0, "PostgreSQL: copy held records by SQL until the database holds this many, then restart the nodes (start time, memory)")
 	flag.BoolVar(&o.kill, "kill", true, "three nodes: kill one during a run of new records and check every record arrives once")

@@ -182,8 +182,12 @@ func (b *bench) printStatements(st *setup) {
 // answered, at the raw baseline (once per bench) and at the setup.
 func (b *bench) ingestRun(ctx context.Context, st *setup) ([]string, error) {
 	sites := b.sites[:min(50, len(b.sites))]
-	cfg := loadgen.Config{Sites: sites, Rate: 2000, Duration: b.o.ingest, Records: 500, Payload: 300, Workers: 50, PushOnly: true}
+	cfg := loadgen.Config{Sites: sites, Rate: 2000, Duration: b.o.ingest, Records: 500, Payload: 300, Workers: 50, PushOnly: true, Distinct: b.o.ingestNew}
 	var out []string
+	kind := "ingest"
+	if b.o.ingestNew {
+		kind = "ingest of new records"
+	}
 	if b.baseline == 0 {
 		raw, err := startNode("-serve", "raw", "-dir", b.tmp)
 		if err != nil {
@@ -196,16 +200,16 @@ func (b *bench) ingestRun(ctx context.Context, st *setup) ([]string, error) {
 		raw.stop()
 		b.baseline = res.AcceptedPerSec
 		push := res.Latency["POST queued_records"]
-		out = append(out, fmt.Sprintf("ingest, raw JSON + append + fsync: %.0f records/s, push p50 %s p99 %s, %.1f µs CPU/record; load %s",
-			res.AcceptedPerSec, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), perRecord(cpu, res.Accepted), benchtable.LoadAvg()))
+		out = append(out, fmt.Sprintf("%s, raw JSON + append + fsync: %.0f records/s, push p50 %s p99 %s, %.1f µs CPU/record; load %s",
+			kind, res.AcceptedPerSec, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), perRecord(cpu, res.Accepted), benchtable.LoadAvg()))
 	}
 	cfg.URLs = st.urls()
 	cpu0, db0 := st.cpu(), b.dbCPU(st)
 	res := loadgen.Run(ctx, cfg)
 	cpu, dbCPU := st.cpu()-cpu0, b.dbCPU(st)-db0
 	push := res.Latency["POST queued_records"]
-	line := fmt.Sprintf("ingest, %s: %.0f records/s (%.2f× the baseline), push p50 %s p99 %s, node %.1f µs CPU/record",
-		st.name, res.AcceptedPerSec, res.AcceptedPerSec/b.baseline, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), perRecord(cpu, res.Accepted))
+	line := fmt.Sprintf("%s, %s: %.0f records/s (%.2f× the baseline), push p50 %s p99 %s, node %.1f µs CPU/record",
+		kind, st.name, res.AcceptedPerSec, res.AcceptedPerSec/b.baseline, ms(loadgen.Percentile(push, .5)), ms(loadgen.Percentile(push, .99)), perRecord(cpu, res.Accepted))
 	if st.kind == "pg" {
 		line += fmt.Sprintf(", database %.1f µs CPU/record", perRecord(dbCPU, res.Accepted))
 	}
