@@ -118,14 +118,20 @@ func (b *bench) runSetup(st *setup) ([]string, error) {
 	}
 	summary = append(summary, fmt.Sprintf("%s: saturation (no error, every p99 < 200 ms, >= 90%% of the rate): %.0f cycles/s of those tried", st.name, saturation))
 	if o.pgStats && st.kind == "pg" {
-		b.printStatements(st)
+		b.printStatements(st, "the rates")
 	}
 	if o.ingest > 0 {
+		if o.pgStats && st.kind == "pg" {
+			b.cluster.Query(st.db, "SELECT pg_stat_statements_reset()")
+		}
 		s, err := b.ingestRun(ctx, st)
 		if err != nil {
 			return nil, err
 		}
 		summary = append(summary, s...)
+		if o.pgStats && st.kind == "pg" {
+			b.printStatements(st, "the ingest")
+		}
 	}
 	if o.kill && len(st.nodes) > 1 {
 		s, err := b.killRun(ctx, st)
@@ -176,14 +182,16 @@ func (b *bench) bulk(st *setup, n int64) (int64, error) {
 	return done, b.cluster.Exec(st.db, "VACUUM (ANALYZE) records")
 }
 
-func (b *bench) printStatements(st *setup) {
+// printStatements prints the ten statements that took the database's
+// time since the last reset, during what.
+func (b *bench) printStatements(st *setup, what string) {
 	out, err := b.cluster.Query(st.db, `SELECT round(total_exec_time)::bigint, calls, round(mean_exec_time::numeric, 3), rows,
 		left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10`)
 	if err != nil {
 		fmt.Println("pg_stat_statements:", err)
 		return
 	}
-	fmt.Printf("\n%s: statements by total time over the rates (pg_stat_statements)\n", st.name)
+	fmt.Printf("\n%s: statements by total time over %s (pg_stat_statements)\n", st.name, what)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "total ms\tcalls\tmean ms\trows\tstatement")
 	for _, line := range strings.Split(out, "\n") {
