@@ -89,15 +89,7 @@ func TestCentral_OnlineCompaction(t *testing.T) {
 	})
 	st.release <- struct{}{}
 	st.next(t, "synced")
-	unlocked(t, "writes while the copy is loaded", func() error {
-		for i := range 10 {
-			if _, err := c.Write(rec("unit", fmt.Sprint(i), map[string]any{"n": 2000 + i}), sites); err != nil {
-				return err
-			}
-		}
-		_, err := c.Write(del("unit", "4"), sites)
-		return err
-	})
+	unlocked(t, "writes while the copy is loaded", writeUnits(c, sites, 2000))
 	st.release <- struct{}{}
 
 	before := snapshot(t, c.st)
@@ -216,15 +208,7 @@ func TestCentral_OnlineCompactionReplaysOnTheGoroutine(t *testing.T) {
 	st.next(t, "copied")
 	st.release <- struct{}{}
 	st.next(t, "synced")
-	unlocked(t, "writes while the copy is loaded", func() error {
-		for i := range 10 {
-			if _, err := c.Write(rec("unit", fmt.Sprint(i), map[string]any{"n": 3000 + i}), sites); err != nil {
-				return err
-			}
-		}
-		_, err := c.Write(del("unit", "4"), sites)
-		return err
-	})
+	unlocked(t, "writes while the copy is loaded", writeUnits(c, sites, 3000))
 	written := fileSize(t, path)
 	st.release <- struct{}{}
 	st.next(t, "replayed")
@@ -258,4 +242,17 @@ func TestCentral_OnlineCompactionReplaysOnTheGoroutine(t *testing.T) {
 		t.Errorf("unit 4, deleted while the copy loaded, is back: %s", r.Data)
 	}
 	checkCentralConsistent(t, c, centralSnapshot(t, c), checkpoint{}, "after the reopen")
+}
+
+// writeUnits writes units 0–9 with n = base+i and deletes unit 4.
+func writeUnits(c *Central, sites Router, base int) func() error {
+	return func() error {
+		for i := range 10 {
+			if _, err := c.Write(rec("unit", fmt.Sprint(i), map[string]any{"n": base + i}), sites); err != nil {
+				return err
+			}
+		}
+		_, err := c.Write(del("unit", "4"), sites)
+		return err
+	}
 }
