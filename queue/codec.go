@@ -42,13 +42,16 @@ func splitRecKey(key string) (table, id string, ok bool) {
 func pad(v uint64) string { return string(appendPad(nil, v)) }
 
 // appendPad appends v zero-padded to seqWidth digits.
-func appendPad(b []byte, v uint64) []byte {
-	var d [seqWidth]byte
-	for i := seqWidth - 1; i >= 0; i-- {
-		d[i] = byte('0' + v%10)
+func appendPad(b []byte, v uint64) []byte { return appendDigits(b, v, seqWidth) }
+
+// appendDigits appends the last width digits of v, zero-padded.
+func appendDigits(b []byte, v uint64, width int) []byte {
+	b = append(b, make([]byte, width)...)
+	for i := len(b) - 1; i >= len(b)-width; i-- {
+		b[i] = byte('0' + v%10)
 		v /= 10
 	}
-	return append(b, d[:]...)
+	return b
 }
 
 // padSite is site zero-padded to siteWidth digits (by hand: it is in
@@ -58,11 +61,7 @@ func padSite(site int) string {
 		return fmt.Sprintf("%0*d", siteWidth, site)
 	}
 	var d [siteWidth]byte
-	for i := siteWidth - 1; i >= 0; i-- {
-		d[i] = byte('0' + site%10)
-		site /= 10
-	}
-	return string(d[:])
+	return string(appendDigits(d[:0], uint64(site), siteWidth))
 }
 
 // marshal encodes v as compact JSON without HTML escaping, so record data

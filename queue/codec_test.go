@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 )
 
@@ -30,5 +31,23 @@ func TestNormalize(t *testing.T) {
 		case tc.want != "" && string(r.Data) != tc.want:
 			t.Errorf("normalize(%q) = %s, want %s", tc.data, r.Data, tc.want)
 		}
+	}
+}
+
+// TestPadding: the hand-written padding is fmt's %0*d.
+func TestPadding(t *testing.T) {
+	for _, v := range []uint64{0, 7, 42, 9999999999, 1e10, 18446744073709551615} {
+		if got, want := pad(v), fmt.Sprintf("%0*d", seqWidth, v); got != want {
+			t.Errorf("pad(%d) = %q, want %q", v, got, want)
+		}
+		if v >= 1e10 {
+			continue
+		}
+		if got, want := padSite(int(v)), fmt.Sprintf("%0*d", siteWidth, v); got != want {
+			t.Errorf("padSite(%d) = %q, want %q", v, got, want)
+		}
+	}
+	if got := padSite(12345678901); got != "12345678901" {
+		t.Errorf("padSite past 10 digits = %q", got)
 	}
 }

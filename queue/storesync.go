@@ -71,10 +71,11 @@ func (fs *fileSync) err() error {
 	return nil
 }
 
-// sync makes everything written so far durable. A failure is for good: the kernel may have dropped the pages
-// it could not write and says so only once, so what memory holds can no
-// longer be taken to be on disk; the store refuses everything after it,
-// and a restart rereads what the file really holds.
+// sync makes everything written so far durable. A failure is for good:
+// the kernel may have dropped the pages it could not write and says so
+// only once, so what memory holds can no longer be taken to be on disk;
+// the store refuses everything after it, and a restart rereads what the
+// file really holds.
 func (s *store) sync() error {
 	fs := s.fsync
 	if fs == nil {
